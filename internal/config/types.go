@@ -1,0 +1,80 @@
+// Package config reads feedbackd-master and feedbackd-agent configuration
+// files in the syntax of the 2007 HOWTO, and reports every problem with the
+// file, line and key it concerns.
+package config
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/logging"
+	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+)
+
+// Default paths and values. Timer defaults are the HOWTO's.
+const (
+	DefaultMasterPath = "/etc/feedbackd/master.conf"
+	DefaultAgentPath  = "/etc/feedbackd/agent.conf"
+	DefaultAgentDir   = "/etc/feedbackd/agent.d"
+
+	DefaultKeepaliveInterval = 2 * time.Second
+	DefaultKeepaliveTimeout  = 10 * time.Second
+	DefaultKeepaliveRetries  = 3
+	DefaultRemovalInterval   = 30 * time.Second
+	DefaultMasterTimeout     = 30 * time.Second
+	DefaultConnectionRetries = 0 // never give up
+	DefaultScheduler         = "wrr"
+	DefaultMaxWeight         = 100
+	DefaultLogLevel          = logging.LevelWarn
+)
+
+// DefaultListen is all addresses, port 3262.
+var DefaultListen = ":3262"
+
+// Master is a parsed master.conf.
+type Master struct {
+	File              string
+	LogFile           string // empty: stderr
+	LogLevel          logging.Level
+	KeepaliveInterval time.Duration
+	KeepaliveTimeout  time.Duration
+	KeepaliveRetries  int
+	RemovalInterval   time.Duration
+	Listen            string // host:port for use without socket activation
+	VirtualServices   []VirtualService
+}
+
+// VirtualService is one [virtual-service] block.
+type VirtualService struct {
+	Name      string
+	Address   netip.Addr
+	Protocol  uint8 // necp.ProtoTCP or necp.ProtoUDP
+	Port      uint16
+	Scheduler string
+	MaxWeight int // weight given to health 100 (default 100)
+	Line      int // line of the [virtual-service] header, for messages
+}
+
+// Agent is a parsed agent.conf (possibly layered with an agent.d file).
+type Agent struct {
+	File              string // the last file read
+	Director          string // host:port, port defaulting to 3262
+	ConnectionRetries int
+	MasterTimeout     time.Duration
+	ModuleDir         string // accepted and ignored: monitors are built in
+	LogFile           string
+	LogLevel          logging.Level
+	Services          []Service
+}
+
+// Service is one [service] block of an agent file.
+type Service struct {
+	Name       string
+	Protocol   uint8
+	Port       uint16
+	Forwarding necp.Forwarding
+	Monitor    string            // canonical name, without ".so"
+	Params     map[string]string // the monitor's own keys (value, command, file, timeout, interval)
+	File       string
+	Line       int
+}

@@ -1,0 +1,110 @@
+// Package ipvs is feedbackd's own view of the kernel's IP Virtual Server
+// tables: a small interface, an implementation on github.com/moby/ipvs, an
+// in-memory one for tests and --without-ipvs, and a dry-run wrapper.
+//
+// The interface is deliberately narrow: feedbackd only ever lists, creates
+// virtual services, and adds, updates or deletes destinations under them.
+package ipvs
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Service flags as the kernel reports them (include/uapi/linux/ip_vs.h).
+// moby/ipvs defines no constants for them.
+const (
+	FlagPersistent uint32 = 0x1
+	// FlagHashed is set by the kernel on every service it reports; it must be
+	// masked before comparing desired with actual flags, or every service
+	// looks changed on every pass.
+	FlagHashed uint32 = 0x2
+)
+
+// Forwarding is the LVS packet-forwarding method of a destination, with the
+// kernel's values (IP_VS_CONN_F_MASQ etc.).
+type Forwarding uint32
+
+const (
+	ForwardMasq   Forwarding = 0 // NAT, ipvsadm -m
+	ForwardLocal  Forwarding = 1 // local node
+	ForwardTunnel Forwarding = 2 // IPIP, ipvsadm -i
+	ForwardRoute  Forwarding = 3 // direct routing, ipvsadm -g
+)
+
+func (f Forwarding) String() string {
+	switch f {
+	case ForwardMasq:
+		return "Masq"
+	case ForwardLocal:
+		return "Local"
+	case ForwardTunnel:
+		return "Tunnel"
+	case ForwardRoute:
+		return "Route"
+	}
+	return fmt.Sprintf("Forwarding(%d)", uint32(f))
+}
+
+// ServiceKey identifies a virtual service: protocol, virtual IP and port.
+type ServiceKey struct {
+	Protocol uint16 // 6 = TCP, 17 = UDP
+	Address  netip.Addr
+	Port     uint16
+}
+
+func (k ServiceKey) String() string {
+	p := "TCP"
+	switch k.Protocol {
+	case 6:
+	case 17:
+		p = "UDP"
+	default:
+		p = fmt.Sprintf("proto%d", k.Protocol)
+	}
+	return p + " " + netip.AddrPortFrom(k.Address, k.Port).String()
+}
+
+// Service is a virtual service.
+type Service struct {
+	ServiceKey
+	Scheduler string // rr, wrr, lc, wlc, sh, dh, mh, ...
+	Flags     uint32 // kernel flags; compare with FlagHashed masked
+	Timeout   uint32 // persistence timeout in seconds
+	Netmask   uint32 // persistence netmask
+}
+
+// DestKey identifies a destination (realserver) inside a service.
+type DestKey struct {
+	Address netip.Addr
+	Port    uint16
+}
+
+func (k DestKey) String() string { return netip.AddrPortFrom(k.Address, k.Port).String() }
+
+// Destination is a realserver entry of a virtual service. When writing, all
+// of Forwarding, Weight and the thresholds are sent: the kernel's SET_DEST
+// replaces the whole destination, so a partly filled one would silently
+// reset the forwarding method to NAT.
+type Destination struct {
+	DestKey
+	Weight         int
+	Forwarding     Forwarding
+	UpperThreshold uint32
+	LowerThreshold uint32
+	// Read-only counters; ignored when writing.
+	ActiveConns   int
+	InactiveConns int
+}
+
+// IPVS is the subset of the kernel's IPVS interface feedbackd uses.
+// Implementations need not be safe for concurrent use unless they say so.
+type IPVS interface {
+	Services() ([]Service, error)
+	AddService(Service) error
+	Destinations(ServiceKey) ([]Destination, error)
+	AddDestination(ServiceKey, Destination) error
+	UpdateDestination(ServiceKey, Destination) error
+	DeleteDestination(ServiceKey, DestKey) error
+	Close() error
+}

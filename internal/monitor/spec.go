@@ -1,0 +1,92 @@
+// Package monitor measures a realserver's health for feedbackd-agent.
+//
+// The original agent loaded plugins (constant.so, cpuload.so, exec.so,
+// perl.so) from moduledir; here they are built in, and the names are
+// accepted with or without ".so".
+package monitor
+
+import (
+	"sort"
+	"strings"
+	"time"
+)
+
+// ValueType says how a monitor key's value is checked by the config reader.
+type ValueType int
+
+const (
+	TypeString   ValueType = iota // any non-empty string
+	TypeHealth                    // integer 0..100
+	TypeDuration                  // seconds (decimal allowed) or a Go duration such as 500ms
+	TypePath                      // absolute or relative path, non-empty
+)
+
+// KeySpec describes one monitor-specific key of an agent [service] block.
+type KeySpec struct {
+	Name     string
+	Type     ValueType
+	Required bool
+	Help     string
+}
+
+// Kind describes one built-in monitor.
+type Kind struct {
+	Name string
+	Keys []KeySpec
+}
+
+// Sampling defaults. Every monitor samples on its own ticker (interval) and
+// the agent answers KEEPALIVEs from the cached value, so a slow monitor
+// never delays a reply. A value older than StaleAfter sample periods is
+// reported as unknown.
+const (
+	DefaultInterval = 1 * time.Second
+	DefaultTimeout  = 5 * time.Second // exec and perl: below the master's keepalive-timeout
+	StaleAfter      = 3
+)
+
+// commonKeys are accepted by every monitor.
+var commonKeys = []KeySpec{
+	{Name: "interval", Type: TypeDuration, Help: "seconds between samples (default 1)"},
+}
+
+var kinds = map[string]Kind{
+	"constant": {Name: "constant", Keys: []KeySpec{
+		{Name: "value", Type: TypeHealth, Required: true, Help: "the health reported on every sample, 0..100"},
+	}},
+	"cpuload": {Name: "cpuload"},
+	"exec": {Name: "exec", Keys: []KeySpec{
+		{Name: "command", Type: TypeString, Required: true, Help: "run by /bin/sh -c; the first number on stdout is the health"},
+		{Name: "timeout", Type: TypeDuration, Help: "seconds before the command is killed and the health is unknown (default 5)"},
+	}},
+	"perl": {Name: "perl", Keys: []KeySpec{
+		{Name: "file", Type: TypePath, Required: true, Help: "Perl script defining get_health()"},
+		{Name: "timeout", Type: TypeDuration, Help: "seconds get_health() may take (default 5)"},
+	}},
+}
+
+// CanonicalName maps "cpuload.so" to "cpuload"; other names are returned unchanged.
+func CanonicalName(name string) string {
+	return strings.TrimSuffix(strings.TrimSpace(name), ".so")
+}
+
+// Lookup returns the monitor kind for a name given with or without ".so",
+// with the common keys appended to its own.
+func Lookup(name string) (Kind, bool) {
+	k, ok := kinds[CanonicalName(name)]
+	if !ok {
+		return Kind{}, false
+	}
+	k.Keys = append(append([]KeySpec(nil), k.Keys...), commonKeys...)
+	return k, true
+}
+
+// Names lists the built-in monitors, sorted.
+func Names() []string {
+	n := make([]string, 0, len(kinds))
+	for k := range kinds {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}

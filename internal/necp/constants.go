@@ -1,0 +1,77 @@
+// Package necp encodes and decodes NECP messages as feedbackd speaks them.
+//
+// The wire format is specified in docs/necp-protocol.md (the project's
+// normative copy). Every number that the specification fixes lives in this
+// one file, so that it can be corrected in one place should the original
+// 2007 source ever turn up (see §10 of the specification).
+package necp
+
+// Protocol-wide numbers (§1, §4 of the specification).
+const (
+	// Version is the only protocol version this implementation speaks.
+	Version uint8 = 1
+	// DefaultPort is TCP 3262, IANA's "necp".
+	DefaultPort = 3262
+	// HeaderLen is the size of the common header: version, type, length, sequence.
+	HeaderLen = 8
+	// MaxMessageLen caps a frame, header included. Anything longer is a
+	// protocol error: NECP messages are tens of bytes, and the cap bounds
+	// what a hostile peer can make us allocate.
+	MaxMessageLen = 4096
+	// listHeaderLen is the count + reserved prefix of every list payload.
+	listHeaderLen = 4
+	// serviceRecordLen, healthRecordLen: fixed record sizes (§5.1, §5.3).
+	serviceRecordLen = 8
+	healthRecordLen  = 4
+	// MaxServices is the largest record count that fits a START within
+	// MaxMessageLen: (4096 - 8 - 4) / 8.
+	MaxServices = (MaxMessageLen - HeaderLen - listHeaderLen) / serviceRecordLen
+)
+
+// Type is the message type code (§3).
+type Type uint8
+
+// Message type codes (§3). Codes 10 and above are NECP exception messages,
+// which this project does not implement; they are skipped on receipt.
+const (
+	TypeNoop         Type = 1
+	TypeInit         Type = 2
+	TypeInitAck      Type = 3
+	TypeKeepalive    Type = 4
+	TypeKeepaliveAck Type = 5
+	TypeStart        Type = 6
+	TypeStartAck     Type = 7
+	TypeStop         Type = 8
+	TypeStopAck      Type = 9
+)
+
+// IP protocol numbers carried in service and health records (§5.1).
+const (
+	ProtoTCP uint8 = 6
+	ProtoUDP uint8 = 17
+)
+
+// Forwarding is the LVS forwarding method an agent asks for (§5.1).
+type Forwarding uint8
+
+const (
+	ForwardNone Forwarding = 0 // not given: invalid in START, ignored in STOP
+	ForwardDR   Forwarding = 1 // direct routing, ipvsadm -g
+	ForwardTUN  Forwarding = 2 // IP-in-IP tunnel, ipvsadm -i
+	ForwardNAT  Forwarding = 3 // masquerading, ipvsadm -m
+)
+
+// Status is the per-service answer in a START_ACK (§5.2).
+type Status uint8
+
+const (
+	StatusAccepted Status = 0 // added to at least one virtual service
+	StatusNoMatch  Status = 1 // no [virtual-service] with this protocol and port
+	StatusRefused  Status = 2 // bad forwarding code, address not allowed, ...
+)
+
+// Health values (§5.3, §6).
+const (
+	HealthMax     uint8 = 100
+	HealthUnknown uint8 = 255 // the monitor failed; the master leaves the weight alone
+)

@@ -1,0 +1,34 @@
+package necp
+
+import "net/netip"
+
+// ServiceRecord is one entry of a START or STOP service list (§5.1).
+type ServiceRecord struct {
+	Protocol   uint8
+	Forwarding Forwarding
+	Port       uint16
+	// Address is the realserver address. The zero netip.Addr (encoded as
+	// 0.0.0.0) means "the TCP peer address of this connection", the normal
+	// case.
+	Address netip.Addr
+}
+
+// HealthRecord is one entry of a KEEPALIVE_ACK health list (§5.3).
+type HealthRecord struct {
+	Protocol uint8
+	Health   uint8 // 0..100, or HealthUnknown
+	Port     uint16
+}
+
+// Message is one decoded NECP message. Only the slice that belongs to Type
+// is meaningful: Services for START and STOP, Statuses for START_ACK, Health
+// for KEEPALIVE_ACK.
+type Message struct {
+	// Version as received. Zero on encode means Version.
+	Version  uint8
+	Type     Type
+	Seq      uint32
+	Services []ServiceRecord
+	Statuses []Status
+	Health   []HealthRecord
+}
