@@ -1,0 +1,248 @@
+// Package master is feedbackd-master: it accepts agent connections, polls
+// them with NECP KEEPALIVEs, and turns their health reports into IPVS
+// weights.
+//
+// Shape: one goroutine per agent connection (session.go) reads frames and
+// runs that connection's keepalive timer; they send events to one owner
+// goroutine (this file), which alone holds the cluster table (table.go, pure
+// decisions) and alone talks to IPVS. Events flow one way; nothing else
+// mutates the table.
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/config"
+	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
+	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+)
+
+// Options are the master's outside connections, all injectable.
+type Options struct {
+	Logger *slog.Logger // nil = discard
+	IPVS   ipvs.IPVS    // required
+	Store  Store        // nil = in memory only
+	// DryRun: IPVS is read but never written (the IPVS passed in is
+	// expected to be a dry-run wrapper that logs what it would write); the
+	// master then does not expect the kernel to reflect its changes.
+	DryRun bool
+	// OnReady is called once the virtual services are ensured and the
+	// master is about to accept agents (systemd READY=1).
+	OnReady func()
+	// OnLoop is called from the owner goroutine's loop at least once a
+	// second, so a hung owner stops calling it (systemd watchdog).
+	OnLoop func()
+	// OnChange is called from the owner goroutine after a pass that changed
+	// the table, with a one-line summary (systemd STATUS=).
+	OnChange func(Summary)
+}
+
+// Summary is a snapshot of the cluster for status lines.
+type Summary struct {
+	Agents      int       // live agent sessions
+	Active      int       // destinations with a reporting agent
+	Quiescing   int       // destinations at weight 0 awaiting removal, or orphans
+	LastChange  time.Time // last weight or membership change
+	KernelError string    // last IPVS write error, "" when the last pass succeeded
+}
+
+func (s Summary) String() string {
+	str := fmt.Sprintf("%d agents, %d realservers active, %d quiescing", s.Agents, s.Active, s.Quiescing)
+	if !s.LastChange.IsZero() {
+		str += ", last change " + s.LastChange.Format(time.TimeOnly)
+	}
+	if s.KernelError != "" {
+		str += ", IPVS error: " + s.KernelError
+	}
+	return str
+}
+
+// Master is one running master.
+type Master struct {
+	opts   Options
+	log    *slog.Logger
+	cfg    atomic.Pointer[config.Master]
+	events chan event
+	nextID atomic.Uint64
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	summary  atomic.Pointer[Summary]
+}
+
+// New checks the options; nothing is touched until Run.
+func New(cfg *config.Master, opts Options) (*Master, error) {
+	if opts.IPVS == nil {
+		return nil, errors.New("master: no IPVS implementation")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Store == nil {
+		opts.Store = &MemoryStore{}
+	}
+	m := &Master{
+		opts:     opts,
+		log:      opts.Logger,
+		events:   make(chan event, 1024),
+		sessions: map[*session]struct{}{},
+	}
+	m.cfg.Store(cfg)
+	m.summary.Store(&Summary{})
+	return m, nil
+}
+
+// Summary returns the latest cluster summary.
+func (m *Master) Summary() Summary { return *m.summary.Load() }
+
+// Run ensures the configured virtual services, takes over the destinations
+// an earlier run created, then accepts agents on ln until ctx is cancelled.
+// On return the IPVS tables are left exactly as they are: the HOWTO's
+// behaviour, so that a master restart does not disturb the weights.
+func (m *Master) Run(ctx context.Context, ln net.Listener) error {
+	o, err := m.newOwner()
+	if err != nil {
+		return err
+	}
+	if err := o.start(time.Now()); err != nil {
+		return err
+	}
+	if m.opts.OnReady != nil {
+		m.opts.OnReady()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ownerDone := make(chan struct{})
+	go func() {
+		defer close(ownerDone)
+		o.run(ctx)
+	}()
+
+	var wg sync.WaitGroup
+	acceptErr := make(chan error, 1)
+	go func() { acceptErr <- m.accept(ctx, ln, &wg) }()
+
+	select {
+	case <-ctx.Done():
+	case err = <-acceptErr:
+		cancel()
+	}
+	ln.Close()
+	// Close every agent connection. Their sessions' goodbye events are not
+	// acted on (the owner stops on ctx), so nothing is quiesced: agents of
+	// a restarted master re-register and find their weights untouched.
+	m.mu.Lock()
+	for s := range m.sessions {
+		s.conn.Close()
+	}
+	m.mu.Unlock()
+	wg.Wait()
+	<-ownerDone
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+func (m *Master) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) error {
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// EMFILE and friends: wait rather than spin or exit; one
+				// flood of connections must not take the master down.
+				m.log.Error("accept failed; retrying", "err", err, "backoff", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+					return nil
+				}
+				backoff = min(backoff*2, time.Second)
+				continue
+			}
+			return err
+		}
+		backoff = 5 * time.Millisecond
+		s := m.newSession(c)
+		m.mu.Lock()
+		m.sessions[s] = struct{}{}
+		m.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(ctx)
+			m.mu.Lock()
+			delete(m.sessions, s)
+			m.mu.Unlock()
+		}()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// Reload replaces the configuration: new virtual services are created,
+// every session's services are matched again, and the weights recomputed.
+// It returns once the owner has applied it.
+func (m *Master) Reload(ctx context.Context, cfg *config.Master) error {
+	done := make(chan error, 1)
+	select {
+	case m.events <- reloadEvent{cfg: cfg, done: done}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ---- events from sessions to the owner ----
+
+type event interface{ isEvent() }
+
+type joinEvent struct {
+	sid   sessionID
+	peer  netip.AddrPort
+	recs  []necp.ServiceRecord
+	reply chan []necp.Status
+}
+type healthEvent struct {
+	sid  sessionID
+	recs []necp.HealthRecord
+}
+type stopEvent struct {
+	sid  sessionID
+	recs []necp.ServiceRecord
+}
+type goneEvent struct {
+	sid    sessionID
+	reason string
+}
+type reloadEvent struct {
+	cfg  *config.Master
+	done chan error
+}
+
+func (joinEvent) isEvent()   {}
+func (healthEvent) isEvent() {}
+func (stopEvent) isEvent()   {}
+func (goneEvent) isEvent()   {}
+func (reloadEvent) isEvent() {}

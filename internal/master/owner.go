@@ -1,0 +1,305 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/config"
+	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
+	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+)
+
+// owner is the single goroutine that holds the table and the IPVS handle.
+type owner struct {
+	m     *Master
+	t     *table
+	kv    ipvs.IPVS
+	store Store
+
+	pendingJoins []pendingJoin
+	nextResync   time.Time
+	kernelErr    string
+}
+
+type pendingJoin struct {
+	reply chan []necp.Status
+	st    []necp.Status
+}
+
+// maxBatch bounds how many queued events one pass takes before writing to
+// IPVS, so that under a flood the weights still reach the kernel promptly.
+const maxBatch = 512
+
+func (m *Master) newOwner() (*owner, error) {
+	t := newTable(m.cfg.Load(), m.log)
+	t.dryRun = m.opts.DryRun
+	return &owner{m: m, t: t, kv: m.opts.IPVS, store: m.opts.Store}, nil
+}
+
+// start ensures the virtual services and adopts the destinations an
+// earlier run created. Errors here are fatal: without IPVS the master has
+// no job (systemd restarts it).
+func (o *owner) start(now time.Time) error {
+	if err := o.ensureServices(); err != nil {
+		return err
+	}
+	refs, err := o.store.Load()
+	if err != nil {
+		return fmt.Errorf("reading state: %w", err)
+	}
+	owned := make(map[destID]bool, len(refs))
+	for _, r := range refs {
+		owned[r] = true
+	}
+	kernel, err := o.readKernel()
+	if err != nil {
+		return err
+	}
+	o.t.adopt(kernel, owned, now)
+	o.t.resync(kernel, now)
+	o.t.clean()
+	o.saveIfChanged()
+	o.nextResync = now.Add(o.t.cfg.RemovalInterval)
+	o.publish()
+	return nil
+}
+
+// ensureServices creates every configured virtual service that is absent.
+// Existing ones are never edited: a different scheduler is only reported.
+func (o *owner) ensureServices() error {
+	svcs, err := o.kv.Services()
+	if err != nil {
+		return fmt.Errorf("reading IPVS services: %w", err)
+	}
+	have := map[ipvs.ServiceKey]ipvs.Service{}
+	for _, s := range svcs {
+		have[s.ServiceKey] = s
+	}
+	for i := range o.t.cfg.VirtualServices {
+		vs := &o.t.cfg.VirtualServices[i]
+		want := ipvs.Service{ServiceKey: vsKey(vs), Scheduler: vs.Scheduler}
+		got, ok := have[want.ServiceKey]
+		if !ok {
+			if err := o.kv.AddService(want); err != nil && !errors.Is(err, os.ErrExist) {
+				return fmt.Errorf("creating virtual service %s (%s): %w", vs.Name, want.ServiceKey, err)
+			}
+			o.m.log.Info("virtual service created", "vs", vs.Name, "service", want.ServiceKey.String(), "scheduler", vs.Scheduler)
+			continue
+		}
+		if got.Scheduler != want.Scheduler || got.Flags&^ipvs.FlagHashed != want.Flags {
+			o.m.log.Warn("virtual service exists with other settings; left as it is",
+				"vs", vs.Name, "service", want.ServiceKey.String(),
+				"scheduler", got.Scheduler, "configured_scheduler", want.Scheduler,
+				"flags", got.Flags&^ipvs.FlagHashed)
+		}
+	}
+	return nil
+}
+
+// readKernel reads the destinations of the configured virtual services.
+func (o *owner) readKernel() (map[ipvs.ServiceKey][]ipvs.Destination, error) {
+	out := map[ipvs.ServiceKey][]ipvs.Destination{}
+	for i := range o.t.cfg.VirtualServices {
+		key := vsKey(&o.t.cfg.VirtualServices[i])
+		ds, err := o.kv.Destinations(key)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("reading destinations of %s: %w", key, err)
+		}
+		out[key] = ds
+	}
+	return out, nil
+}
+
+func (o *owner) run(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		o.arm(timer, time.Now())
+		select {
+		case <-ctx.Done():
+			o.saveIfChanged()
+			return
+		case ev := <-o.m.events:
+			now := time.Now()
+			o.handle(ev, now)
+		drain:
+			for n := 1; n < maxBatch; n++ {
+				select {
+				case ev := <-o.m.events:
+					o.handle(ev, now)
+				default:
+					break drain
+				}
+			}
+		case <-timer.C:
+		}
+		now := time.Now()
+		o.timers(now)
+		o.apply()
+		o.saveIfChanged()
+		o.replyJoins()
+		o.publish()
+		if o.m.opts.OnLoop != nil {
+			o.m.opts.OnLoop()
+		}
+	}
+}
+
+// arm sets the timer to the earliest of: the table's next deadline, the
+// next resync, and one second from now (so OnLoop runs at least that often).
+func (o *owner) arm(timer *time.Timer, now time.Time) {
+	next := now.Add(time.Second)
+	if d, ok := o.t.nextDeadline(); ok && d.Before(next) {
+		next = d
+	}
+	if o.nextResync.Before(next) {
+		next = o.nextResync
+	}
+	timer.Reset(max(next.Sub(now), 0))
+}
+
+func (o *owner) handle(ev event, now time.Time) {
+	switch ev := ev.(type) {
+	case joinEvent:
+		st := o.t.join(ev.sid, ev.peer, ev.recs, now)
+		o.pendingJoins = append(o.pendingJoins, pendingJoin{ev.reply, st})
+	case healthEvent:
+		o.t.health(ev.sid, ev.recs, now)
+	case stopEvent:
+		o.t.stop(ev.sid, ev.recs, "agent sent STOP", now)
+	case goneEvent:
+		o.t.gone(ev.sid, ev.reason, now)
+	case reloadEvent:
+		ev.done <- o.reload(ev.cfg, now)
+	}
+}
+
+// timers runs removal checks and the periodic resync. A removal check
+// reads the kernel's active-connection counts, which only IPVS knows.
+func (o *owner) timers(now time.Time) {
+	if due := o.t.tick(now); len(due) > 0 {
+		counts := map[destID]int{}
+		for _, key := range uniqueServices(due) {
+			ds, err := o.kv.Destinations(key)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				o.m.log.Error("reading active connections failed", "service", key.String(), "err", err)
+				continue
+			}
+			for _, d := range ds {
+				counts[destID{key, d.DestKey}] = d.ActiveConns
+			}
+		}
+		for _, id := range due {
+			o.t.removalChecked(id, counts[id], now)
+		}
+	}
+	if !now.Before(o.nextResync) {
+		o.nextResync = now.Add(o.t.cfg.RemovalInterval)
+		if kernel, err := o.readKernel(); err != nil {
+			o.m.log.Error("resync failed", "err", err)
+		} else {
+			o.t.resync(kernel, now)
+		}
+	}
+}
+
+func uniqueServices(ids []destID) []ipvs.ServiceKey {
+	var out []ipvs.ServiceKey
+	seen := map[ipvs.ServiceKey]bool{}
+	for _, id := range ids {
+		if !seen[id.Service] {
+			seen[id.Service] = true
+			out = append(out, id.Service)
+		}
+	}
+	return out
+}
+
+// apply writes the table's diff to IPVS.
+func (o *owner) apply() {
+	o.kernelErr = ""
+	for _, op := range o.t.diff() {
+		var err error
+		switch op.kind {
+		case "add":
+			err = o.kv.AddDestination(op.id.Service, op.dest)
+			if errors.Is(err, os.ErrExist) {
+				// Already there (e.g. added by a write whose reply was
+				// lost): write it in full instead.
+				err = o.kv.UpdateDestination(op.id.Service, op.dest)
+			}
+		case "update":
+			err = o.kv.UpdateDestination(op.id.Service, op.dest)
+		case "delete":
+			err = o.kv.DeleteDestination(op.id.Service, op.dest.DestKey)
+			if errors.Is(err, os.ErrNotExist) {
+				err = nil
+			}
+		}
+		if err != nil {
+			o.kernelErr = err.Error()
+			o.m.log.Error("IPVS write failed; will retry", "op", op.kind, "vs", op.id.Service.String(),
+				"realserver", op.id.Dest.Address.String(), "weight", op.dest.Weight, "err", err)
+		} else {
+			o.m.log.Debug("IPVS written", "op", op.kind, "vs", op.id.Service.String(),
+				"realserver", op.id.Dest.Address.String(), "weight", op.dest.Weight,
+				"forwarding", op.dest.Forwarding.String())
+		}
+		o.t.applied(op, err)
+	}
+	o.t.clean()
+}
+
+func (o *owner) saveIfChanged() {
+	if !o.t.ownedChanged {
+		return
+	}
+	if err := o.store.Save(o.t.owned()); err != nil {
+		o.m.log.Error("saving state failed", "err", err)
+		return
+	}
+	o.t.ownedChanged = false
+}
+
+// replyJoins answers START only after the destinations are in IPVS and the
+// state file records them, so an agent that sees START_ACK is really there.
+func (o *owner) replyJoins() {
+	for _, p := range o.pendingJoins {
+		p.reply <- p.st // buffered: never blocks
+	}
+	o.pendingJoins = o.pendingJoins[:0]
+}
+
+func (o *owner) publish() {
+	agents, active, quiescing := o.t.counts()
+	s := &Summary{Agents: agents, Active: active, Quiescing: quiescing, LastChange: o.t.lastChange, KernelError: o.kernelErr}
+	old := o.m.summary.Swap(s)
+	if o.m.opts.OnChange != nil && *old != *s {
+		o.m.opts.OnChange(*s)
+	}
+}
+
+// reload swaps the configuration: timers and max-weights take effect at
+// once, new virtual services are created, every session's services are
+// matched again, and a full resync follows.
+func (o *owner) reload(cfg *config.Master, now time.Time) error {
+	old := o.t.cfg
+	o.t.cfg = cfg
+	if err := o.ensureServices(); err != nil {
+		o.t.cfg = old
+		return err
+	}
+	o.m.cfg.Store(cfg)
+	o.t.rematch(now)
+	kernel, err := o.readKernel()
+	if err != nil {
+		return err
+	}
+	o.t.resync(kernel, now)
+	o.nextResync = now.Add(cfg.RemovalInterval)
+	o.m.log.Info("configuration reloaded", "file", cfg.File, "virtual_services", len(cfg.VirtualServices))
+	return nil
+}

@@ -1,0 +1,145 @@
+package master
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
+)
+
+// Store keeps the list of destinations this master created, across
+// restarts. The kernel has no field to tag an entry with its creator, and
+// the master must never edit or delete IPVS entries it did not create, yet
+// after a restart it must take back its own entries at their current weight
+// (so that a restart disturbs nothing). The list is what tells the two apart.
+type Store interface {
+	Load() ([]Ref, error)
+	Save([]Ref) error
+}
+
+// FileStore keeps the list in a text file, one destination per line:
+//
+//	tcp 192.0.2.1:80 10.0.0.2:80
+//
+// It is written atomically (temporary file, fsync, rename), so a crash
+// leaves either the old or the new list.
+type FileStore struct{ Path string }
+
+func (f FileStore) Load() ([]Ref, error) {
+	data, err := os.ReadFile(f.Path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var refs []Ref
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		r, err := parseRef(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %v", f.Path, n, err)
+		}
+		refs = append(refs, r)
+	}
+	return refs, sc.Err()
+}
+
+func (f FileStore) Save(refs []Ref) error {
+	var b bytes.Buffer
+	b.WriteString("# Destinations created by feedbackd-master; do not edit while it runs.\n")
+	for _, r := range refs {
+		b.WriteString(formatRef(r))
+		b.WriteByte('\n')
+	}
+	dir := filepath.Dir(f.Path)
+	tmp, err := os.CreateTemp(dir, ".state-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b.Bytes()); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), f.Path)
+}
+
+func formatRef(r Ref) string {
+	proto := "tcp"
+	if r.Service.Protocol == 17 {
+		proto = "udp"
+	}
+	return proto + " " + netip.AddrPortFrom(r.Service.Address, r.Service.Port).String() +
+		" " + netip.AddrPortFrom(r.Dest.Address, r.Dest.Port).String()
+}
+
+func parseRef(line string) (Ref, error) {
+	f := strings.Fields(line)
+	if len(f) != 3 {
+		return Ref{}, fmt.Errorf("want \"PROTO VIP:PORT RIP:PORT\", got %q", line)
+	}
+	var proto uint16
+	switch f[0] {
+	case "tcp":
+		proto = 6
+	case "udp":
+		proto = 17
+	default:
+		n, err := strconv.ParseUint(f[0], 10, 16)
+		if err != nil {
+			return Ref{}, fmt.Errorf("bad protocol %q", f[0])
+		}
+		proto = uint16(n)
+	}
+	vip, err := netip.ParseAddrPort(f[1])
+	if err != nil {
+		return Ref{}, err
+	}
+	rip, err := netip.ParseAddrPort(f[2])
+	if err != nil {
+		return Ref{}, err
+	}
+	return Ref{
+		Service: ipvs.ServiceKey{Protocol: proto, Address: vip.Addr(), Port: vip.Port()},
+		Dest:    ipvs.DestKey{Address: rip.Addr(), Port: rip.Port()},
+	}, nil
+}
+
+// MemoryStore keeps the list in memory: for tests, and for --without-ipvs,
+// whose in-memory table does not outlive the process either.
+type MemoryStore struct {
+	mu   sync.Mutex
+	refs []Ref
+}
+
+func (m *MemoryStore) Load() ([]Ref, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]Ref(nil), m.refs...), nil
+}
+
+func (m *MemoryStore) Save(refs []Ref) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.refs = append(m.refs[:0], refs...)
+	return nil
+}

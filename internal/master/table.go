@@ -1,0 +1,632 @@
+package master
+
+import (
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/config"
+	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
+	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+)
+
+// The table is the master's whole view of the cluster: which realserver
+// destinations it owns, who reports for them, what weight each should have,
+// and what the kernel was last seen to hold. It is plain data driven by the
+// owner goroutine; nothing in this file does I/O, and every method takes the
+// time as an argument, so all of the master's decisions are tested with
+// tables (table_test.go).
+
+type sessionID uint64
+
+// destID names one destination: a realserver under a virtual service.
+type destID = Ref
+
+// Ref names one destination: a realserver under a virtual service.
+type Ref struct {
+	Service ipvs.ServiceKey
+	Dest    ipvs.DestKey
+}
+
+func (d Ref) String() string { return d.Service.String() + " -> " + d.Dest.String() }
+
+type destState int
+
+const (
+	// stateActive: a live agent session reports for this destination.
+	stateActive destState = iota
+	// stateOrphan: found in the kernel at start-up, created by an earlier
+	// run of the master; its agent has not re-registered yet. Its weight is
+	// left exactly as it was, so a master restart disturbs nothing.
+	stateOrphan
+	// stateQuiescing: weight 0, no new connections; deleted once its active
+	// connection count is 0 at a removal check.
+	stateQuiescing
+)
+
+func (s destState) String() string {
+	return [...]string{"active", "orphan", "quiescing"}[s]
+}
+
+type entry struct {
+	id        destID
+	vsName    string
+	maxWeight int
+	fwd       ipvs.Forwarding
+	owner     sessionID // 0 when nobody reports for it
+	state     destState
+	health    uint8 // latest report; necp.HealthUnknown before the first
+	want      int   // the weight it should have
+	since     time.Time
+	nextCheck time.Time // orphan: end of grace; quiescing: next removal check
+
+	inKernel bool
+	kernel   ipvs.Destination // full copy as last read or written
+	dirty    bool             // want/fwd may differ from kernel, or deletion pending
+	remove   bool             // delete from the kernel on the next apply
+}
+
+// svcPort is how health and STOP records name a service of an agent.
+type svcPort struct {
+	proto uint8
+	port  uint16
+}
+
+type sessionInfo struct {
+	peer     netip.AddrPort
+	services map[svcPort][]destID
+	started  []necp.ServiceRecord // every START record, to match again on reload
+}
+
+type table struct {
+	cfg     *config.Master
+	log     *slog.Logger
+	dryRun  bool
+	entries map[destID]*entry
+	// foreign holds kernel destinations under configured virtual services
+	// that this master did not create: they are never touched, and an agent
+	// claiming one is refused.
+	foreign  map[destID]bool
+	sessions map[sessionID]*sessionInfo
+	// ownedChanged is set when the set of owned destinations changed and
+	// the state file must be rewritten.
+	ownedChanged bool
+	lastChange   time.Time
+}
+
+func newTable(cfg *config.Master, log *slog.Logger) *table {
+	return &table{
+		cfg:      cfg,
+		log:      log,
+		entries:  map[destID]*entry{},
+		foreign:  map[destID]bool{},
+		sessions: map[sessionID]*sessionInfo{},
+	}
+}
+
+func vsKey(vs *config.VirtualService) ipvs.ServiceKey {
+	return ipvs.ServiceKey{Protocol: uint16(vs.Protocol), Address: vs.Address, Port: vs.Port}
+}
+
+// forwardingFromNECP maps the agent's requested method to the kernel's.
+func forwardingFromNECP(f necp.Forwarding) (ipvs.Forwarding, bool) {
+	switch f {
+	case necp.ForwardDR:
+		return ipvs.ForwardRoute, true
+	case necp.ForwardTUN:
+		return ipvs.ForwardTunnel, true
+	case necp.ForwardNAT:
+		return ipvs.ForwardMasq, true
+	}
+	return 0, false
+}
+
+func (t *table) markDirty(e *entry, now time.Time) {
+	e.dirty = true
+	t.lastChange = now
+}
+
+// adopt registers destinations found in the kernel at start-up. owned says
+// which of them an earlier run created (from the state file); those become
+// orphans awaiting their agents, the rest are foreign.
+func (t *table) adopt(kernel map[ipvs.ServiceKey][]ipvs.Destination, owned map[destID]bool, now time.Time) {
+	grace := time.Duration(1+t.cfg.KeepaliveRetries) * t.cfg.KeepaliveTimeout
+	for i := range t.cfg.VirtualServices {
+		vs := &t.cfg.VirtualServices[i]
+		key := vsKey(vs)
+		for _, d := range kernel[key] {
+			id := destID{key, d.DestKey}
+			if !owned[id] {
+				t.foreign[id] = true
+				continue
+			}
+			if _, ok := t.entries[id]; ok {
+				continue
+			}
+			t.entries[id] = &entry{
+				id: id, vsName: vs.Name, maxWeight: vs.MaxWeight, fwd: d.Forwarding,
+				state: stateOrphan, health: necp.HealthUnknown, want: d.Weight,
+				since: now, nextCheck: now.Add(grace), inKernel: true, kernel: d,
+			}
+			t.log.Info("adopted destination from an earlier run; waiting for its agent",
+				"vs", vs.Name, "realserver", d.Address.String(), "weight", d.Weight, "grace", grace)
+		}
+	}
+	t.ownedChanged = true
+}
+
+// join handles a START: it matches each service record against the
+// configured virtual services by (protocol, port) and returns a status per
+// record. The realserver address is the agent's TCP peer address unless the
+// record carries one.
+func (t *table) join(sid sessionID, peer netip.AddrPort, recs []necp.ServiceRecord, now time.Time) []necp.Status {
+	si := t.sessions[sid]
+	if si == nil {
+		si = &sessionInfo{peer: peer, services: map[svcPort][]destID{}}
+		t.sessions[sid] = si
+	}
+	st := make([]necp.Status, len(recs))
+	for i, rec := range recs {
+		st[i] = t.joinOne(sid, si, rec, now)
+		si.started = append(si.started, rec)
+	}
+	return st
+}
+
+// rematch applies a new configuration: entries of virtual services that are
+// no longer configured are forgotten (left in IPVS as they are, like
+// everything the master stops managing), max-weights are updated and
+// weights recomputed from the latest health, and every session's START
+// records are matched again so that a new virtual service picks up the
+// agents already connected.
+func (t *table) rematch(now time.Time) {
+	configured := map[ipvs.ServiceKey]*config.VirtualService{}
+	for i := range t.cfg.VirtualServices {
+		vs := &t.cfg.VirtualServices[i]
+		configured[vsKey(vs)] = vs
+	}
+	for id, e := range t.entries {
+		vs := configured[id.Service]
+		if vs == nil {
+			t.log.Info("virtual service no longer configured; its realserver is left as it is",
+				"vs", e.vsName, "realserver", id.Dest.Address.String())
+			delete(t.entries, id)
+			if si := t.sessions[e.owner]; si != nil {
+				for sp, ids := range si.services {
+					si.services[sp] = removeID(ids, id)
+				}
+			}
+			t.ownedChanged = true
+			continue
+		}
+		e.vsName, e.maxWeight = vs.Name, vs.MaxWeight
+		if e.state == stateActive {
+			if w, ok := Weight(e.health, e.maxWeight); ok && w != e.want {
+				e.want = w
+			}
+		}
+		t.markDirty(e, now)
+	}
+	for sid, si := range t.sessions {
+		for _, rec := range si.started {
+			t.joinOne(sid, si, rec, now)
+		}
+	}
+}
+
+func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, now time.Time) necp.Status {
+	log := t.log.With("agent", si.peer.String(), "service", serviceName(rec.Protocol, rec.Port))
+	fwd, ok := forwardingFromNECP(rec.Forwarding)
+	if !ok {
+		log.Warn("refused service: invalid forwarding method", "forwarding", rec.Forwarding.String())
+		return necp.StatusRefused
+	}
+	addr := si.peer.Addr().Unmap()
+	if rec.Address.IsValid() && !rec.Address.IsUnspecified() {
+		addr = rec.Address.Unmap()
+	}
+	if !addr.Is4() {
+		log.Warn("refused service: realserver address is not IPv4", "realserver", addr.String())
+		return necp.StatusRefused
+	}
+	sp := svcPort{rec.Protocol, rec.Port}
+	matched, accepted := false, false
+	for i := range t.cfg.VirtualServices {
+		vs := &t.cfg.VirtualServices[i]
+		if vs.Protocol != rec.Protocol || vs.Port != rec.Port {
+			continue
+		}
+		matched = true
+		id := destID{vsKey(vs), ipvs.DestKey{Address: addr, Port: rec.Port}}
+		l := log.With("vs", vs.Name, "realserver", addr.String())
+		if t.foreign[id] {
+			l.Warn("refused: this destination exists in IPVS but was not created by feedbackd; it is left alone")
+			continue
+		}
+		e := t.entries[id]
+		switch {
+		case e == nil:
+			e = &entry{id: id, vsName: vs.Name, maxWeight: vs.MaxWeight, fwd: fwd,
+				health: necp.HealthUnknown, want: 0, since: now}
+			t.entries[id] = e
+			t.ownedChanged = true
+			l.Info("realserver joined", "forwarding", fwd.String(), "weight", 0)
+		case e.owner != 0 && e.owner != sid:
+			// Newest wins: an agent that reconnects before the master has
+			// noticed its old connection died must get its entry back.
+			if old := t.sessions[e.owner]; old != nil {
+				old.services[sp] = removeID(old.services[sp], id)
+			}
+			l.Warn("realserver taken over by a new agent session", "previous_agent", t.peerOf(e.owner))
+		default:
+			l.Info("realserver rejoined", "state", e.state.String(), "weight", e.kernel.Weight)
+		}
+		if e.fwd != fwd {
+			e.fwd = fwd
+		}
+		e.owner, e.state, e.since, e.remove = sid, stateActive, now, false
+		if !containsID(si.services[sp], id) {
+			si.services[sp] = append(si.services[sp], id)
+		}
+		t.markDirty(e, now)
+		accepted = true
+	}
+	switch {
+	case accepted:
+		return necp.StatusAccepted
+	case matched:
+		return necp.StatusRefused
+	}
+	log.Info("service matches no virtual service; ignored")
+	return necp.StatusNoMatch
+}
+
+// health applies a KEEPALIVE_ACK: each record sets the weight of every
+// destination the session registered for that (protocol, port).
+func (t *table) health(sid sessionID, recs []necp.HealthRecord, now time.Time) {
+	si := t.sessions[sid]
+	if si == nil {
+		return
+	}
+	for _, r := range recs {
+		ids := si.services[svcPort{r.Protocol, r.Port}]
+		if len(ids) == 0 {
+			t.log.Debug("health for a service that was never started; ignored",
+				"agent", si.peer.String(), "service", serviceName(r.Protocol, r.Port))
+			continue
+		}
+		h := r.Health
+		if h > necp.HealthMax && h != necp.HealthUnknown {
+			t.log.Debug("health above 100 clamped", "agent", si.peer.String(), "health", h)
+			h = necp.HealthMax
+		}
+		for _, id := range ids {
+			e := t.entries[id]
+			if e == nil || e.owner != sid {
+				continue
+			}
+			e.health = h
+			w, ok := Weight(h, e.maxWeight)
+			if !ok {
+				t.log.Debug("health unknown; weight left alone", "vs", e.vsName,
+					"realserver", id.Dest.Address.String(), "weight", e.want)
+				continue
+			}
+			if w != e.want {
+				t.log.Info("weight changed", "vs", e.vsName, "realserver", id.Dest.Address.String(),
+					"health", h, "old_weight", e.want, "weight", w)
+				e.want = w
+				t.markDirty(e, now)
+			}
+		}
+	}
+}
+
+// stop handles a STOP (recs nil or empty = every service of the session)
+// and, with all=true, a lost connection: the destinations are quiesced.
+func (t *table) stop(sid sessionID, recs []necp.ServiceRecord, reason string, now time.Time) {
+	si := t.sessions[sid]
+	if si == nil {
+		return
+	}
+	if len(recs) == 0 {
+		for sp, ids := range si.services {
+			for _, id := range ids {
+				t.quiesce(id, sid, reason, now)
+			}
+			delete(si.services, sp)
+		}
+		return
+	}
+	for _, r := range recs {
+		sp := svcPort{r.Protocol, r.Port}
+		keep := si.services[sp][:0]
+		for _, id := range si.services[sp] {
+			if r.Address.IsValid() && !r.Address.IsUnspecified() && r.Address.Unmap() != id.Dest.Address {
+				keep = append(keep, id)
+				continue
+			}
+			t.quiesce(id, sid, reason, now)
+		}
+		if len(keep) == 0 {
+			delete(si.services, sp)
+		} else {
+			si.services[sp] = keep
+		}
+	}
+}
+
+// gone handles the end of a session: everything it reported for is quiesced.
+func (t *table) gone(sid sessionID, reason string, now time.Time) {
+	t.stop(sid, nil, reason, now)
+	delete(t.sessions, sid)
+}
+
+func (t *table) quiesce(id destID, sid sessionID, reason string, now time.Time) {
+	e := t.entries[id]
+	if e == nil || (sid != 0 && e.owner != sid) {
+		return
+	}
+	t.log.Info("realserver quiesced", "vs", e.vsName, "realserver", id.Dest.Address.String(),
+		"reason", reason, "old_weight", e.want, "weight", 0)
+	e.owner, e.state, e.want, e.since = 0, stateQuiescing, 0, now
+	e.nextCheck = now.Add(t.cfg.RemovalInterval)
+	t.markDirty(e, now)
+}
+
+// tick moves orphans whose grace has expired to quiescing, and returns the
+// quiescing destinations whose removal check is due.
+func (t *table) tick(now time.Time) (due []destID) {
+	for id, e := range t.entries {
+		if e.nextCheck.After(now) || e.remove {
+			continue
+		}
+		switch e.state {
+		case stateOrphan:
+			t.quiesce(id, 0, "agent did not re-register after the master restarted", now)
+		case stateQuiescing:
+			due = append(due, id)
+		}
+	}
+	sortIDs(due)
+	return due
+}
+
+// removalChecked records the active connection count read for a due
+// destination: zero means delete, otherwise check again one
+// removal-interval later.
+func (t *table) removalChecked(id destID, activeConns int, now time.Time) {
+	e := t.entries[id]
+	if e == nil || e.state != stateQuiescing {
+		return
+	}
+	if activeConns > 0 {
+		t.log.Debug("quiesced realserver still has active connections", "vs", e.vsName,
+			"realserver", id.Dest.Address.String(), "active", activeConns)
+		e.nextCheck = now.Add(t.cfg.RemovalInterval)
+		return
+	}
+	e.remove = true
+	t.markDirty(e, now)
+}
+
+// nextDeadline is the earliest time tick has something to do.
+func (t *table) nextDeadline() (time.Time, bool) {
+	var min time.Time
+	found := false
+	for _, e := range t.entries {
+		if e.state == stateActive || e.remove {
+			continue
+		}
+		if !found || e.nextCheck.Before(min) {
+			min, found = e.nextCheck, true
+		}
+	}
+	return min, found
+}
+
+// op is one IPVS write.
+type op struct {
+	kind string // "add", "update", "delete"
+	id   destID
+	dest ipvs.Destination
+}
+
+// diff returns the writes that bring the kernel to the wanted state: only
+// destinations that changed are written, and each write carries the full
+// destination (forwarding and thresholds from the kernel's own copy).
+func (t *table) diff() []op {
+	var ops []op
+	for id, e := range t.entries {
+		if !e.dirty {
+			continue
+		}
+		switch {
+		case e.remove:
+			if e.inKernel {
+				ops = append(ops, op{"delete", id, e.kernel})
+			}
+		case !e.inKernel:
+			ops = append(ops, op{"add", id, ipvs.Destination{DestKey: id.Dest, Weight: e.want, Forwarding: e.fwd}})
+		case e.kernel.Weight != e.want || e.kernel.Forwarding != e.fwd:
+			d := e.kernel
+			d.Weight, d.Forwarding = e.want, e.fwd
+			ops = append(ops, op{"update", id, d})
+		}
+	}
+	sort.Slice(ops, func(i, j int) bool { return lessID(ops[i].id, ops[j].id) })
+	return ops
+}
+
+// applied records the result of a write. A failed write stays dirty and is
+// retried on the next pass.
+func (t *table) applied(o op, err error) {
+	e := t.entries[o.id]
+	if e == nil {
+		return
+	}
+	if err != nil {
+		return
+	}
+	switch o.kind {
+	case "delete":
+		delete(t.entries, o.id)
+		t.ownedChanged = true
+		t.log.Info("realserver removed", "vs", e.vsName, "realserver", o.id.Dest.Address.String())
+		return
+	default:
+		e.inKernel, e.kernel = true, o.dest
+	}
+	if e.kernel.Weight == e.want && e.kernel.Forwarding == e.fwd && !e.remove {
+		e.dirty = false
+	}
+}
+
+// clean marks entries whose kernel copy already matches as not dirty (a
+// dirty flag set by a join that changed nothing).
+func (t *table) clean() {
+	for _, e := range t.entries {
+		if e.dirty && !e.remove && e.inKernel && e.kernel.Weight == e.want && e.kernel.Forwarding == e.fwd {
+			e.dirty = false
+		}
+	}
+}
+
+// resync compares the table with a fresh read of the kernel under the
+// configured virtual services. It is the full reconcile: destinations
+// changed or removed outside feedbackd are noticed and logged, never fought
+// silently.
+func (t *table) resync(kernel map[ipvs.ServiceKey][]ipvs.Destination, now time.Time) {
+	seen := map[destID]ipvs.Destination{}
+	for key, ds := range kernel {
+		for _, d := range ds {
+			seen[destID{key, d.DestKey}] = d
+		}
+	}
+	for id := range seen {
+		if _, ours := t.entries[id]; !ours {
+			t.foreign[id] = true
+		}
+	}
+	for id := range t.foreign {
+		if _, ok := seen[id]; !ok {
+			delete(t.foreign, id)
+		}
+	}
+	if t.dryRun {
+		// Nothing was written, so the kernel cannot be expected to match.
+		return
+	}
+	for id, e := range t.entries {
+		d, ok := seen[id]
+		if !ok {
+			if !e.inKernel {
+				continue
+			}
+			switch e.state {
+			case stateActive:
+				t.log.Warn("destination was removed outside feedbackd while its agent is active; adding it again",
+					"vs", e.vsName, "realserver", id.Dest.Address.String())
+				e.inKernel = false
+				t.markDirty(e, now)
+			default:
+				// An administrator removed a quiesced or orphaned entry by
+				// hand: respect that and forget it.
+				t.log.Info("destination was removed outside feedbackd; forgetting it",
+					"vs", e.vsName, "realserver", id.Dest.Address.String(), "state", e.state.String())
+				delete(t.entries, id)
+				t.ownedChanged = true
+			}
+			continue
+		}
+		e.inKernel = true
+		if e.state == stateOrphan {
+			e.kernel, e.want, e.fwd = d, d.Weight, d.Forwarding
+			continue
+		}
+		if d.Weight != e.kernel.Weight || d.Forwarding != e.kernel.Forwarding {
+			t.log.Warn("destination was changed outside feedbackd; restoring",
+				"vs", e.vsName, "realserver", id.Dest.Address.String(),
+				"kernel_weight", d.Weight, "weight", e.want)
+			t.markDirty(e, now)
+		}
+		e.kernel = d
+		if d.Weight != e.want || d.Forwarding != e.fwd {
+			e.dirty = true
+		}
+	}
+}
+
+// owned lists the destinations this master is responsible for, for the
+// state file.
+func (t *table) owned() []destID {
+	ids := make([]destID, 0, len(t.entries))
+	for id := range t.entries {
+		ids = append(ids, id)
+	}
+	sortIDs(ids)
+	return ids
+}
+
+// counts summarises the table for status lines.
+func (t *table) counts() (agents, active, quiescing int) {
+	for _, e := range t.entries {
+		if e.state == stateActive {
+			active++
+		} else {
+			quiescing++
+		}
+	}
+	return len(t.sessions), active, quiescing
+}
+
+func (t *table) peerOf(sid sessionID) string {
+	if si := t.sessions[sid]; si != nil {
+		return si.peer.String()
+	}
+	return "?"
+}
+
+func lessID(a, b destID) bool {
+	if a.Service != b.Service {
+		if a.Service.Protocol != b.Service.Protocol {
+			return a.Service.Protocol < b.Service.Protocol
+		}
+		if c := a.Service.Address.Compare(b.Service.Address); c != 0 {
+			return c < 0
+		}
+		return a.Service.Port < b.Service.Port
+	}
+	if c := a.Dest.Address.Compare(b.Dest.Address); c != 0 {
+		return c < 0
+	}
+	return a.Dest.Port < b.Dest.Port
+}
+
+func sortIDs(ids []destID) { sort.Slice(ids, func(i, j int) bool { return lessID(ids[i], ids[j]) }) }
+
+func containsID(ids []destID, id destID) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+func removeID(ids []destID, id destID) []destID {
+	out := ids[:0]
+	for _, x := range ids {
+		if x != id {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// serviceName formats an agent service as "tcp/80" for log lines.
+func serviceName(proto uint8, port uint16) string {
+	return necp.ProtocolName(proto) + "/" + strconv.Itoa(int(port))
+}

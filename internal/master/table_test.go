@@ -1,0 +1,333 @@
+package master
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/config"
+	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
+	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+)
+
+var (
+	vip1 = netip.MustParseAddr("192.0.2.1")
+	vip2 = netip.MustParseAddr("192.0.2.2")
+	rs1  = netip.MustParseAddr("10.0.0.11")
+	rs2  = netip.MustParseAddr("10.0.0.12")
+	t0   = time.Unix(1_700_000_000, 0)
+)
+
+func testConfig() *config.Master {
+	return &config.Master{
+		KeepaliveInterval: 2 * time.Second,
+		KeepaliveTimeout:  10 * time.Second,
+		KeepaliveRetries:  3,
+		RemovalInterval:   30 * time.Second,
+		VirtualServices: []config.VirtualService{
+			{Name: "http", Address: vip1, Protocol: necp.ProtoTCP, Port: 80, Scheduler: "wrr", MaxWeight: 100},
+			{Name: "http2", Address: vip2, Protocol: necp.ProtoTCP, Port: 80, Scheduler: "wrr", MaxWeight: 10},
+			{Name: "dns", Address: vip1, Protocol: necp.ProtoUDP, Port: 53, Scheduler: "rr", MaxWeight: 100},
+		},
+	}
+}
+
+func svc(vip netip.Addr, proto uint8, port uint16) ipvs.ServiceKey {
+	return ipvs.ServiceKey{Protocol: uint16(proto), Address: vip, Port: port}
+}
+
+func id(vip netip.Addr, proto uint8, port uint16, rs netip.Addr) destID {
+	return destID{svc(vip, proto, port), ipvs.DestKey{Address: rs, Port: port}}
+}
+
+func peer(a netip.Addr) netip.AddrPort { return netip.AddrPortFrom(a, 40000) }
+
+func rec(proto uint8, port uint16, fwd necp.Forwarding) necp.ServiceRecord {
+	return necp.ServiceRecord{Protocol: proto, Port: port, Forwarding: fwd}
+}
+
+// apply runs one diff as if every write succeeded and renders the ops.
+func apply(tb *table) []string {
+	var out []string
+	for _, o := range tb.diff() {
+		out = append(out, fmt.Sprintf("%s %s w=%d %s", o.kind, o.id, o.dest.Weight, o.dest.Forwarding))
+		tb.applied(o, nil)
+	}
+	tb.clean()
+	return out
+}
+
+func expectOps(t *testing.T, tb *table, want ...string) {
+	t.Helper()
+	got := apply(tb)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("ops:\n  got  %q\n  want %q", got, want)
+	}
+}
+
+func newTestTable() *table { return newTable(testConfig(), slog.New(slog.DiscardHandler)) }
+
+func TestJoinMatchesByProtocolAndPort(t *testing.T) {
+	tb := newTestTable()
+	st := tb.join(1, peer(rs1), []necp.ServiceRecord{
+		rec(necp.ProtoTCP, 80, necp.ForwardDR),  // two VIPs on port 80
+		rec(necp.ProtoUDP, 53, necp.ForwardNAT), // one
+		rec(necp.ProtoTCP, 25, necp.ForwardNAT), // none
+		rec(necp.ProtoTCP, 80, necp.ForwardNone),
+		rec(necp.ProtoTCP, 80, 9),
+	}, t0)
+	want := []necp.Status{necp.StatusAccepted, necp.StatusAccepted, necp.StatusNoMatch, necp.StatusRefused, necp.StatusRefused}
+	if fmt.Sprint(st) != fmt.Sprint(want) {
+		t.Fatalf("statuses %v, want %v", st, want)
+	}
+	// Joined at weight 0 (the HOWTO: "initially with a weight of zero"),
+	// with the forwarding method the agent asked for.
+	expectOps(t, tb,
+		"add TCP 192.0.2.1:80 -> 10.0.0.11:80 w=0 Route",
+		"add TCP 192.0.2.2:80 -> 10.0.0.11:80 w=0 Route",
+		"add UDP 192.0.2.1:53 -> 10.0.0.11:53 w=0 Masq",
+	)
+}
+
+func TestRecordAddressOverridesPeer(t *testing.T) {
+	tb := newTestTable()
+	r := rec(necp.ProtoUDP, 53, necp.ForwardTUN)
+	r.Address = rs2
+	if st := tb.join(1, peer(rs1), []necp.ServiceRecord{r}, t0); st[0] != necp.StatusAccepted {
+		t.Fatalf("status %v", st)
+	}
+	expectOps(t, tb, "add UDP 192.0.2.1:53 -> 10.0.0.12:53 w=0 Tunnel")
+}
+
+func TestHealthSetsWeightAndOnlyChangesAreWritten(t *testing.T) {
+	tb := newTestTable()
+	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
+	apply(tb)
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 80, Health: 75}}, t0)
+	// max-weight 100 → 75; max-weight 10 → round(7.5) = 8.
+	expectOps(t, tb,
+		"update TCP 192.0.2.1:80 -> 10.0.0.11:80 w=75 Masq",
+		"update TCP 192.0.2.2:80 -> 10.0.0.11:80 w=8 Masq",
+	)
+	// Same report again: nothing to write.
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 80, Health: 75}}, t0)
+	expectOps(t, tb)
+	// Unknown: the weight stays.
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 80, Health: necp.HealthUnknown}}, t0)
+	expectOps(t, tb)
+	// A service never started, and a record missing from the list: ignored.
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 443, Health: 1}}, t0)
+	expectOps(t, tb)
+	// Clamped above 100.
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 80, Health: 200}}, t0)
+	expectOps(t, tb,
+		"update TCP 192.0.2.1:80 -> 10.0.0.11:80 w=100 Masq",
+		"update TCP 192.0.2.2:80 -> 10.0.0.11:80 w=10 Masq",
+	)
+}
+
+func TestUpdateKeepsKernelFields(t *testing.T) {
+	tb := newTestTable()
+	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardDR)}, t0)
+	apply(tb)
+	e := tb.entries[id(vip1, necp.ProtoUDP, 53, rs1)]
+	e.kernel.UpperThreshold, e.kernel.LowerThreshold = 500, 100 // set by an admin
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 40}}, t0)
+	ops := tb.diff()
+	if len(ops) != 1 || ops[0].dest.UpperThreshold != 500 || ops[0].dest.LowerThreshold != 100 ||
+		ops[0].dest.Forwarding != ipvs.ForwardRoute || ops[0].dest.Weight != 40 {
+		t.Fatalf("update must carry the full destination: %+v", ops)
+	}
+}
+
+func TestGoneQuiescesThenRemovalWaitsForConnections(t *testing.T) {
+	tb := newTestTable()
+	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 60}}, t0)
+	apply(tb)
+
+	tb.gone(1, "connection lost", t0.Add(time.Second))
+	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=0 Masq")
+	x := id(vip1, necp.ProtoUDP, 53, rs1)
+
+	if due := tb.tick(t0.Add(30 * time.Second)); len(due) != 0 {
+		t.Fatalf("removal check before removal-interval: %v", due)
+	}
+	if d, ok := tb.nextDeadline(); !ok || !d.Equal(t0.Add(31*time.Second)) {
+		t.Fatalf("next deadline %v %v", d, ok)
+	}
+	due := tb.tick(t0.Add(31 * time.Second))
+	if len(due) != 1 || due[0] != x {
+		t.Fatalf("due %v", due)
+	}
+	tb.removalChecked(x, 3, t0.Add(31*time.Second)) // live connections: wait
+	expectOps(t, tb)
+	if due := tb.tick(t0.Add(60 * time.Second)); len(due) != 0 {
+		t.Fatalf("rechecked too early: %v", due)
+	}
+	due = tb.tick(t0.Add(61 * time.Second))
+	tb.removalChecked(due[0], 0, t0.Add(61*time.Second))
+	expectOps(t, tb, "delete UDP 192.0.2.1:53 -> 10.0.0.11:53 w=0 Masq")
+	if len(tb.entries) != 0 || !tb.ownedChanged {
+		t.Fatalf("entry not forgotten after delete: %v", tb.entries)
+	}
+}
+
+func TestRejoinInsideRemovalWindowReusesEntries(t *testing.T) {
+	tb := newTestTable()
+	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 60}}, t0)
+	apply(tb)
+	tb.stop(1, nil, "agent sent STOP", t0)
+	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=0 Masq")
+	tb.gone(1, "closed", t0)
+
+	// A new connection from the same realserver: no add, the entry is reused.
+	if st := tb.join(2, netip.AddrPortFrom(rs1, 40001), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0.Add(5*time.Second)); st[0] != necp.StatusAccepted {
+		t.Fatal(st)
+	}
+	expectOps(t, tb)
+	if due := tb.tick(t0.Add(time.Hour)); len(due) != 0 {
+		t.Fatalf("rejoined entry still scheduled for removal: %v", due)
+	}
+	tb.health(2, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 90}}, t0)
+	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=90 Masq")
+}
+
+func TestStopOneServiceKeepsTheOthers(t *testing.T) {
+	tb := newTestTable()
+	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT), rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 50}, {Protocol: necp.ProtoTCP, Port: 80, Health: 50}}, t0)
+	apply(tb)
+	tb.stop(1, []necp.ServiceRecord{{Protocol: necp.ProtoUDP, Port: 53}}, "agent sent STOP", t0)
+	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=0 Masq")
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 99}, {Protocol: necp.ProtoTCP, Port: 80, Health: 20}}, t0)
+	expectOps(t, tb,
+		"update TCP 192.0.2.1:80 -> 10.0.0.11:80 w=20 Masq",
+		"update TCP 192.0.2.2:80 -> 10.0.0.11:80 w=2 Masq",
+	)
+}
+
+func TestSessionsFromOneIPAreSeparate(t *testing.T) {
+	tb := newTestTable()
+	tb.join(1, netip.AddrPortFrom(rs1, 1000), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	tb.join(2, netip.AddrPortFrom(rs1, 1001), []necp.ServiceRecord{rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 50}}, t0)
+	apply(tb)
+	tb.gone(1, "closed", t0)
+	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=0 Masq")
+	tb.health(2, []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 80, Health: 30}}, t0)
+	expectOps(t, tb,
+		"update TCP 192.0.2.1:80 -> 10.0.0.11:80 w=30 Masq",
+		"update TCP 192.0.2.2:80 -> 10.0.0.11:80 w=3 Masq",
+	)
+}
+
+func TestNewestSessionTakesOver(t *testing.T) {
+	tb := newTestTable()
+	tb.join(1, netip.AddrPortFrom(rs1, 1000), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	apply(tb)
+	tb.join(2, netip.AddrPortFrom(rs1, 1001), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 10}}, t0) // stale session: ignored
+	tb.health(2, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 70}}, t0)
+	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=70 Masq")
+	tb.gone(1, "closed", t0) // the old session's end must not quiesce the new owner's entry
+	expectOps(t, tb)
+}
+
+func TestForeignDestinationsAreNeverTouched(t *testing.T) {
+	tb := newTestTable()
+	k := map[ipvs.ServiceKey][]ipvs.Destination{
+		svc(vip1, necp.ProtoUDP, 53): {{DestKey: ipvs.DestKey{Address: rs1, Port: 53}, Weight: 5}},
+	}
+	tb.adopt(k, nil, t0)
+	tb.resync(k, t0)
+	st := tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	if st[0] != necp.StatusRefused {
+		t.Fatalf("claiming a foreign destination: %v", st)
+	}
+	expectOps(t, tb)
+	if d, ok := tb.nextDeadline(); ok {
+		t.Fatalf("foreign destination scheduled: %v", d)
+	}
+}
+
+func TestRestartAdoptsOwnEntriesAtTheirWeight(t *testing.T) {
+	tb := newTestTable()
+	x := id(vip1, necp.ProtoUDP, 53, rs1)
+	k := map[ipvs.ServiceKey][]ipvs.Destination{
+		svc(vip1, necp.ProtoUDP, 53): {{DestKey: x.Dest, Weight: 42, Forwarding: ipvs.ForwardRoute}},
+	}
+	tb.adopt(k, map[destID]bool{x: true}, t0)
+	tb.resync(k, t0)
+	tb.clean()
+	expectOps(t, tb) // a restart writes nothing
+	// The agent comes back and reports: the weight follows, forwarding kept.
+	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardDR)}, t0.Add(time.Second))
+	expectOps(t, tb)
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 43}}, t0)
+	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=43 Route")
+}
+
+func TestOrphanQuiescedAfterGrace(t *testing.T) {
+	tb := newTestTable()
+	x := id(vip1, necp.ProtoUDP, 53, rs1)
+	k := map[ipvs.ServiceKey][]ipvs.Destination{svc(vip1, necp.ProtoUDP, 53): {{DestKey: x.Dest, Weight: 42}}}
+	tb.adopt(k, map[destID]bool{x: true}, t0)
+	grace := 40 * time.Second // (1 + retries) × timeout
+	if due := tb.tick(t0.Add(grace - time.Millisecond)); len(due) != 0 {
+		t.Fatal(due)
+	}
+	expectOps(t, tb)
+	tb.tick(t0.Add(grace))
+	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=0 Masq")
+}
+
+func TestResyncRestoresForeignEditsAndRespectsManualRemoval(t *testing.T) {
+	tb := newTestTable()
+	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	tb.join(2, peer(rs2), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 50}}, t0)
+	apply(tb)
+	tb.gone(2, "closed", t0)
+	apply(tb)
+	// Someone ran ipvsadm -e on rs1 and ipvsadm -d on the quiesced rs2.
+	k := map[ipvs.ServiceKey][]ipvs.Destination{
+		svc(vip1, necp.ProtoUDP, 53): {{DestKey: ipvs.DestKey{Address: rs1, Port: 53}, Weight: 7}},
+	}
+	tb.resync(k, t0)
+	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=50 Masq")
+	if _, ok := tb.entries[id(vip1, necp.ProtoUDP, 53, rs2)]; ok {
+		t.Fatal("manually removed quiesced entry must be forgotten, not re-added")
+	}
+	// And an active entry deleted by hand is put back.
+	tb.resync(map[ipvs.ServiceKey][]ipvs.Destination{}, t0)
+	expectOps(t, tb, "add UDP 192.0.2.1:53 -> 10.0.0.11:53 w=50 Masq")
+}
+
+func TestRematchPicksUpNewVirtualService(t *testing.T) {
+	tb := newTestTable()
+	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoTCP, 443, necp.ForwardNAT)}, t0)
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 443, Health: 80}}, t0)
+	expectOps(t, tb)
+	cfg := testConfig()
+	cfg.VirtualServices = append(cfg.VirtualServices, config.VirtualService{Name: "https", Address: vip1, Protocol: necp.ProtoTCP, Port: 443, Scheduler: "wrr", MaxWeight: 100})
+	tb.cfg = cfg
+	tb.rematch(t0)
+	expectOps(t, tb, "add TCP 192.0.2.1:443 -> 10.0.0.11:443 w=0 Masq")
+	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 443, Health: 80}}, t0)
+	expectOps(t, tb, "update TCP 192.0.2.1:443 -> 10.0.0.11:443 w=80 Masq")
+}
+
+func TestFailedWriteIsRetried(t *testing.T) {
+	tb := newTestTable()
+	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	for _, o := range tb.diff() {
+		tb.applied(o, fmt.Errorf("netlink: EBUSY"))
+	}
+	tb.clean()
+	expectOps(t, tb, "add UDP 192.0.2.1:53 -> 10.0.0.11:53 w=0 Masq")
+}
