@@ -1,0 +1,46 @@
+# feedbackd — LVS dynamic feedback (master and agent).
+# `make demo` shows it working; `make test` runs the tests.
+
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+PKG     := github.com/lvs-feedbackd/feedbackd
+LDFLAGS := -s -w -X $(PKG)/internal/cli.Version=$(VERSION)
+BIN     := bin
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+
+.PHONY: all build test vet unit demo bench fuzz clean
+
+all: build
+
+build: $(BIN)/feedbackd-master $(BIN)/feedbackd-agent
+
+# Always rebuilt: go's own cache makes that cheap and keeps bin/ honest.
+.PHONY: $(BIN)/feedbackd-master $(BIN)/feedbackd-agent
+$(BIN)/feedbackd-master $(BIN)/feedbackd-agent:
+	$(GOBUILD) -o $@ ./cmd/$(notdir $@)
+
+# The README's test command: static checks, then every test.
+test: vet unit
+
+vet:
+	@out=$$(gofmt -l cmd internal test); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 ./...
+
+# The README's demo: a master (--without-ipvs) and three agents on loopback.
+demo: build
+	./test/demo/demo.sh $(BIN)
+
+# Benchmarks whose figures go in docs/benchmarks.md.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+	$(GO) run ./test/bench/scale -master $(BIN)/feedbackd-master -n 1000,5000,20000
+
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzUnmarshal -fuzztime $(FUZZTIME) ./internal/necp
+
+clean:
+	rm -rf $(BIN) dist

@@ -1,0 +1,165 @@
+// Command feedbackd-master runs on the LVS director: it accepts
+// feedbackd-agent connections on TCP 3262 and turns their health reports
+// into IPVS weights. See feedbackd-master(8).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/coreos/go-systemd/v22/activation"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/cli"
+	"github.com/lvs-feedbackd/feedbackd/internal/config"
+	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
+	"github.com/lvs-feedbackd/feedbackd/internal/master"
+)
+
+const prog = "feedbackd-master"
+
+// defaultStateFile lists the destinations this master created, so that a
+// restarted master takes them back and never touches anyone else's.
+const defaultStateFile = "/var/lib/lvs-feedbackd/master.state"
+
+func main() { os.Exit(run(os.Args[1:], cli.DefaultStdio())) }
+
+type options struct {
+	cli.Common
+	dryRun      bool
+	withoutIPVS bool
+	listen      string
+	stateFile   string
+}
+
+func run(args []string, io cli.Stdio) int {
+	var o options
+	f := cli.NewFlags(prog)
+	f.RegisterCommon(&o.Common, config.DefaultMasterPath)
+	f.Bool(&o.dryRun, "read IPVS but never write it; log what would be written", "n", "dry-run")
+	f.Bool(&o.withoutIPVS, "use an in-memory IPVS table (no kernel ip_vs needed); the table is logged on every change", "without-ipvs")
+	f.String(&o.listen, "", "ADDR", "listen on ADDR (host:port) when not socket-activated; overrides 'listen' in the config", "listen")
+	f.String(&o.stateFile, defaultStateFile, "FILE", "where to keep the list of destinations this master created", "state-file")
+	const summary = "LVS dynamic feedback: polls feedbackd-agents over NECP and sets IPVS weights from their health."
+	if code, ok := f.Parse(args, io.Stderr, summary); !ok {
+		return code
+	}
+	if o.Help {
+		f.Usage(io.Stdout, summary)
+		return cli.ExitOK
+	}
+	if o.Version {
+		cli.PrintVersion(io.Stdout, prog)
+		return cli.ExitOK
+	}
+	cfg, err := config.LoadMaster(o.ConfFile)
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "%s: configuration error:\n%v\n", prog, err)
+		return cli.ExitError
+	}
+	if o.Test {
+		fmt.Fprintf(io.Stdout, "%s: configuration %s OK (%d virtual services)\n", prog, cfg.File, len(cfg.VirtualServices))
+		return cli.ExitOK
+	}
+	if o.listen != "" {
+		cfg.Listen = o.listen
+	}
+	log, logw, closeLog, err := cli.Logger(o.Debug, cfg.LogLevel, cfg.LogFile, io.Stdout, io.Stderr)
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "%s: %v\n", prog, err)
+		return cli.ExitError
+	}
+	defer closeLog()
+	if err := serve(cfg, o, log, logw); err != nil {
+		log.Log(context.Background(), slog.LevelError+4, "fatal", "err", err)
+		return cli.ExitError
+	}
+	return cli.ExitOK
+}
+
+func serve(cfg *config.Master, o options, log *slog.Logger, logw io.Writer) error {
+	var kv ipvs.IPVS
+	var store master.Store = master.FileStore{Path: o.stateFile}
+	if o.withoutIPVS {
+		// The in-memory table is the only place to see what the master
+		// does, so print it whole after every write.
+		kv = ipvs.NewMemory(func(table string) {
+			fmt.Fprintf(logw, "--- IPVS table (in-memory, --without-ipvs) ---\n%s", table)
+		})
+		store = &master.MemoryStore{}
+	} else {
+		k, err := ipvs.NewKernel(log)
+		if err != nil {
+			return err
+		}
+		kv = k
+	}
+	defer kv.Close()
+	if o.dryRun {
+		kv = ipvs.NewDryRun(kv, log)
+		store = &master.MemoryStore{}
+	}
+
+	ln, err := listener(cfg.Listen, log)
+	if err != nil {
+		return err
+	}
+	m, err := master.New(cfg, master.Options{
+		Logger: log, IPVS: kv, Store: store, DryRun: o.dryRun,
+		OnReady: func() {
+			log.Info("feedbackd-master ready", "version", cli.Version, "listen", ln.Addr().String(),
+				"virtual_services", len(cfg.VirtualServices), "dry_run", o.dryRun, "without_ipvs", o.withoutIPVS)
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			// A broken file on reload keeps the running configuration.
+			newCfg, err := config.LoadMaster(cfg.File)
+			if err != nil {
+				log.Error("reload failed; keeping the running configuration", "err", err)
+				continue
+			}
+			if o.listen != "" {
+				newCfg.Listen = o.listen
+			}
+			if err := m.Reload(ctx, newCfg); err != nil {
+				log.Error("reload failed", "err", err)
+			}
+		}
+	}()
+	err = m.Run(ctx, ln)
+	log.Info("feedbackd-master stopped; IPVS tables left as they are")
+	return err
+}
+
+// listener takes the socket systemd passes (feedbackd-master.socket) or
+// listens itself on addr.
+func listener(addr string, log *slog.Logger) (net.Listener, error) {
+	lns, err := activation.Listeners()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range lns {
+		if l != nil {
+			log.Debug("using socket passed by systemd", "addr", l.Addr().String())
+			return l, nil
+		}
+	}
+	if addr == "" {
+		addr = config.DefaultListen
+	}
+	return net.Listen("tcp", addr)
+}

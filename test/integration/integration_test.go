@@ -1,0 +1,479 @@
+// Package integration runs feedbackd-master and feedbackd-agent together
+// over real TCP on loopback: the master in-process with the in-memory IPVS
+// (so its table can be read directly), the agents as real processes built
+// from ./cmd/feedbackd-agent (so kill -9 is a real kill), and a raw NECP
+// client for agents that misbehave on purpose.
+//
+// Every wait is a poll against a deadline; a failure prints the table.
+package integration
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/config"
+	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
+	"github.com/lvs-feedbackd/feedbackd/internal/logging"
+	"github.com/lvs-feedbackd/feedbackd/internal/master"
+	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+)
+
+var agentBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "feedbackd-it-")
+	if err != nil {
+		panic(err)
+	}
+	agentBin = filepath.Join(dir, "feedbackd-agent")
+	out, err := exec.Command("go", "build", "-o", agentBin, "../../cmd/feedbackd-agent").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building agent: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var vip = netip.MustParseAddr("192.0.2.1")
+
+// Timers are short so the suite runs in seconds; the semantics are the
+// same as with the HOWTO's defaults.
+func masterConfig() *config.Master {
+	return &config.Master{
+		File:              "test",
+		LogLevel:          logging.LevelDebug,
+		KeepaliveInterval: 100 * time.Millisecond,
+		KeepaliveTimeout:  300 * time.Millisecond,
+		KeepaliveRetries:  2,
+		RemovalInterval:   500 * time.Millisecond,
+		VirtualServices: []config.VirtualService{
+			{Name: "web", Address: vip, Protocol: necp.ProtoTCP, Port: 80, Scheduler: "wrr", MaxWeight: 100},
+		},
+	}
+}
+
+var webKey = ipvs.ServiceKey{Protocol: 6, Address: vip, Port: 80}
+
+type cluster struct {
+	t      *testing.T
+	kv     *ipvs.Memory
+	store  *master.MemoryStore
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+	m      *master.Master
+	logs   *syncBuf
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuf) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func startCluster(t *testing.T, cfg *config.Master) *cluster {
+	c := &cluster{t: t, kv: ipvs.NewMemory(nil), store: &master.MemoryStore{}, logs: &syncBuf{}}
+	c.start(cfg, "127.0.0.1:0")
+	t.Cleanup(c.stop)
+	return c
+}
+
+func (c *cluster) start(cfg *config.Master, addr string) {
+	c.t.Helper()
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.addr = ln.Addr().String()
+	log := logging.New(logging.Options{Level: logging.LevelDebug, Writer: c.logs})
+	ready := make(chan struct{})
+	c.m, err = master.New(cfg, master.Options{Logger: log, IPVS: c.kv, Store: c.store, OnReady: func() { close(ready) }})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel, c.done = cancel, make(chan error, 1)
+	go func() { c.done <- c.m.Run(ctx, ln) }()
+	select {
+	case <-ready:
+	case err := <-c.done:
+		c.t.Fatalf("master exited before ready: %v", err)
+	case <-time.After(10 * time.Second):
+		c.t.Fatal("master not ready")
+	}
+}
+
+func (c *cluster) stop() {
+	if c.cancel == nil {
+		return
+	}
+	c.cancel()
+	select {
+	case err := <-c.done:
+		if err != nil {
+			c.t.Errorf("master Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		c.t.Error("master did not stop")
+	}
+	c.cancel = nil
+	if c.t.Failed() {
+		c.t.Logf("master log:\n%s", c.logs.String())
+	}
+}
+
+// weights maps realserver address → weight under the web service.
+func (c *cluster) weights() map[string]int {
+	ds, _ := c.kv.Destinations(webKey)
+	w := map[string]int{}
+	for _, d := range ds {
+		w[d.Address.String()] = d.Weight
+	}
+	return w
+}
+
+func (c *cluster) table() string {
+	s, _ := ipvs.Dump(c.kv)
+	return s
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func (c *cluster) waitFor(what string, timeout time.Duration, cond func() bool) time.Duration {
+	c.t.Helper()
+	start := time.Now()
+	for deadline := start.Add(timeout); ; {
+		if cond() {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %v waiting for: %s\ntable:\n%s", timeout, what, c.table())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (c *cluster) waitWeight(rs string, want int, timeout time.Duration) time.Duration {
+	c.t.Helper()
+	return c.waitFor(fmt.Sprintf("weight of %s = %d", rs, want), timeout, func() bool {
+		w, ok := c.weights()[rs]
+		return ok && w == want
+	})
+}
+
+// agent is a real feedbackd-agent process.
+type agent struct {
+	cmd  *exec.Cmd
+	out  *syncBuf
+	done chan struct{}
+}
+
+// startAgent runs the agent binary with one [service] for tcp/80. The
+// realserver address is the loopback address it binds to, so several
+// agents are several realservers.
+func startAgent(t *testing.T, c *cluster, name, monitorLines string) *agent {
+	t.Helper()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, name+".conf")
+	body := fmt.Sprintf(`director = %s
+master-timeout = 2
+loglevel = DEBUG
+
+[service]
+name = web
+protocol = tcp
+port = 80
+forwarding = DR
+%s
+`, c.addr, monitorLines)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := &agent{out: &syncBuf{}, done: make(chan struct{})}
+	a.cmd = exec.Command(agentBin, "-d", "-c", conf)
+	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.cmd.Wait(); close(a.done) }()
+	t.Cleanup(func() {
+		a.cmd.Process.Kill()
+		<-a.done
+		if t.Failed() {
+			t.Logf("agent %s output:\n%s", name, a.out.String())
+		}
+	})
+	return a
+}
+
+func constant(v int) string { return fmt.Sprintf("monitor = constant.so\nvalue = %d", v) }
+
+// All agents connect from 127.0.0.1, so one realserver per test unless the
+// service record names another address; tests that need several use the
+// raw client below.
+
+func TestJoinHealthChangeAndSTOP(t *testing.T) {
+	c := startCluster(t, masterConfig())
+	dir := t.TempDir()
+	healthFile := filepath.Join(dir, "health")
+	os.WriteFile(healthFile, []byte("30\n"), 0o644)
+	a := startAgent(t, c, "rs", fmt.Sprintf("monitor = exec.so\ncommand = cat %s\ninterval = 0.05", healthFile))
+
+	// Join: the realserver appears, with DR forwarding, and its weight follows health.
+	c.waitWeight("127.0.0.1", 30, 10*time.Second)
+	ds, _ := c.kv.Destinations(webKey)
+	if ds[0].Forwarding != ipvs.ForwardRoute {
+		t.Fatalf("forwarding %v, want Route (DR)", ds[0].Forwarding)
+	}
+
+	// Health change: the weight follows within sampling interval + one
+	// keepalive interval (a generous deadline; the figure is measured in
+	// docs/benchmarks.md).
+	os.WriteFile(healthFile, []byte("80\n"), 0o644)
+	took := c.waitWeight("127.0.0.1", 80, 5*time.Second)
+	t.Logf("health change reached the table in %v", took)
+
+	// SIGTERM: the agent sends STOP, the master quiesces at once...
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	c.waitWeight("127.0.0.1", 0, 5*time.Second)
+	select {
+	case <-a.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("agent did not exit after SIGTERM")
+	}
+	if code := a.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("agent exit code %d after SIGTERM", code)
+	}
+	// ...and removes it after removal-interval, connections being 0.
+	took = c.waitFor("realserver removed", 5*time.Second, func() bool { return len(c.weights()) == 0 })
+	if took < 400*time.Millisecond {
+		t.Fatalf("removed after %v, before removal-interval (500ms)", took)
+	}
+	if !strings.Contains(c.logs.String(), "agent sent STOP") {
+		t.Fatal("master log does not record the STOP")
+	}
+}
+
+func TestKill9QuiescesAtOnce(t *testing.T) {
+	cfg := masterConfig()
+	// Long keepalive timers: a quiesce within the deadline below can only
+	// come from the closed connection, not from missed keepalives.
+	cfg.KeepaliveTimeout, cfg.KeepaliveRetries = 10*time.Second, 3
+	c := startCluster(t, cfg)
+	a := startAgent(t, c, "rs", constant(64))
+	c.waitWeight("127.0.0.1", 64, 10*time.Second)
+
+	start := time.Now()
+	a.cmd.Process.Kill()
+	took := c.waitWeight("127.0.0.1", 0, 2*time.Second)
+	t.Logf("kill -9 → weight 0 in %v (measured from the kill; timers would take 40s)", took)
+	_ = start
+}
+
+func TestDestinationWithLiveConnectionsWaits(t *testing.T) {
+	c := startCluster(t, masterConfig())
+	a := startAgent(t, c, "rs", constant(50))
+	c.waitWeight("127.0.0.1", 50, 10*time.Second)
+	rs := ipvs.DestKey{Address: netip.MustParseAddr("127.0.0.1"), Port: 80}
+	if err := c.kv.SetConns(webKey, rs, 2, 0); err != nil {
+		t.Fatal(err)
+	}
+	a.cmd.Process.Kill()
+	c.waitWeight("127.0.0.1", 0, 2*time.Second)
+	// Several removal checks pass while connections are live.
+	c.waitFor("a removal check that found live connections", 5*time.Second, func() bool {
+		return strings.Contains(c.logs.String(), "still has active connections")
+	})
+	if _, ok := c.weights()["127.0.0.1"]; !ok {
+		t.Fatal("deleted while connections were active")
+	}
+	c.kv.SetConns(webKey, rs, 0, 5)
+	c.waitFor("removed once active connections are 0", 5*time.Second, func() bool { return len(c.weights()) == 0 })
+}
+
+func TestMasterRestartAgentsReRegister(t *testing.T) {
+	c := startCluster(t, masterConfig())
+	a := startAgent(t, c, "rs", constant(70))
+	c.waitWeight("127.0.0.1", 70, 10*time.Second)
+	writesBefore := c.kv.Writes()
+
+	addr := c.addr
+	c.stop()
+	// The master leaves the table as it is on exit.
+	if w := c.weights()["127.0.0.1"]; w != 70 {
+		t.Fatalf("weight after master exit = %d, want 70 untouched", w)
+	}
+	c.start(masterConfig(), addr)
+	c.waitFor("agent re-registered with the new master", 10*time.Second, func() bool {
+		return c.m.Summary().Active == 1 && c.m.Summary().Agents == 1
+	})
+	// Weights never left the kernel, and the restart wrote nothing.
+	if w := c.weights()["127.0.0.1"]; w != 70 {
+		t.Fatalf("weight after restart = %d", w)
+	}
+	if n := c.kv.Writes() - writesBefore; n != 0 {
+		t.Fatalf("master restart wrote IPVS %d times; want 0", n)
+	}
+	_ = a
+}
+
+// rawAgent speaks NECP by hand, to misbehave on purpose.
+type rawAgent struct {
+	t    *testing.T
+	conn net.Conn
+	rd   *necp.Reader
+	seq  uint32
+}
+
+func dialRaw(t *testing.T, c *cluster, local string) *rawAgent {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	conn, err := d.Dial("tcp4", c.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &rawAgent{t: t, conn: conn, rd: necp.NewReader(conn)}
+}
+
+func (r *rawAgent) send(m necp.Message) {
+	r.t.Helper()
+	if err := necp.WriteMessage(r.conn, &m); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rawAgent) recv() necp.Message {
+	r.t.Helper()
+	r.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var m necp.Message
+	if err := r.rd.ReadMessage(&m); err != nil {
+		r.t.Fatal(err)
+	}
+	return m
+}
+
+// join does INIT and START for tcp/80 and checks the acks.
+func (r *rawAgent) join() {
+	r.t.Helper()
+	r.send(necp.Message{Type: necp.TypeInit, Seq: 1})
+	if m := r.recv(); m.Type != necp.TypeInitAck || m.Seq != 1 {
+		r.t.Fatalf("got %v seq %d, want INIT_ACK 1", m.Type, m.Seq)
+	}
+	r.send(necp.Message{Type: necp.TypeStart, Seq: 2, Services: []necp.ServiceRecord{
+		{Protocol: necp.ProtoTCP, Port: 80, Forwarding: necp.ForwardNAT}}})
+	m := r.recv()
+	if m.Type != necp.TypeStartAck || m.Seq != 2 || len(m.Statuses) != 1 || m.Statuses[0] != necp.StatusAccepted {
+		r.t.Fatalf("got %+v, want START_ACK accepted", m)
+	}
+}
+
+// answer replies to the next KEEPALIVE with health h.
+func (r *rawAgent) answer(h uint8) {
+	r.t.Helper()
+	for {
+		m := r.recv()
+		if m.Type == necp.TypeKeepalive {
+			r.send(necp.Message{Type: necp.TypeKeepaliveAck, Seq: m.Seq, Health: []necp.HealthRecord{
+				{Protocol: necp.ProtoTCP, Port: 80, Health: h}}})
+			return
+		}
+	}
+}
+
+func TestSilentAgentQuiescedAfterTimeoutTimesRetries(t *testing.T) {
+	cfg := masterConfig()
+	c := startCluster(t, cfg)
+	r := dialRaw(t, c, "127.0.0.2")
+	r.join()
+	r.answer(40)
+	c.waitWeight("127.0.0.2", 40, 5*time.Second)
+	// Stop answering (the process is alive, the socket open).
+	start := time.Now()
+	took := c.waitWeight("127.0.0.2", 0, 10*time.Second)
+	// (1 + retries) × timeout = 900ms after the first unanswered KEEPALIVE,
+	// which goes out one interval (100ms) after the last answer.
+	min := time.Duration(1+cfg.KeepaliveRetries) * cfg.KeepaliveTimeout
+	if took < min-50*time.Millisecond {
+		t.Fatalf("silent agent quiesced after %v, before (1+retries)×timeout = %v", took, min)
+	}
+	t.Logf("silent agent quiesced after %v (expected ≈ %v + one interval)", took, min)
+	_ = start
+	// The master closed the connection.
+	r.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var m necp.Message
+	for {
+		if err := r.rd.ReadMessage(&m); err != nil {
+			break
+		}
+	}
+}
+
+func TestMalformedMessageClosesOnlyThatConnection(t *testing.T) {
+	c := startCluster(t, masterConfig())
+	good := dialRaw(t, c, "127.0.0.3")
+	good.join()
+	good.answer(55)
+	c.waitWeight("127.0.0.3", 55, 5*time.Second)
+
+	bad := dialRaw(t, c, "127.0.0.4")
+	bad.join()
+	bad.answer(20)
+	c.waitWeight("127.0.0.4", 20, 5*time.Second)
+	// Length 7 is below the header size: a protocol error.
+	bad.conn.Write([]byte{0x01, 0x05, 0x00, 0x07, 0, 0, 0, 1})
+	c.waitWeight("127.0.0.4", 0, 5*time.Second)
+	bad.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var m necp.Message
+	for {
+		err := bad.rd.ReadMessage(&m)
+		if err != nil {
+			break // closed by the master
+		}
+	}
+	if !strings.Contains(c.logs.String(), "malformed message") {
+		t.Fatal("master did not log the malformed message")
+	}
+	// The other agent is untouched and still polled.
+	good.answer(56)
+	c.waitWeight("127.0.0.3", 56, 5*time.Second)
+}
+
+func TestUnknownHealthLeavesWeight(t *testing.T) {
+	c := startCluster(t, masterConfig())
+	r := dialRaw(t, c, "127.0.0.5")
+	r.join()
+	r.answer(61)
+	c.waitWeight("127.0.0.5", 61, 5*time.Second)
+	writes := c.kv.Writes()
+	r.answer(necp.HealthUnknown)
+	r.answer(necp.HealthUnknown)
+	r.answer(61)
+	r.answer(61)
+	if w := c.weights()["127.0.0.5"]; w != 61 {
+		t.Fatalf("weight %d after unknown health, want 61", w)
+	}
+	if n := c.kv.Writes() - writes; n != 0 {
+		t.Fatalf("%d IPVS writes for unchanged weights; want 0", n)
+	}
+}
+
+var _ = slog.LevelInfo
