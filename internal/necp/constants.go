@@ -26,6 +26,18 @@ const (
 	// MaxServices is the largest record count that fits a START within
 	// MaxMessageLen: (4096 - 8 - 4) / 8.
 	MaxServices = (MaxMessageLen - HeaderLen - listHeaderLen) / serviceRecordLen
+	// statusAlign: START_ACK status bytes are zero-padded to a multiple of
+	// this, so that every payload keeps 4-byte alignment (§5.2).
+	statusAlign = 4
+)
+
+// Implementation limits, not protocol numbers.
+const (
+	// maxRetainedPayload is the largest payload buffer a Reader keeps
+	// between frames. Ordinary frames are a few dozen bytes; one unusually
+	// large frame should not pin up to MaxMessageLen in each of the
+	// master's thousands of Readers for the life of the connection.
+	maxRetainedPayload = 256
 )
 
 // Type is the message type code (§3).
