@@ -1,0 +1,345 @@
+// Command scale measures feedbackd-master under many agent sessions.
+//
+// It starts the real master binary with --without-ipvs on loopback, then N
+// simulated agent sessions (INIT, START, and a KEEPALIVE_ACK for every
+// KEEPALIVE), each from its own 127.x.y.z address so that each is a
+// separate realserver. Once every session is polled, it measures the
+// master's CPU share (utime+stime from /proc/PID/stat over a window), its
+// RSS (VmRSS, VmHWM) and counts missed keepalives: a KEEPALIVE received
+// twice with the same sequence number is a resend, i.e. the master's
+// keepalive-timeout expired for that session; a session the master closes
+// counts too.
+//
+// The simulated sessions run in child processes of this program (-sim),
+// at most -per-child each, because every session costs one descriptor on
+// each side and a process's descriptor limit is a hard ceiling.
+//
+//	go run ./test/bench/scale -master bin/feedbackd-master -n 1000,5000,20000
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+)
+
+func main() {
+	sim := flag.Bool("sim", false, "internal: run simulated sessions (child mode)")
+	addr := flag.String("addr", "", "internal: master address (child mode)")
+	first := flag.Int("first", 0, "internal: index of the first session (child mode)")
+	count := flag.Int("count", 0, "internal: number of sessions (child mode)")
+	masterBin := flag.String("master", "bin/feedbackd-master", "master binary")
+	ns := flag.String("n", "1000,5000,20000", "session counts to measure")
+	interval := flag.Duration("interval", 2*time.Second, "keepalive-interval given to the master")
+	window := flag.Duration("window", 20*time.Second, "measurement window once all sessions are polled")
+	perChild := flag.Int("per-child", 5000, "simulated sessions per child process")
+	flag.Parse()
+	if *sim {
+		runSim(*addr, *first, *count)
+		return
+	}
+	fmt.Printf("machine: %d CPUs; fd limit %s; keepalive-interval %v; window %v\n",
+		numCPU(), fdLimit(), *interval, *window)
+	fmt.Printf("%8s %10s %10s %10s %10s %10s %10s %10s\n",
+		"sessions", "join_s", "cpu_%core", "rss_MB", "hwm_MB", "keepalive", "missed", "closed")
+	for _, f := range strings.Split(*ns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			fatal("bad -n: %v", err)
+		}
+		r, err := measure(*masterBin, n, *interval, *window, *perChild)
+		if err != nil {
+			fmt.Printf("%8d  error: %v\n", n, err)
+			continue
+		}
+		fmt.Printf("%8d %10.1f %10.1f %10.1f %10.1f %10d %10d %10d\n",
+			n, r.join.Seconds(), r.cpu, r.rssMB, r.hwmMB, r.keepalives, r.missed, r.closed)
+	}
+}
+
+type result struct {
+	join                       time.Duration
+	cpu, rssMB, hwmMB          float64
+	keepalives, missed, closed int64
+}
+
+type simStats struct {
+	Keepalives int64 `json:"keepalives"`
+	Resends    int64 `json:"resends"`
+	Closed     int64 `json:"closed"`
+}
+
+func measure(masterBin string, n int, interval, window time.Duration, perChild int) (*result, error) {
+	dir, err := os.MkdirTemp("", "feedbackd-scale-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	conf := filepath.Join(dir, "master.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`loglevel = WARN
+keepalive-interval = %g
+keepalive-timeout = 10
+keepalive-retries = 3
+removal-interval = 30
+listen = %s
+
+[virtual-service]
+name = web
+address = 192.0.2.1
+protocol = tcp
+port = 80
+scheduler = wrr
+`, interval.Seconds(), addr)), 0o644)
+	mlog, _ := os.Create(filepath.Join(dir, "master.log"))
+	defer mlog.Close()
+	master := exec.Command(masterBin, "--without-ipvs", "-c", conf)
+	master.Stderr = mlog
+	if err := master.Start(); err != nil {
+		return nil, err
+	}
+	defer func() { master.Process.Signal(syscall.SIGTERM); master.Wait() }()
+	if err := waitListening(addr, 10*time.Second); err != nil {
+		return nil, err
+	}
+
+	self, _ := os.Executable()
+	type child struct {
+		cmd   *exec.Cmd
+		stdin interface{ Close() error }
+		out   *bufio.Scanner
+	}
+	var children []child
+	start := time.Now()
+	for first := 0; first < n; first += perChild {
+		c := exec.Command(self, "-sim", "-addr", addr, "-first", strconv.Itoa(first), "-count", strconv.Itoa(min(perChild, n-first)))
+		in, _ := c.StdinPipe()
+		out, _ := c.StdoutPipe()
+		c.Stderr = os.Stderr
+		if err := c.Start(); err != nil {
+			return nil, err
+		}
+		children = append(children, child{c, in, bufio.NewScanner(out)})
+	}
+	defer func() {
+		for _, c := range children {
+			c.cmd.Process.Kill()
+			c.cmd.Wait()
+		}
+	}()
+	// Each child says "polled" once every one of its sessions has had its
+	// first KEEPALIVE.
+	for _, c := range children {
+		if !c.out.Scan() || c.out.Text() != "polled" {
+			return nil, fmt.Errorf("child failed: %q (master log %s)", c.out.Text(), mlog.Name())
+		}
+	}
+	join := time.Since(start)
+	// One interval to settle into steady state, then the window.
+	time.Sleep(interval)
+	cpu0, t0 := cpuTicks(master.Process.Pid), time.Now()
+	time.Sleep(window)
+	cpu1, t1 := cpuTicks(master.Process.Pid), time.Now()
+	rss, hwm := memKB(master.Process.Pid)
+
+	var total simStats
+	for _, c := range children {
+		c.stdin.Close()
+		if !c.out.Scan() {
+			return nil, fmt.Errorf("child gave no stats")
+		}
+		var s simStats
+		if err := json.Unmarshal(c.out.Bytes(), &s); err != nil {
+			return nil, err
+		}
+		total.Keepalives += s.Keepalives
+		total.Resends += s.Resends
+		total.Closed += s.Closed
+	}
+	const clkTck = 100 // USER_HZ on Linux
+	cpu := float64(cpu1-cpu0) / clkTck / t1.Sub(t0).Seconds() * 100
+	return &result{join: join, cpu: cpu, rssMB: float64(rss) / 1024, hwmMB: float64(hwm) / 1024,
+		keepalives: total.Keepalives, missed: total.Resends, closed: total.Closed}, nil
+}
+
+func waitListening(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.Dial("tcp4", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("master not listening on %s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cpuTicks is utime+stime of pid in clock ticks (/proc/PID/stat fields 14, 15).
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + k
+}
+
+func memKB(pid int) (rss, hwm int64) {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = v
+		case "VmHWM:":
+			hwm = v
+		}
+	}
+	return
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
+
+func fdLimit() string {
+	var r syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r)
+	return fmt.Sprintf("%d/%d", r.Cur, r.Max)
+}
+
+func fatal(f string, a ...any) {
+	fmt.Fprintf(os.Stderr, f+"\n", a...)
+	os.Exit(1)
+}
+
+// ---- child: simulated agents ----
+
+// sourceIP gives session i its own loopback address (127.1.0.1 upwards),
+// so that each session is a distinct realserver and has its own port space.
+func sourceIP(i int) net.IP {
+	return net.IPv4(127, byte(1+i/(250*256)), byte(i/250%256), byte(1+i%250))
+}
+
+func runSim(addr string, first, count int) {
+	var stats simStats
+	var polled sync.WaitGroup
+	polled.Add(count)
+	sem := make(chan struct{}, 128) // bounded concurrent dials: the accept backlog is finite
+	for i := first; i < first+count; i++ {
+		sem <- struct{}{}
+		go func(i int) {
+			once := sync.OnceFunc(polled.Done)
+			defer once()
+			conn, err := dialRetry(addr, sourceIP(i))
+			<-sem
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "session %d: %v\n", i, err)
+				atomic.AddInt64(&stats.Closed, 1)
+				return
+			}
+			session(conn, uint8(20+i%80), once, &stats)
+		}(i)
+	}
+	polled.Wait()
+	fmt.Println("polled")
+	// Run until the parent closes stdin, then report.
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	out, _ := json.Marshal(simStats{
+		Keepalives: atomic.LoadInt64(&stats.Keepalives),
+		Resends:    atomic.LoadInt64(&stats.Resends),
+		Closed:     atomic.LoadInt64(&stats.Closed),
+	})
+	fmt.Println(string(out))
+}
+
+func dialRetry(addr string, src net.IP) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 5 * time.Second}
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		var c net.Conn
+		if c, err = d.Dial("tcp4", addr); err == nil {
+			return c, nil
+		}
+		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+	}
+	return nil, err
+}
+
+func session(conn net.Conn, health uint8, polled func(), st *simStats) {
+	defer conn.Close()
+	rd := necp.NewReader(conn)
+	var buf []byte
+	send := func(m necp.Message) bool {
+		var err error
+		buf, err = m.AppendBinary(buf[:0])
+		if err == nil {
+			_, err = conn.Write(buf)
+		}
+		return err == nil
+	}
+	var m necp.Message
+	if !send(necp.Message{Type: necp.TypeInit, Seq: 1}) || rd.ReadMessage(&m) != nil || m.Type != necp.TypeInitAck {
+		atomic.AddInt64(&st.Closed, 1)
+		return
+	}
+	if !send(necp.Message{Type: necp.TypeStart, Seq: 2, Services: []necp.ServiceRecord{
+		{Protocol: necp.ProtoTCP, Port: 80, Forwarding: necp.ForwardDR}}}) ||
+		rd.ReadMessage(&m) != nil || m.Type != necp.TypeStartAck {
+		atomic.AddInt64(&st.Closed, 1)
+		return
+	}
+	lastSeq := uint32(0)
+	ack := necp.Message{Type: necp.TypeKeepaliveAck, Health: []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 80, Health: health}}}
+	for {
+		if err := rd.ReadMessage(&m); err != nil {
+			atomic.AddInt64(&st.Closed, 1)
+			polled()
+			return
+		}
+		if m.Type != necp.TypeKeepalive {
+			continue
+		}
+		atomic.AddInt64(&st.Keepalives, 1)
+		if m.Seq == lastSeq {
+			atomic.AddInt64(&st.Resends, 1)
+		}
+		lastSeq = m.Seq
+		ack.Seq = m.Seq
+		if !send(ack) {
+			atomic.AddInt64(&st.Closed, 1)
+			polled()
+			return
+		}
+		polled()
+	}
+}
