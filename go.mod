@@ -3,13 +3,22 @@ module github.com/lvs-feedbackd/feedbackd
 go 1.24.0
 
 require (
-	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
-	github.com/godbus/dbus/v5 v5.2.4 // indirect
-	github.com/moby/ipvs v1.1.0 // indirect
-	github.com/shirou/gopsutil/v3 v3.24.5 // indirect
-	github.com/sirupsen/logrus v1.9.0 // indirect
-	github.com/vishvananda/netlink v1.1.0 // indirect
+	github.com/coreos/go-systemd/v22 v22.7.0
+	github.com/moby/ipvs v1.1.0
+	github.com/shirou/gopsutil/v3 v3.24.5
+	github.com/sirupsen/logrus v1.9.0
+	github.com/vishvananda/netlink v1.1.0
+	golang.org/x/sys v0.27.0
+	gopkg.in/ini.v1 v1.67.0
+)
+
+require (
+	github.com/go-ole/go-ole v1.2.6 // indirect
+	github.com/lufia/plan9stats v0.0.0-20211012122336-39d0f177ccd0 // indirect
+	github.com/power-devops/perfstat v0.0.0-20210106213030-5aafc221ea8c // indirect
+	github.com/shoenig/go-m1cpu v0.1.6 // indirect
+	github.com/tklauser/go-sysconf v0.3.12 // indirect
+	github.com/tklauser/numcpus v0.6.1 // indirect
 	github.com/vishvananda/netns v0.0.2 // indirect
-	golang.org/x/sys v0.27.0 // indirect
-	gopkg.in/ini.v1 v1.67.0 // indirect
+	github.com/yusufpapurcu/wmi v1.2.4 // indirect
 )

@@ -1,6 +1,14 @@
 // Package config reads feedbackd-master and feedbackd-agent configuration
 // files in the syntax of the 2007 HOWTO, and reports every problem with the
 // file, line and key it concerns.
+//
+// The syntax, as read here (gopkg.in/ini.v1 plus a line scanner, see
+// scan.go): one "key = value" per line, "=" the only delimiter; "#" or ";"
+// starts a comment only at the beginning of a line, so a value keeps any
+// "#" or ";" in it; surrounding "..." or '...' quotes are removed; there
+// are no continuation lines; key and section names ignore case. Keys
+// before the first section are the globals. Unknown keys and sections,
+// duplicate keys in one block and malformed lines are errors.
 package config
 
 import (
@@ -42,6 +50,9 @@ type Master struct {
 	RemovalInterval   time.Duration
 	Listen            string // host:port for use without socket activation
 	VirtualServices   []VirtualService
+	// Warnings are doubts that do not stop the master, formatted like
+	// Error ("FILE:LINE: KEY: MSG"), for the caller to log or print (-t).
+	Warnings []string
 }
 
 // VirtualService is one [virtual-service] block.
@@ -65,6 +76,9 @@ type Agent struct {
 	LogFile           string
 	LogLevel          logging.Level
 	Services          []Service
+	// Warnings are doubts that do not stop the agent (moduledir ignored,
+	// a director that cannot resolve), formatted like Error.
+	Warnings []string
 }
 
 // Service is one [service] block of an agent file.
@@ -73,8 +87,11 @@ type Service struct {
 	Protocol   uint8
 	Port       uint16
 	Forwarding necp.Forwarding
-	Monitor    string            // canonical name, without ".so"
-	Params     map[string]string // the monitor's own keys (value, command, file, timeout, interval)
-	File       string
-	Line       int
+	// Address is the realserver address to register; the zero Addr means
+	// the source address of the agent's connection (the normal case).
+	Address netip.Addr
+	Monitor string            // canonical name, without ".so"
+	Params  map[string]string // the monitor's own keys (value, command, file, timeout, interval)
+	File    string
+	Line    int
 }

@@ -1,0 +1,261 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/logging"
+	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+)
+
+// Keys of master.conf. Each list is the complete set for its place in the
+// file; anything else is an error, since a misspelt key silently left at
+// its default is the hardest kind of mistake to find on a live director.
+var (
+	masterGlobalKeys = []string{"logfile", "loglevel", "keepalive-interval", "keepalive-timeout", "keepalive-retries", "removal-interval", "listen"}
+	virtualKeys      = []string{"name", "address", "protocol", "port", "scheduler", "max-weight"}
+)
+
+// LoadMaster reads and checks a master configuration file.
+func LoadMaster(path string) (*Master, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, readError(path, err)
+	}
+	return ParseMaster(path, data)
+}
+
+// readError turns a failed read into an Errors value, keeping the cause
+// for errors.Is.
+func readError(path string, err error) Errors {
+	msg := err.Error()
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		msg = pe.Err.Error() // the path is already in front
+	}
+	return Errors{{File: path, Msg: "cannot read: " + msg, Err: err}}
+}
+
+// ParseMaster checks data as the contents of the master configuration file
+// named file (used in messages only). On any problem it returns nil and an
+// Errors listing every problem found.
+func ParseMaster(file string, data []byte) (*Master, error) {
+	blocks, errs := scan(file, data)
+	el := &errorList{file: file, errs: errs}
+	m := &Master{
+		File:              file,
+		LogLevel:          DefaultLogLevel,
+		KeepaliveInterval: DefaultKeepaliveInterval,
+		KeepaliveTimeout:  DefaultKeepaliveTimeout,
+		KeepaliveRetries:  DefaultKeepaliveRetries,
+		RemovalInterval:   DefaultRemovalInterval,
+		Listen:            DefaultListen,
+	}
+	var warn warnings
+	warn.file = file
+
+	nvs := 0
+	for _, b := range blocks {
+		switch {
+		case b.line == 0:
+			m.globals(el, b)
+		case b.bad:
+			// Malformed header, already reported. Its keys are not checked:
+			// against which list would they be?
+		case b.name == "virtual-service":
+			nvs++
+			if vs, ok := parseVirtual(el, &warn, b); ok {
+				m.VirtualServices = append(m.VirtualServices, vs)
+			}
+		case b.name == "service":
+			el.add(b.line, "", "unknown section [service] in a master file ([service] belongs in the agent's file; the master wants [virtual-service])")
+		default:
+			el.add(b.line, "", "unknown section [%s] (want [virtual-service])", b.name)
+		}
+	}
+
+	// Two blocks for one (protocol, address, port) would both claim the
+	// same IPVS service, with possibly different schedulers.
+	type tuple struct {
+		proto uint8
+		addr  string
+		port  uint16
+	}
+	seen := map[tuple]int{}
+	names := map[string]int{}
+	for _, vs := range m.VirtualServices {
+		t := tuple{vs.Protocol, vs.Address.String(), vs.Port}
+		if first, dup := seen[t]; dup {
+			el.add(vs.Line, "", "[virtual-service] %s:%d/%s duplicates the one on line %d", vs.Address, vs.Port, necp.ProtocolName(vs.Protocol), first)
+			continue
+		}
+		seen[t] = vs.Line
+		// Names only label log lines, so a repeat is confusing, not wrong.
+		if first, dup := names[vs.Name]; dup {
+			warn.add(vs.Line, "", "name %q is also used by the [virtual-service] on line %d; log lines will not tell them apart", vs.Name, first)
+		}
+		names[vs.Name] = vs.Line
+	}
+	if nvs == 0 {
+		// Every agent's START would be answered "no match". Only a warning:
+		// the packaged master.conf ships with its example commented out
+		// rather than with a made-up address the master would create in
+		// IPVS, and it must still pass -t.
+		warn.add(0, "", "no [virtual-service] block: every agent will be answered \"no match\"")
+	}
+
+	// The agent drops the connection after master-timeout without data;
+	// a keepalive-interval near the agents' default would make every agent
+	// reconnect in a loop.
+	if m.KeepaliveInterval >= DefaultMasterTimeout/2 {
+		warn.add(warn.lineOf(blocks, "keepalive-interval"), "keepalive-interval",
+			"%v is close to or above the agents' default master-timeout of %v; agents may time out and reconnect unless their master-timeout is raised",
+			m.KeepaliveInterval, DefaultMasterTimeout)
+	}
+
+	if len(el.errs) > 0 {
+		sortErrors(el.errs, file)
+		return nil, el.errs
+	}
+	m.Warnings = warn.strings()
+	return m, nil
+}
+
+// globals checks the keys before the first section.
+func (m *Master) globals(el *errorList, b block) {
+	for _, e := range b.entries {
+		var err error
+		switch e.key {
+		case "logfile":
+			m.LogFile, err = nonEmpty(e.value, "log file path")
+		case "loglevel":
+			m.LogLevel, err = logging.ParseLevel(e.value)
+		case "keepalive-interval":
+			m.KeepaliveInterval, err = ParseDuration(e.value)
+		case "keepalive-timeout":
+			m.KeepaliveTimeout, err = ParseDuration(e.value)
+		case "keepalive-retries":
+			m.KeepaliveRetries, err = parseCount(e.value)
+		case "removal-interval":
+			m.RemovalInterval, err = ParseDuration(e.value)
+		case "listen":
+			m.Listen, err = parseListen(e.value)
+		default:
+			if slices.Contains(virtualKeys, e.key) {
+				el.add(e.line, e.key, "key belongs in a [virtual-service] block, not before the first one")
+			} else {
+				el.add(e.line, e.key, "unknown key (master keys: %s)", strings.Join(masterGlobalKeys, ", "))
+			}
+			continue
+		}
+		if err != nil {
+			el.badValue(e, err)
+		}
+	}
+}
+
+// parseVirtual checks one [virtual-service] block. ok is false when the
+// block has errors (all of them reported).
+func parseVirtual(el *errorList, warn *warnings, b block) (vs VirtualService, ok bool) {
+	before := len(el.errs)
+	vs = VirtualService{Line: b.line, Scheduler: DefaultScheduler, MaxWeight: DefaultMaxWeight}
+	keys := map[string]entry{}
+	for _, e := range b.entries {
+		switch {
+		case slices.Contains(virtualKeys, e.key):
+			keys[e.key] = e
+		case slices.Contains(masterGlobalKeys, e.key):
+			el.add(e.line, e.key, "global key inside [virtual-service]: put it before the first section")
+		default:
+			el.add(e.line, e.key, "unknown key in [virtual-service] (want %s)", strings.Join(virtualKeys, ", "))
+		}
+	}
+	required := func(k string) (entry, bool) {
+		e, ok := keys[k]
+		if !ok && !b.rejected[k] {
+			el.add(b.line, k, "required key missing from [virtual-service]")
+		}
+		return e, ok
+	}
+	var err error
+	if e, ok := required("name"); ok {
+		if vs.Name, err = nonEmpty(e.value, "name"); err != nil {
+			el.badValue(e, err)
+		}
+	}
+	if e, ok := required("address"); ok {
+		if vs.Address, err = parseVIP(e.value); err != nil {
+			el.badValue(e, err)
+		}
+	}
+	proto := ""
+	if e, ok := required("protocol"); ok {
+		if vs.Protocol, err = parseProtocol(e.value); err != nil {
+			el.badValue(e, err)
+		} else {
+			proto = necp.ProtocolName(vs.Protocol)
+		}
+	}
+	if e, ok := required("port"); ok {
+		if vs.Port, err = ParsePort(e.value, proto); err != nil {
+			el.badValue(e, err)
+		}
+	}
+	if e, ok := keys["scheduler"]; ok {
+		if vs.Scheduler, err = parseScheduler(e.value); err != nil {
+			el.badValue(e, err)
+		} else if vs.Scheduler == "rr" || vs.Scheduler == "lc" {
+			// Not an error: quiescing at health 0 still works.
+			warn.add(e.line, e.key, "%s ignores weights other than 0, so health only takes realservers in and out", vs.Scheduler)
+		}
+	}
+	if e, ok := keys["max-weight"]; ok {
+		// IPVS weights are 32-bit but ipvsadm documents 0..65535; 0 would
+		// quiesce every realserver whatever its health.
+		if vs.MaxWeight, err = parseRange(e.value, 1, 65535); err != nil {
+			el.badValue(e, err)
+		}
+	}
+	return vs, len(el.errs) == before
+}
+
+// warnings collects the Warnings of one file, formatted like Error.
+type warnings struct {
+	file string
+	list Errors
+}
+
+func (w *warnings) add(line int, key, format string, args ...any) {
+	w.list = append(w.list, &Error{File: w.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// strings returns the warnings sorted by line, as the errors are.
+func (w *warnings) strings() []string {
+	sortErrors(w.list, w.file)
+	s := make([]string, len(w.list))
+	for i, e := range w.list {
+		s[i] = e.Error()
+	}
+	return s
+}
+
+// lineOf finds the line of a global key, 0 when it was not set.
+func (w *warnings) lineOf(blocks []block, key string) int {
+	for _, e := range blocks[0].entries {
+		if e.key == key {
+			return e.line
+		}
+	}
+	return 0
+}
+
+func nonEmpty(s, what string) (string, error) {
+	if s == "" {
+		return "", fmt.Errorf("empty %s", what)
+	}
+	return s, nil
+}
