@@ -48,21 +48,13 @@ func (f Forwarding) String() string {
 
 // ServiceKey identifies a virtual service: protocol, virtual IP and port.
 type ServiceKey struct {
-	Protocol uint16 // 6 = TCP, 17 = UDP
+	Protocol uint16 // 6 = TCP, 17 = UDP, 132 = SCTP
 	Address  netip.Addr
 	Port     uint16
 }
 
 func (k ServiceKey) String() string {
-	p := "TCP"
-	switch k.Protocol {
-	case 6:
-	case 17:
-		p = "UDP"
-	default:
-		p = fmt.Sprintf("proto%d", k.Protocol)
-	}
-	return p + " " + netip.AddrPortFrom(k.Address, k.Port).String()
+	return protoName(k.Protocol) + " " + netip.AddrPortFrom(k.Address, k.Port).String()
 }
 
 // Service is a virtual service.
@@ -71,7 +63,10 @@ type Service struct {
 	Scheduler string // rr, wrr, lc, wlc, sh, dh, mh, ...
 	Flags     uint32 // kernel flags; compare with FlagHashed masked
 	Timeout   uint32 // persistence timeout in seconds
-	Netmask   uint32 // persistence netmask
+	// Persistence netmask. IPv4: the mask as a number, 0xffffff00 for
+	// 255.255.255.0; IPv6: the prefix length. Zero means the kernel's
+	// default (0xffffffff, 128), which is what reads back.
+	Netmask uint32
 }
 
 // DestKey identifies a destination (realserver) inside a service.

@@ -1,0 +1,105 @@
+package ipvs
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// formatHeader replaces ipvsadm's "IP Virtual Server version 1.2.1
+// (size=4096)": we know neither, and the same text renders the kernel's
+// table, the in-memory one and a dry run.
+const formatHeader = "IP Virtual Server table (feedbackd)\n" +
+	"Prot LocalAddress:Port Scheduler Flags\n" +
+	"  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+
+// Format renders services and their destinations like `ipvsadm -Ln`, so
+// that operators can compare it with the real thing at a glance. Services
+// are sorted by protocol, address and port; destinations keep the order of
+// dests[key] (the table's order). Services missing from svcs are not shown.
+// Every line ends in a newline and carries no trailing blanks.
+func Format(svcs []Service, dests map[ServiceKey][]Destination) string {
+	svcs = slices.Clone(svcs)
+	sortServices(svcs)
+	var b strings.Builder
+	b.WriteString(formatHeader)
+	for _, s := range svcs {
+		fmt.Fprintf(&b, "%s  %s %s%s\n", protoName(s.Protocol),
+			netip.AddrPortFrom(s.Address, s.Port), s.Scheduler, flagText(s))
+		for _, d := range dests[s.ServiceKey] {
+			// ipvsadm's own layout: "  -> %-28s %-7s %-6d %-10u %-10u".
+			line := fmt.Sprintf("  -> %-28s %-7s %-6d %-10d %-10d",
+				d.DestKey, d.Forwarding, d.Weight, d.ActiveConns, d.InactiveConns)
+			b.WriteString(strings.TrimRight(line, " "))
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// Dump reads the whole table through x and formats it.
+func Dump(x IPVS) (string, error) {
+	svcs, err := x.Services()
+	if err != nil {
+		return "", fmt.Errorf("ipvs: dump: %w", err)
+	}
+	dests := make(map[ServiceKey][]Destination, len(svcs))
+	for _, s := range svcs {
+		ds, err := x.Destinations(s.ServiceKey)
+		if err != nil {
+			return "", fmt.Errorf("ipvs: dump: %w", err)
+		}
+		dests[s.ServiceKey] = ds
+	}
+	return Format(svcs, dests), nil
+}
+
+// sortServices gives services a stable order independent of the kernel's
+// hash order and of Go's map order.
+func sortServices(svcs []Service) {
+	slices.SortFunc(svcs, func(a, b Service) int {
+		return cmp.Or(
+			cmp.Compare(a.Protocol, b.Protocol),
+			a.Address.Compare(b.Address),
+			cmp.Compare(a.Port, b.Port),
+		)
+	})
+}
+
+func protoName(p uint16) string {
+	switch p {
+	case ProtoTCP:
+		return "TCP"
+	case ProtoUDP:
+		return "UDP"
+	case ProtoSCTP:
+		return "SCTP"
+	}
+	return fmt.Sprintf("proto%d", p)
+}
+
+// flagText follows ipvsadm: " persistent <timeout>" with " mask <mask>" if
+// the netmask is not the default, " ops" for one-packet scheduling. Other
+// flags, FlagHashed apart, are shown as hex rather than hidden.
+func flagText(s Service) string {
+	var b strings.Builder
+	if s.Flags&FlagPersistent != 0 {
+		fmt.Fprintf(&b, " persistent %d", s.Timeout)
+		if s.Address.Is4() && s.Netmask != 0xffffffff && s.Netmask != 0 {
+			m := s.Netmask
+			fmt.Fprintf(&b, " mask %s", netip.AddrFrom4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}))
+		}
+		if s.Address.Is6() && s.Netmask != 128 && s.Netmask != 0 {
+			fmt.Fprintf(&b, " mask %d", s.Netmask)
+		}
+	}
+	if s.Flags&FlagOnePacket != 0 {
+		b.WriteString(" ops")
+	}
+	if rest := s.Flags &^ (FlagPersistent | FlagHashed | FlagOnePacket); rest != 0 {
+		fmt.Fprintf(&b, " flags %#x", rest)
+	}
+	return b.String()
+}
