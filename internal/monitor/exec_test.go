@@ -1,0 +1,195 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func newTestExec(t *testing.T, command, timeout string) Monitor {
+	t.Helper()
+	params := map[string]string{"command": command}
+	if timeout != "" {
+		params["timeout"] = timeout
+	}
+	m, err := New("exec.so", params, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestExecHealth(t *testing.T) {
+	for _, tc := range []struct {
+		command string
+		want    int
+	}{
+		{"echo 42", 42},
+		{"echo '  7  '", 7},
+		{"printf 'load: 66.6%%\\n'", 67},
+		{"echo 49.5", 50},
+		{"echo .4", 0},
+		{"echo 150", 100},
+		{"echo -5", 0},
+		{"echo 99999999999999999999999999999999999999999999", 100},
+		{"echo cpu-3 idle 12", 3}, // a hyphen inside a word is not a sign
+		{"echo first 10; echo second 90", 10},
+		{"exec 2>/dev/null; echo 31 >&2; echo 32", 32}, // stderr is not read for the health
+		{"yes 55 | head -c 100000", 55},                // long output is capped, not blocking
+		{"cat; echo 61", 61},                           // stdin is /dev/null, not the agent's
+	} {
+		t.Run(tc.command, func(t *testing.T) {
+			got, err := newTestExec(t, tc.command, "").Measure(context.Background())
+			if err != nil || got != tc.want {
+				t.Fatalf("got %d, %v; want %d", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestExecErrors(t *testing.T) {
+	for _, tc := range []struct {
+		command string
+		want    []string
+	}{
+		{"echo abc", []string{`no number in output "abc"`}},
+		{"true", []string{`no number in output ""`}},
+		{"echo 50; exit 3", []string{"exit status 3"}},
+		{"echo 'disk gone' >&2; echo 'second line' >&2; exit 2", []string{"exit status 2", `stderr: "disk gone"`}},
+		{"kill -SEGV $$", []string{"signal: segmentation fault"}},
+		{"/nonexistent/monitor", []string{"exit status 127", "not found"}},
+	} {
+		t.Run(tc.command, func(t *testing.T) {
+			_, err := newTestExec(t, tc.command, "").Measure(context.Background())
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %q, want it to contain %q", err, w)
+				}
+			}
+			// The command itself is quoted in the message; look after it.
+			if _, after, _ := strings.Cut(err.Error(), "exit status"); strings.Contains(after, "second line") {
+				t.Errorf("err = %q, want only the first stderr line", err)
+			}
+		})
+	}
+}
+
+// processGone waits until pid is no longer running (gone, or a zombie
+// awaiting a reaper that is not ours).
+func processGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return
+		}
+		// The state follows the ")" that ends the command name.
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) && b[i+2] == 'Z' {
+			return
+		}
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("process %d still running: %s", pid, b)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestExecTimeoutKillsProcessGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	for _, command := range []string{
+		"sleep 10",
+		// A child in the background, holding stdout: the whole group must
+		// die, or Wait would sit on the open pipe and the sleep live on.
+		"sleep 10 & echo $! > " + pidFile + "; wait",
+	} {
+		t.Run(command, func(t *testing.T) {
+			m := newTestExec(t, command, "200ms")
+			start := time.Now()
+			_, err := m.Measure(context.Background())
+			elapsed := time.Since(start)
+			if err == nil || !strings.Contains(err.Error(), "timed out after 200ms") {
+				t.Fatalf("err = %v, want a timeout", err)
+			}
+			if elapsed > 2*time.Second {
+				t.Fatalf("Measure returned after %v, want well under 2s", elapsed)
+			}
+			if strings.Contains(command, pidFile) {
+				b, err := os.ReadFile(pidFile)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				processGone(t, pid)
+			}
+		})
+	}
+}
+
+func TestExecBackgroundChildHoldingStdout(t *testing.T) {
+	// The shell answers and exits, but leaves a child with stdout open.
+	// The answer counts; the wait for the pipe is bounded by WaitDelay.
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	m := newTestExec(t, "echo 42; sleep 10 & echo $! > "+pidFile, "5s")
+	start := time.Now()
+	got, err := m.Measure(context.Background())
+	if err != nil || got != 42 {
+		t.Fatalf("got %d, %v; want 42", got, err)
+	}
+	if d := time.Since(start); d > execWaitDelay+time.Second {
+		t.Fatalf("took %v", d)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	processGone(t, pid)
+}
+
+func TestExecCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := newTestExec(t, "echo 42", "").Measure(ctx)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+func TestFirstNumber(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"42", 42, true},
+		{"x=42.5y", 43, true},
+		{"-1", 0, true},
+		{"a -1", 0, true},
+		{"a-77", 77, true},
+		{"5.", 5, true},
+		{".", 0, false},
+		{"no digits", 0, false},
+		{"", 0, false},
+		{"100.49", 100, true},
+		{"\n\n 12\n", 12, true},
+	} {
+		got, ok := firstNumber([]byte(tc.in))
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("firstNumber(%q) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}

@@ -1,0 +1,429 @@
+package monitor
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The perl monitor keeps the original plugin's contract: the script is
+// loaded once and get_health() is called for each sample, so a script may
+// keep state between calls (counters, open handles, a previous reading).
+// Go cannot embed a Perl interpreter, so one long-lived perl process runs
+// perlDriver, which loads the script with `do` and then answers requests:
+//
+//	Go -> perl   "<seq>\n"                      one request per Measure
+//	perl -> Go   "<seq> H <get_health() value>\n"
+//	             "<seq> E <why there is none>\n"  get_health died or returned undef
+//	perl -> Go   "R\n"                          once, when the script has loaded
+//
+// The protocol runs on private duplicates of the original stdin and
+// stdout. Before loading the script the driver points STDIN at /dev/null
+// and STDOUT at STDERR, so whatever the script prints, and whatever its
+// child processes print, goes to stderr, which Go logs, and cannot be
+// taken for an answer. The driver also localises $/, $\ and $, around its
+// own I/O, in case the script changes them.
+//
+// If get_health() hangs past the timeout, or the process dies, the process
+// (with its whole process group) is killed and a new one is started on the
+// next Measure. A restart loads the file again, so an edited script takes
+// effect then, and state kept in the script starts afresh.
+const perlDriver = `
+use strict;
+my $file = $ARGV[0];
+$0 = "feedbackd perl monitor $file";  # what ps shows, instead of this script
+open(my $req, '<&', \*STDIN)  or die "feedbackd perl driver: dup stdin: $!\n";
+open(my $ans, '>&', \*STDOUT) or die "feedbackd perl driver: dup stdout: $!\n";
+open(STDIN, '<', '/dev/null') or die "feedbackd perl driver: /dev/null: $!\n";
+open(STDOUT, '>&', \*STDERR)  or die "feedbackd perl driver: stdout to stderr: $!\n";
+select((select($ans), $| = 1)[0]);
+$| = 1;
+
+sub answer {
+	local $\ = "\n";
+	local $, = "";
+	print $ans $_[0];
+}
+
+-r $file or die "cannot read $file: $!\n";
+do $file;
+die $@ if $@;
+die "$file does not define get_health()\n" unless defined &main::get_health;
+answer("R");
+
+while (1) {
+	my $seq;
+	{
+		local $/ = "\n";
+		$seq = <$req>;
+	}
+	last unless defined $seq;
+	$seq =~ s/\s+\z//;
+	my $h = eval { main::get_health() };
+	if ($@) {
+		my $e = "$@";
+		$e =~ s/\s+/ /g;
+		answer("$seq E get_health() died: " . substr($e, 0, 500));
+	} elsif (!defined $h) {
+		answer("$seq E get_health() returned undef");
+	} else {
+		$h =~ s/\s+/ /g;
+		answer("$seq H " . substr($h, 0, 200));
+	}
+}
+`
+
+const (
+	// perlLoadTimeout is the least time the script gets to load: loading
+	// modules can take longer than one get_health() call is allowed.
+	perlLoadTimeout = DefaultTimeout
+	// perlStderrTail is how many of the last stderr lines are kept to
+	// explain a failed load or a dead process.
+	perlStderrTail = 8
+	// perlExitGrace is how long Close waits for perl to leave on its own
+	// after its stdin is closed, so END blocks may run.
+	perlExitGrace = 1 * time.Second
+)
+
+type perlMon struct {
+	file    string // absolute: do FILE searches @INC for a relative name
+	timeout time.Duration
+	log     *slog.Logger
+
+	mu     sync.Mutex // one request at a time on the one process
+	p      *perlProc  // nil: start one on the next Measure
+	seq    uint64
+	closed bool
+}
+
+func newPerl(params map[string]string, log *slog.Logger) (*perlMon, error) {
+	file := strings.TrimSpace(params["file"])
+	if file == "" {
+		return nil, errors.New("file is required")
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return nil, err
+	}
+	// Fail here with Go's clear message rather than perl's.
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	if _, err := exec.LookPath("perl"); err != nil {
+		return nil, fmt.Errorf("needs perl: %w", err)
+	}
+	timeout, err := timeoutParam(params)
+	if err != nil {
+		return nil, err
+	}
+	m := &perlMon{file: abs, timeout: timeout, log: log.With("file", abs)}
+	// Load now, like the original, so that a broken script is a start-up
+	// error rather than a stream of unknown healths.
+	if m.p, err = m.start(context.Background()); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *perlMon) Name() string { return "perl" }
+
+func (m *perlMon) Measure(ctx context.Context) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, errors.New("perl monitor is closed")
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if m.p != nil && m.p.hasExited() {
+		m.log.Warn("perl monitor process died; restarting it", "reason", m.p.exitReason())
+		m.p.kill()
+		m.p = nil
+	}
+	if m.p == nil {
+		p, err := m.start(ctx)
+		if err != nil {
+			return 0, err
+		}
+		m.log.Info("perl monitor process started", "pid", p.pid)
+		m.p = p
+	}
+	p := m.p
+
+	m.seq++
+	want := strconv.FormatUint(m.seq, 10)
+	if _, err := p.stdin.Write([]byte(want + "\n")); err != nil {
+		p.waitExit(time.Second)
+		m.drop()
+		return 0, fmt.Errorf("perl process gone (%s); restarting on the next sample", p.exitReason())
+	}
+	timer := time.NewTimer(m.timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				// EOF: perl is on its way out. Let it finish, so that
+				// the exit status is its own and not our SIGKILL.
+				p.waitExit(time.Second)
+				m.drop()
+				return 0, fmt.Errorf("perl process exited during get_health() (%s); restarting on the next sample", p.exitReason())
+			}
+			seq, rest, _ := strings.Cut(line, " ")
+			if seq != want {
+				// Every abandoned request kills its process, so a stale
+				// answer cannot arrive; the check costs nothing and keeps
+				// it that way should that ever change.
+				continue
+			}
+			kind, val, _ := strings.Cut(rest, " ")
+			if kind == "E" {
+				return 0, errors.New(val)
+			}
+			h, ok := firstNumber([]byte(val))
+			if !ok {
+				return 0, fmt.Errorf("get_health() returned %s, not a number", quoteHead([]byte(val), 80))
+			}
+			return h, nil
+		case <-timer.C:
+			m.log.Warn("get_health() timed out; killing the perl process", "timeout", m.timeout, "pid", p.pid)
+			m.drop()
+			return 0, fmt.Errorf("get_health() timed out after %s; perl process killed, restarting on the next sample", m.timeout)
+		case <-ctx.Done():
+			// Abandoned mid-call: get_health() may still be running, or
+			// stuck. Killing is the simple way to be sure the next
+			// request starts on a quiet process.
+			m.drop()
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// drop kills the current process; the next Measure starts a new one.
+func (m *perlMon) drop() {
+	m.p.kill()
+	m.p = nil
+}
+
+func (m *perlMon) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	if m.p == nil {
+		return nil
+	}
+	p := m.p
+	m.p = nil
+	// A closed stdin ends the driver's loop, so the script's END blocks run.
+	p.stdin.Close()
+	p.waitExit(perlExitGrace)
+	p.kill()
+	return nil
+}
+
+// perlProc is one running driver.
+type perlProc struct {
+	pid    int
+	stdin  *os.File
+	stdout *os.File
+	stderr *os.File
+
+	lines      chan string   // stdout lines; closed at EOF
+	gone       chan struct{} // closed by kill, releases the stdout reader
+	exited     chan struct{} // closed once the process is reaped
+	stderrDone chan struct{}
+	waitErr    error // set before exited is closed
+
+	killOnce sync.Once
+
+	tailMu sync.Mutex
+	tail   []string // last stderr lines
+}
+
+// start runs the driver and waits until the script has loaded.
+func (m *perlMon) start(ctx context.Context) (*perlProc, error) {
+	var ends []*os.File // in, out, err pipes: read end, write end
+	for range 3 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeFiles(ends...)
+			return nil, err
+		}
+		ends = append(ends, r, w)
+	}
+	inR, inW, outR, outW, errR, errW := ends[0], ends[1], ends[2], ends[3], ends[4], ends[5]
+	cmd := exec.Command("perl", "-e", perlDriver, "--", m.file)
+	// Passing *os.File ends means exec starts no copying goroutines, so
+	// Wait returns when perl exits even if a child of the script still
+	// holds a pipe. Own process group, so kill reaches the script's children.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err := cmd.Start()
+	// The child has its copies; ours of the far ends must go, or we would
+	// never see EOF.
+	closeFiles(inR, outW, errW)
+	if err != nil {
+		closeFiles(inW, outR, errR)
+		return nil, err
+	}
+
+	p := &perlProc{
+		pid:   cmd.Process.Pid,
+		stdin: inW, stdout: outR, stderr: errR,
+		lines:      make(chan string),
+		gone:       make(chan struct{}),
+		exited:     make(chan struct{}),
+		stderrDone: make(chan struct{}),
+	}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	go p.readStdout()
+	go p.readStderr(m.log)
+
+	timeout := max(m.timeout, perlLoadTimeout)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case line, ok := <-p.lines:
+		if ok && line == "R" {
+			return p, nil
+		}
+		// perl died while loading; collect its exit status and complaint.
+		p.waitExit(time.Second)
+		p.kill()
+		return nil, fmt.Errorf("perl could not load %s: %s", m.file, p.exitReason())
+	case <-timer.C:
+		p.kill()
+		return nil, fmt.Errorf("perl did not finish loading %s within %s", m.file, timeout)
+	case <-ctx.Done():
+		p.kill()
+		return nil, ctx.Err()
+	}
+}
+
+func closeFiles(files ...*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+func (p *perlProc) readStdout() {
+	defer close(p.lines)
+	sc := bufio.NewScanner(p.stdout)
+	for sc.Scan() {
+		select {
+		case p.lines <- sc.Text():
+		case <-p.gone:
+			return
+		}
+	}
+}
+
+// readStderr logs what the script (and perl) write to stderr, which
+// includes the script's prints to STDOUT, and keeps the last lines to
+// explain a failure.
+func (p *perlProc) readStderr(log *slog.Logger) {
+	defer close(p.stderrDone)
+	r := bufio.NewReaderSize(p.stderr, 4096)
+	for {
+		b, more, err := r.ReadLine()
+		if err != nil {
+			return
+		}
+		line := string(b)
+		// Drop the rest of an over-long line rather than stop reading:
+		// a full stderr pipe would block the script.
+		for more && err == nil {
+			_, more, err = r.ReadLine()
+		}
+		log.Info("perl monitor output", "pid", p.pid, "line", line)
+		p.tailMu.Lock()
+		if len(p.tail) == perlStderrTail {
+			p.tail = append(p.tail[:0], p.tail[1:]...)
+		}
+		p.tail = append(p.tail, line)
+		p.tailMu.Unlock()
+	}
+}
+
+// waitExit waits up to d for the process to exit by itself.
+func (p *perlProc) waitExit(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.exited:
+	case <-t.C:
+	}
+}
+
+func (p *perlProc) hasExited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// exitReason describes how the process ended, with its last stderr lines.
+func (p *perlProc) exitReason() string {
+	p.waitExit(time.Second)
+	why := "still running"
+	if p.hasExited() {
+		why = "exit status 0"
+		if p.waitErr != nil {
+			why = p.waitErr.Error()
+		}
+	}
+	p.tailMu.Lock()
+	tail := strings.Join(p.tail, " | ")
+	p.tailMu.Unlock()
+	if tail != "" {
+		why += ": " + tail
+	}
+	return why
+}
+
+// kill ends the process group and releases the reader goroutines. It is
+// safe to call more than once and after the process has exited.
+func (p *perlProc) kill() {
+	p.killOnce.Do(func() {
+		// Once perl is reaped its pid could in principle be reused, so the
+		// group is signalled only while it is not; between this check and
+		// the kill the Wait goroutine could still reap it, a window of a
+		// few instructions that would need a pid reused as a group id to
+		// matter.
+		if !p.hasExited() {
+			_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+		}
+		close(p.gone)
+		p.stdin.Close()
+		// Bounded in case it is stuck in the kernel (D state); the Wait
+		// goroutine reaps it when it can.
+		p.waitExit(2 * time.Second)
+		// With the group dead, stderr reaches EOF by itself; waiting for
+		// that keeps its last lines for exitReason.
+		select {
+		case <-p.stderrDone:
+		case <-time.After(500 * time.Millisecond):
+		}
+		// Unblocks the readers should an escaped child hold the pipes.
+		p.stdout.Close()
+		p.stderr.Close()
+	})
+}
