@@ -42,6 +42,9 @@ func run(args []string, io cli.Stdio) int {
 		fmt.Fprintf(io.Stderr, "%s: configuration error:\n%v\n", prog, err)
 		return cli.ExitError
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(io.Stderr, "%s: warning: %s\n", prog, w)
+	}
 	if c.Test {
 		fmt.Fprintf(io.Stdout, "%s: configuration %s OK (%d services, director %s)\n", prog, cfg.File, len(cfg.Services), cfg.Director)
 		return cli.ExitOK

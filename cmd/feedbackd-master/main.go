@@ -11,7 +11,9 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
 
@@ -62,6 +64,9 @@ func run(args []string, io cli.Stdio) int {
 		fmt.Fprintf(io.Stderr, "%s: configuration error:\n%v\n", prog, err)
 		return cli.ExitError
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(io.Stderr, "%s: warning: %s\n", prog, w)
+	}
 	if o.Test {
 		fmt.Fprintf(io.Stdout, "%s: configuration %s OK (%d virtual services)\n", prog, cfg.File, len(cfg.VirtualServices))
 		return cli.ExitOK
@@ -88,9 +93,8 @@ func serve(cfg *config.Master, o options, log *slog.Logger, logw io.Writer) erro
 	if o.withoutIPVS {
 		// The in-memory table is the only place to see what the master
 		// does, so print it whole after every write.
-		kv = ipvs.NewMemory(func(table string) {
-			fmt.Fprintf(logw, "--- IPVS table (in-memory, --without-ipvs) ---\n%s", table)
-		})
+		mem := ipvs.NewMemory(nil)
+		kv = ipvs.Observe(mem, tablePrinter(mem, logw))
 		store = &master.MemoryStore{}
 	} else {
 		k, err := ipvs.NewKernel(log)
@@ -143,6 +147,32 @@ func serve(cfg *config.Master, o options, log *slog.Logger, logw io.Writer) erro
 	err = m.Run(ctx, ln)
 	log.Info("feedbackd-master stopped; IPVS tables left as they are")
 	return err
+}
+
+// tablePrinter prints the in-memory table after writes: the only way to
+// see what a --without-ipvs master does. Bursts of writes (a thousand
+// agents joining) are coalesced into one print per 200 ms, and a large
+// table is cut short, so printing never costs more than the work itself.
+func tablePrinter(mem *ipvs.Memory, w io.Writer) func() {
+	const maxLines = 60
+	kick := make(chan struct{}, 1)
+	go func() {
+		for range kick {
+			lines := strings.SplitAfter(mem.String(), "\n")
+			if len(lines) > maxLines {
+				more := len(lines) - maxLines
+				lines = append(lines[:maxLines], fmt.Sprintf("  ... %d more lines\n", more))
+			}
+			fmt.Fprintf(w, "--- IPVS table (in-memory, --without-ipvs) ---\n%s", strings.Join(lines, ""))
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	return func() {
+		select {
+		case kick <- struct{}{}:
+		default: // a print is already pending; it will show this write too
+		}
+	}
 }
 
 // listener takes the socket systemd passes (feedbackd-master.socket) or
