@@ -275,10 +275,13 @@ func (o *owner) replyJoins() {
 
 func (o *owner) publish() {
 	agents, active, quiescing := o.t.counts()
-	s := &Summary{Agents: agents, Active: active, Quiescing: quiescing, LastChange: o.t.lastChange, KernelError: o.kernelErr}
-	old := o.m.summary.Swap(s)
-	if o.m.opts.OnChange != nil && *old != *s {
-		o.m.opts.OnChange(*s)
+	s := Summary{Agents: agents, Active: active, Quiescing: quiescing, LastChange: o.t.lastChange, KernelError: o.kernelErr}
+	if *o.m.summary.Load() == s {
+		return // the common case: a health report that changed nothing
+	}
+	o.m.summary.Store(&s)
+	if o.m.opts.OnChange != nil {
+		o.m.opts.OnChange(s)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/lvs-feedbackd/feedbackd/internal/logging"
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 )
 
@@ -145,7 +146,11 @@ func (s *session) handle(ctx context.Context, now time.Time) bool {
 	if m.Version != necp.Version {
 		s.log.Debug("agent speaks another protocol version; parsing anyway", "version", m.Version)
 	}
-	s.log.Log(ctx, -8, "received", "type", m.Type.String(), "seq", m.Seq)
+	if s.log.Enabled(ctx, logging.LevelVDebug) {
+		// Guarded: the arguments would be boxed on every message even
+		// when the level is off, and this runs 10 000 times a second.
+		s.log.Log(ctx, logging.LevelVDebug, "received", "type", m.Type.String(), "seq", m.Seq)
+	}
 	switch m.Type {
 	case necp.TypeInit:
 		if s.state != sWaitInit {

@@ -90,6 +90,12 @@ type table struct {
 	// claiming one is refused.
 	foreign  map[destID]bool
 	sessions map[sessionID]*sessionInfo
+	// dirty and timed index the entries that need work, so that a pass of
+	// the owner loop costs what changed, not the size of the cluster: with
+	// 20 000 realservers polled every 2 s there are 10 000 passes a second.
+	dirty   map[destID]*entry // want/fwd may differ from the kernel, or deletion pending
+	timed   map[destID]*entry // orphans and quiescing entries (they have a nextCheck)
+	nActive int               // entries in stateActive
 	// ownedChanged is set when the set of owned destinations changed and
 	// the state file must be rewritten.
 	ownedChanged bool
@@ -103,7 +109,53 @@ func newTable(cfg *config.Master, log *slog.Logger) *table {
 		entries:  map[destID]*entry{},
 		foreign:  map[destID]bool{},
 		sessions: map[sessionID]*sessionInfo{},
+		dirty:    map[destID]*entry{},
+		timed:    map[destID]*entry{},
 	}
+}
+
+// put adds a new entry; setState and drop are the only other places that
+// change membership or state, so the indexes stay true.
+func (t *table) put(e *entry) {
+	t.entries[e.id] = e
+	t.index(e)
+	t.ownedChanged = true
+}
+
+func (t *table) setState(e *entry, s destState) {
+	t.unindex(e)
+	e.state = s
+	t.index(e)
+}
+
+func (t *table) drop(id destID) {
+	if e := t.entries[id]; e != nil {
+		t.unindex(e)
+		delete(t.dirty, id)
+		delete(t.entries, id)
+		t.ownedChanged = true
+	}
+}
+
+func (t *table) index(e *entry) {
+	if e.state == stateActive {
+		t.nActive++
+	} else {
+		t.timed[e.id] = e
+	}
+}
+
+func (t *table) unindex(e *entry) {
+	if e.state == stateActive {
+		t.nActive--
+	} else {
+		delete(t.timed, e.id)
+	}
+}
+
+func (t *table) clearDirty(e *entry) {
+	e.dirty = false
+	delete(t.dirty, e.id)
 }
 
 func vsKey(vs *config.VirtualService) ipvs.ServiceKey {
@@ -125,6 +177,7 @@ func forwardingFromNECP(f necp.Forwarding) (ipvs.Forwarding, bool) {
 
 func (t *table) markDirty(e *entry, now time.Time) {
 	e.dirty = true
+	t.dirty[e.id] = e
 	t.lastChange = now
 }
 
@@ -145,11 +198,11 @@ func (t *table) adopt(kernel map[ipvs.ServiceKey][]ipvs.Destination, owned map[d
 			if _, ok := t.entries[id]; ok {
 				continue
 			}
-			t.entries[id] = &entry{
+			t.put(&entry{
 				id: id, vsName: vs.Name, maxWeight: vs.MaxWeight, fwd: d.Forwarding,
 				state: stateOrphan, health: necp.HealthUnknown, want: d.Weight,
 				since: now, nextCheck: now.Add(grace), inKernel: true, kernel: d,
-			}
+			})
 			t.log.Info("adopted destination from an earlier run; waiting for its agent",
 				"vs", vs.Name, "realserver", d.Address.String(), "weight", d.Weight, "grace", grace)
 		}
@@ -192,13 +245,12 @@ func (t *table) rematch(now time.Time) {
 		if vs == nil {
 			t.log.Info("virtual service no longer configured; its realserver is left as it is",
 				"vs", e.vsName, "realserver", id.Dest.Address.String())
-			delete(t.entries, id)
+			t.drop(id)
 			if si := t.sessions[e.owner]; si != nil {
 				for sp, ids := range si.services {
 					si.services[sp] = removeID(ids, id)
 				}
 			}
-			t.ownedChanged = true
 			continue
 		}
 		e.vsName, e.maxWeight = vs.Name, vs.MaxWeight
@@ -249,9 +301,8 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 		switch {
 		case e == nil:
 			e = &entry{id: id, vsName: vs.Name, maxWeight: vs.MaxWeight, fwd: fwd,
-				health: necp.HealthUnknown, want: 0, since: now}
-			t.entries[id] = e
-			t.ownedChanged = true
+				owner: sid, state: stateActive, health: necp.HealthUnknown, want: 0, since: now}
+			t.put(e)
 			l.Info("realserver joined", "forwarding", fwd.String(), "weight", 0)
 		case e.owner != 0 && e.owner != sid:
 			// Newest wins: an agent that reconnects before the master has
@@ -266,7 +317,8 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 		if e.fwd != fwd {
 			e.fwd = fwd
 		}
-		e.owner, e.state, e.since, e.remove = sid, stateActive, now, false
+		e.owner, e.since, e.remove = sid, now, false
+		t.setState(e, stateActive)
 		if !containsID(si.services[sp], id) {
 			si.services[sp] = append(si.services[sp], id)
 		}
@@ -371,7 +423,8 @@ func (t *table) quiesce(id destID, sid sessionID, reason string, now time.Time) 
 	}
 	t.log.Info("realserver quiesced", "vs", e.vsName, "realserver", id.Dest.Address.String(),
 		"reason", reason, "old_weight", e.want, "weight", 0)
-	e.owner, e.state, e.want, e.since = 0, stateQuiescing, 0, now
+	e.owner, e.want, e.since = 0, 0, now
+	t.setState(e, stateQuiescing)
 	e.nextCheck = now.Add(t.cfg.RemovalInterval)
 	t.markDirty(e, now)
 }
@@ -379,7 +432,7 @@ func (t *table) quiesce(id destID, sid sessionID, reason string, now time.Time) 
 // tick moves orphans whose grace has expired to quiescing, and returns the
 // quiescing destinations whose removal check is due.
 func (t *table) tick(now time.Time) (due []destID) {
-	for id, e := range t.entries {
+	for id, e := range t.timed {
 		if e.nextCheck.After(now) || e.remove {
 			continue
 		}
@@ -416,8 +469,8 @@ func (t *table) removalChecked(id destID, activeConns int, now time.Time) {
 func (t *table) nextDeadline() (time.Time, bool) {
 	var min time.Time
 	found := false
-	for _, e := range t.entries {
-		if e.state == stateActive || e.remove {
+	for _, e := range t.timed {
+		if e.remove {
 			continue
 		}
 		if !found || e.nextCheck.Before(min) {
@@ -439,10 +492,7 @@ type op struct {
 // destination (forwarding and thresholds from the kernel's own copy).
 func (t *table) diff() []op {
 	var ops []op
-	for id, e := range t.entries {
-		if !e.dirty {
-			continue
-		}
+	for id, e := range t.dirty {
 		switch {
 		case e.remove:
 			if e.inKernel {
@@ -472,24 +522,23 @@ func (t *table) applied(o op, err error) {
 	}
 	switch o.kind {
 	case "delete":
-		delete(t.entries, o.id)
-		t.ownedChanged = true
+		t.drop(o.id)
 		t.log.Info("realserver removed", "vs", e.vsName, "realserver", o.id.Dest.Address.String())
 		return
 	default:
 		e.inKernel, e.kernel = true, o.dest
 	}
 	if e.kernel.Weight == e.want && e.kernel.Forwarding == e.fwd && !e.remove {
-		e.dirty = false
+		t.clearDirty(e)
 	}
 }
 
 // clean marks entries whose kernel copy already matches as not dirty (a
 // dirty flag set by a join that changed nothing).
 func (t *table) clean() {
-	for _, e := range t.entries {
-		if e.dirty && !e.remove && e.inKernel && e.kernel.Weight == e.want && e.kernel.Forwarding == e.fwd {
-			e.dirty = false
+	for _, e := range t.dirty {
+		if !e.remove && e.inKernel && e.kernel.Weight == e.want && e.kernel.Forwarding == e.fwd {
+			t.clearDirty(e)
 		}
 	}
 }
@@ -536,8 +585,7 @@ func (t *table) resync(kernel map[ipvs.ServiceKey][]ipvs.Destination, now time.T
 				// hand: respect that and forget it.
 				t.log.Info("destination was removed outside feedbackd; forgetting it",
 					"vs", e.vsName, "realserver", id.Dest.Address.String(), "state", e.state.String())
-				delete(t.entries, id)
-				t.ownedChanged = true
+				t.drop(id)
 			}
 			continue
 		}
@@ -555,6 +603,7 @@ func (t *table) resync(kernel map[ipvs.ServiceKey][]ipvs.Destination, now time.T
 		e.kernel = d
 		if d.Weight != e.want || d.Forwarding != e.fwd {
 			e.dirty = true
+			t.dirty[id] = e
 		}
 	}
 }
@@ -572,14 +621,7 @@ func (t *table) owned() []destID {
 
 // counts summarises the table for status lines.
 func (t *table) counts() (agents, active, quiescing int) {
-	for _, e := range t.entries {
-		if e.state == stateActive {
-			active++
-		} else {
-			quiescing++
-		}
-	}
-	return len(t.sessions), active, quiescing
+	return len(t.sessions), t.nActive, len(t.entries) - t.nActive
 }
 
 func (t *table) peerOf(sid sessionID) string {

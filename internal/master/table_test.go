@@ -50,19 +50,21 @@ func rec(proto uint8, port uint16, fwd necp.Forwarding) necp.ServiceRecord {
 }
 
 // apply runs one diff as if every write succeeded and renders the ops.
-func apply(tb *table) []string {
+func apply(t testing.TB, tb *table) []string {
+	t.Helper()
 	var out []string
 	for _, o := range tb.diff() {
 		out = append(out, fmt.Sprintf("%s %s w=%d %s", o.kind, o.id, o.dest.Weight, o.dest.Forwarding))
 		tb.applied(o, nil)
 	}
 	tb.clean()
+	checkIndexes(t, tb)
 	return out
 }
 
 func expectOps(t *testing.T, tb *table, want ...string) {
 	t.Helper()
-	got := apply(tb)
+	got := apply(t, tb)
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("ops:\n  got  %q\n  want %q", got, want)
 	}
@@ -105,7 +107,7 @@ func TestRecordAddressOverridesPeer(t *testing.T) {
 func TestHealthSetsWeightAndOnlyChangesAreWritten(t *testing.T) {
 	tb := newTestTable()
 	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
-	apply(tb)
+	apply(t, tb)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 80, Health: 75}}, t0)
 	// max-weight 100 → 75; max-weight 10 → round(7.5) = 8.
 	expectOps(t, tb,
@@ -132,7 +134,7 @@ func TestHealthSetsWeightAndOnlyChangesAreWritten(t *testing.T) {
 func TestUpdateKeepsKernelFields(t *testing.T) {
 	tb := newTestTable()
 	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardDR)}, t0)
-	apply(tb)
+	apply(t, tb)
 	e := tb.entries[id(vip1, necp.ProtoUDP, 53, rs1)]
 	e.kernel.UpperThreshold, e.kernel.LowerThreshold = 500, 100 // set by an admin
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 40}}, t0)
@@ -147,7 +149,7 @@ func TestGoneQuiescesThenRemovalWaitsForConnections(t *testing.T) {
 	tb := newTestTable()
 	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 60}}, t0)
-	apply(tb)
+	apply(t, tb)
 
 	tb.gone(1, "connection lost", t0.Add(time.Second))
 	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=0 Masq")
@@ -180,7 +182,7 @@ func TestRejoinInsideRemovalWindowReusesEntries(t *testing.T) {
 	tb := newTestTable()
 	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 60}}, t0)
-	apply(tb)
+	apply(t, tb)
 	tb.stop(1, nil, "agent sent STOP", t0)
 	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=0 Masq")
 	tb.gone(1, "closed", t0)
@@ -201,7 +203,7 @@ func TestStopOneServiceKeepsTheOthers(t *testing.T) {
 	tb := newTestTable()
 	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT), rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 50}, {Protocol: necp.ProtoTCP, Port: 80, Health: 50}}, t0)
-	apply(tb)
+	apply(t, tb)
 	tb.stop(1, []necp.ServiceRecord{{Protocol: necp.ProtoUDP, Port: 53}}, "agent sent STOP", t0)
 	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=0 Masq")
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 99}, {Protocol: necp.ProtoTCP, Port: 80, Health: 20}}, t0)
@@ -216,7 +218,7 @@ func TestSessionsFromOneIPAreSeparate(t *testing.T) {
 	tb.join(1, netip.AddrPortFrom(rs1, 1000), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
 	tb.join(2, netip.AddrPortFrom(rs1, 1001), []necp.ServiceRecord{rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 50}}, t0)
-	apply(tb)
+	apply(t, tb)
 	tb.gone(1, "closed", t0)
 	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=0 Masq")
 	tb.health(2, []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 80, Health: 30}}, t0)
@@ -229,7 +231,7 @@ func TestSessionsFromOneIPAreSeparate(t *testing.T) {
 func TestNewestSessionTakesOver(t *testing.T) {
 	tb := newTestTable()
 	tb.join(1, netip.AddrPortFrom(rs1, 1000), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
-	apply(tb)
+	apply(t, tb)
 	tb.join(2, netip.AddrPortFrom(rs1, 1001), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 10}}, t0) // stale session: ignored
 	tb.health(2, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 70}}, t0)
@@ -291,9 +293,9 @@ func TestResyncRestoresForeignEditsAndRespectsManualRemoval(t *testing.T) {
 	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
 	tb.join(2, peer(rs2), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 50}}, t0)
-	apply(tb)
+	apply(t, tb)
 	tb.gone(2, "closed", t0)
-	apply(tb)
+	apply(t, tb)
 	// Someone ran ipvsadm -e on rs1 and ipvsadm -d on the quiesced rs2.
 	k := map[ipvs.ServiceKey][]ipvs.Destination{
 		svc(vip1, necp.ProtoUDP, 53): {{DestKey: ipvs.DestKey{Address: rs1, Port: 53}, Weight: 7}},
@@ -330,4 +332,40 @@ func TestFailedWriteIsRetried(t *testing.T) {
 	}
 	tb.clean()
 	expectOps(t, tb, "add UDP 192.0.2.1:53 -> 10.0.0.11:53 w=0 Masq")
+}
+
+// checkIndexes recomputes the table's indexes from its entries; every test
+// that applies ops runs it, so a transition that forgets an index fails.
+func checkIndexes(t testing.TB, tb *table) {
+	t.Helper()
+	active := 0
+	for id, e := range tb.entries {
+		if e.id != id {
+			t.Fatalf("entry %v filed under %v", e.id, id)
+		}
+		if e.state == stateActive {
+			active++
+			if _, ok := tb.timed[id]; ok {
+				t.Fatalf("active entry %v in the timed index", id)
+			}
+		} else if tb.timed[id] != e {
+			t.Fatalf("%s entry %v missing from the timed index", e.state, id)
+		}
+		if e.dirty != (tb.dirty[id] == e) {
+			t.Fatalf("entry %v dirty=%v but dirty index says %v", id, e.dirty, tb.dirty[id] != nil)
+		}
+	}
+	if active != tb.nActive {
+		t.Fatalf("nActive %d, counted %d", tb.nActive, active)
+	}
+	for id := range tb.timed {
+		if tb.entries[id] == nil {
+			t.Fatalf("timed index holds dropped entry %v", id)
+		}
+	}
+	for id := range tb.dirty {
+		if tb.entries[id] == nil {
+			t.Fatalf("dirty index holds dropped entry %v", id)
+		}
+	}
 }
