@@ -286,14 +286,22 @@ func (a *Agent) loop(ctx context.Context) error {
 
 		failures = 0
 		b.reset()
+		began := time.Now()
 		reason := s.serve(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		// Even after a good session, wait BackoffMin before redialling: a
-		// master that accepts and then drops every connection must not be
-		// hammered in a tight loop. The HOWTO's "immediately reconnect"
-		// becomes "after at most a second".
+		// The HOWTO: on losing the master the agent "will immediately close
+		// the current connection to the master and reconnect". Immediately
+		// matters: a restarted master gives its agents only
+		// (1 + keepalive-retries) × keepalive-timeout to come back before it
+		// quiesces them. Only a session that died young waits first, so a
+		// master that accepts and then drops every connection is not
+		// hammered in a tight loop.
+		if time.Since(began) >= a.opts.BackoffMin {
+			a.state(false, fmt.Sprintf("lost director %s: %s; reconnecting", a.director, reason))
+			continue
+		}
 		delay := b.next()
 		a.state(false, fmt.Sprintf("lost director %s: %s; reconnecting in %s", a.director, reason, delay.Round(time.Millisecond)))
 		if !a.sleep(ctx, delay) {

@@ -678,3 +678,55 @@ func TestIsTimeout(t *testing.T) {
 		t.Errorf("deadline error %v not counted as timeout", err)
 	}
 }
+
+// After a session that lived at least BackoffMin, the agent redials at
+// once (the HOWTO's "immediately ... reconnect"): a restarted master gives
+// its agents only (1 + retries) × timeout before it quiesces them.
+func TestImmediateReconnectAfterEstablishedSession(t *testing.T) {
+	fm := newFakeMaster(t)
+	log, _ := testLogger()
+	var mu sync.Mutex
+	var delays []time.Duration
+	attempt := 0
+	opts := Options{Logger: log, BackoffMin: 100 * time.Millisecond, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		mu.Lock()
+		attempt++
+		n := attempt
+		mu.Unlock()
+		if n == 1 {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp4", fm.addr())
+		}
+		return nil, fmt.Errorf("scripted failure %d", n)
+	}}
+	cfg := testConfig("192.0.2.1", constService("http", necp.ProtoTCP, 80, necp.ForwardNAT, 75))
+	cfg.ConnectionRetries = 1
+	ra := startAgent(t, cfg, opts, func(a *Agent) {
+		a.sleep = func(ctx context.Context, d time.Duration) bool {
+			mu.Lock()
+			delays = append(delays, d)
+			mu.Unlock()
+			return ctx.Err() == nil
+		}
+	})
+	mc := fm.accept(5 * time.Second)
+	mc.handshake(nil)
+	mc.keepalive(1, time.Second)
+	// Outlive BackoffMin, answering keepalives like a real master would.
+	for seq := uint32(2); seq < 6; seq++ {
+		mc.keepalive(seq, time.Second)
+		time.Sleep(30 * time.Millisecond)
+	}
+	mc.c.Close()
+	if err := ra.wait(t, 5*time.Second); err == nil {
+		t.Fatal("Run = nil, want the connection-retries error from the scripted failure")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(delays) != 0 {
+		t.Fatalf("agent waited %v before redialling after an established session; want no wait", delays)
+	}
+	if attempt != 2 {
+		t.Fatalf("%d attempts, want 2 (the session, then one immediate redial)", attempt)
+	}
+}

@@ -181,14 +181,18 @@ func (m *Master) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup
 		m.sessions[s] = struct{}{}
 		m.mu.Unlock()
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.run(ctx)
-			m.mu.Lock()
-			delete(m.sessions, s)
-			m.mu.Unlock()
-		}()
+		go m.serve(ctx, s, wg)
 	}
+}
+
+// serve runs one session; it is a method rather than a closure so that the
+// session goroutine's base frame stays small (see session.loop).
+func (m *Master) serve(ctx context.Context, s *session, wg *sync.WaitGroup) {
+	s.run(ctx)
+	m.mu.Lock()
+	delete(m.sessions, s)
+	m.mu.Unlock()
+	wg.Done()
 }
 
 func isTemporary(err error) bool {

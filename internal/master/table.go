@@ -78,6 +78,10 @@ type sessionInfo struct {
 	peer     netip.AddrPort
 	services map[svcPort][]destID
 	started  []necp.ServiceRecord // every START record, to match again on reload
+	// health is the session's latest report per service. Sessions forward
+	// only changed reports, so an entry that joins later (a reload adding a
+	// virtual service) takes its first weight from here.
+	health map[svcPort]uint8
 }
 
 type table struct {
@@ -217,7 +221,7 @@ func (t *table) adopt(kernel map[ipvs.ServiceKey][]ipvs.Destination, owned map[d
 func (t *table) join(sid sessionID, peer netip.AddrPort, recs []necp.ServiceRecord, now time.Time) []necp.Status {
 	si := t.sessions[sid]
 	if si == nil {
-		si = &sessionInfo{peer: peer, services: map[svcPort][]destID{}}
+		si = &sessionInfo{peer: peer, services: map[svcPort][]destID{}, health: map[svcPort]uint8{}}
 		t.sessions[sid] = si
 	}
 	st := make([]necp.Status, len(recs))
@@ -319,6 +323,9 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 		}
 		e.owner, e.since, e.remove = sid, now, false
 		t.setState(e, stateActive)
+		if h, ok := si.health[sp]; ok {
+			t.setHealth(e, h, now)
+		}
 		if !containsID(si.services[sp], id) {
 			si.services[sp] = append(si.services[sp], id)
 		}
@@ -343,8 +350,8 @@ func (t *table) health(sid sessionID, recs []necp.HealthRecord, now time.Time) {
 		return
 	}
 	for _, r := range recs {
-		ids := si.services[svcPort{r.Protocol, r.Port}]
-		if len(ids) == 0 {
+		sp := svcPort{r.Protocol, r.Port}
+		if !si.startedService(sp) {
 			t.log.Debug("health for a service that was never started; ignored",
 				"agent", si.peer.String(), "service", serviceName(r.Protocol, r.Port))
 			continue
@@ -354,25 +361,38 @@ func (t *table) health(sid sessionID, recs []necp.HealthRecord, now time.Time) {
 			t.log.Debug("health above 100 clamped", "agent", si.peer.String(), "health", h)
 			h = necp.HealthMax
 		}
-		for _, id := range ids {
-			e := t.entries[id]
-			if e == nil || e.owner != sid {
-				continue
-			}
-			e.health = h
-			w, ok := Weight(h, e.maxWeight)
-			if !ok {
-				t.log.Debug("health unknown; weight left alone", "vs", e.vsName,
-					"realserver", id.Dest.Address.String(), "weight", e.want)
-				continue
-			}
-			if w != e.want {
-				t.log.Info("weight changed", "vs", e.vsName, "realserver", id.Dest.Address.String(),
-					"health", h, "old_weight", e.want, "weight", w)
-				e.want = w
-				t.markDirty(e, now)
+		si.health[sp] = h
+		for _, id := range si.services[sp] {
+			if e := t.entries[id]; e != nil && e.owner == sid {
+				t.setHealth(e, h, now)
 			}
 		}
+	}
+}
+
+func (si *sessionInfo) startedService(sp svcPort) bool {
+	for _, r := range si.started {
+		if r.Protocol == sp.proto && r.Port == sp.port {
+			return true
+		}
+	}
+	return false
+}
+
+// setHealth records a report for one destination and sets its weight.
+func (t *table) setHealth(e *entry, h uint8, now time.Time) {
+	e.health = h
+	w, ok := Weight(h, e.maxWeight)
+	if !ok {
+		t.log.Debug("health unknown; weight left alone", "vs", e.vsName,
+			"realserver", e.id.Dest.Address.String(), "weight", e.want)
+		return
+	}
+	if w != e.want {
+		t.log.Info("weight changed", "vs", e.vsName, "realserver", e.id.Dest.Address.String(),
+			"health", h, "old_weight", e.want, "weight", w)
+		e.want = w
+		t.markDirty(e, now)
 	}
 }
 

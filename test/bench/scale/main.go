@@ -46,6 +46,7 @@ func main() {
 	interval := flag.Duration("interval", 2*time.Second, "keepalive-interval given to the master")
 	window := flag.Duration("window", 20*time.Second, "measurement window once all sessions are polled")
 	perChild := flag.Int("per-child", 5000, "simulated sessions per child process")
+	keepLog := flag.String("log", "", "copy the master's log (stderr) to this file after each run")
 	flag.Parse()
 	if *sim {
 		runSim(*addr, *first, *count)
@@ -60,7 +61,7 @@ func main() {
 		if err != nil {
 			fatal("bad -n: %v", err)
 		}
-		r, err := measure(*masterBin, n, *interval, *window, *perChild)
+		r, err := measure(*masterBin, n, *interval, *window, *perChild, *keepLog)
 		if err != nil {
 			fmt.Printf("%8d  error: %v\n", n, err)
 			continue
@@ -82,12 +83,19 @@ type simStats struct {
 	Closed     int64 `json:"closed"`
 }
 
-func measure(masterBin string, n int, interval, window time.Duration, perChild int) (*result, error) {
+func measure(masterBin string, n int, interval, window time.Duration, perChild int, keepLog string) (*result, error) {
 	dir, err := os.MkdirTemp("", "feedbackd-scale-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	if keepLog != "" {
+		defer func() {
+			if b, err := os.ReadFile(filepath.Join(dir, "master.log")); err == nil {
+				os.WriteFile(keepLog, b, 0o644)
+			}
+		}()
+	}
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
