@@ -264,6 +264,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) loop(ctx context.Context) error {
 	b := backoff{lo: a.opts.BackoffMin, hi: a.opts.BackoffMax}
 	failures := 0
+	var lastImmediate time.Time
 	for {
 		s, err := a.connect(ctx)
 		if err != nil {
@@ -286,7 +287,6 @@ func (a *Agent) loop(ctx context.Context) error {
 
 		failures = 0
 		b.reset()
-		began := time.Now()
 		reason := s.serve(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -295,10 +295,12 @@ func (a *Agent) loop(ctx context.Context) error {
 		// the current connection to the master and reconnect". Immediately
 		// matters: a restarted master gives its agents only
 		// (1 + keepalive-retries) × keepalive-timeout to come back before it
-		// quiesces them. Only a session that died young waits first, so a
-		// master that accepts and then drops every connection is not
-		// hammered in a tight loop.
-		if time.Since(began) >= a.opts.BackoffMin {
+		// quiesces them. So after a session that worked (it answered a
+		// KEEPALIVE) the agent redials at once, but at most once per
+		// BackoffMin, so that a master that keeps dropping connections is
+		// not hammered in a tight loop.
+		if s.answered > 0 && time.Since(lastImmediate) >= a.opts.BackoffMin {
+			lastImmediate = time.Now()
 			a.state(false, fmt.Sprintf("lost director %s: %s; reconnecting", a.director, reason))
 			continue
 		}

@@ -33,6 +33,7 @@ type session struct {
 	release func()       // stops the cancellation watcher; idempotent
 
 	versionWarned bool
+	answered      int // KEEPALIVEs answered: the session really worked
 }
 
 // connect dials the master and performs INIT and START. A returned error
@@ -283,6 +284,7 @@ func (s *session) answer(ctx context.Context, seq uint32) error {
 	if _, err := s.conn.Write(b); err != nil {
 		return err
 	}
+	s.answered++
 	// One line per KEEPALIVE per agent: VDEBUG only, and built only when
 	// enabled, so that a director with 20 000 agents is not flooded and a
 	// quiet agent does not pay for formatting.

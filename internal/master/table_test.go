@@ -345,27 +345,50 @@ func checkIndexes(t testing.TB, tb *table) {
 		}
 		if e.state == stateActive {
 			active++
-			if _, ok := tb.timed[id]; ok {
+			if _, ok := tb.timed.m[id]; ok {
 				t.Fatalf("active entry %v in the timed index", id)
 			}
-		} else if tb.timed[id] != e {
+		} else if tb.timed.m[id] != e {
 			t.Fatalf("%s entry %v missing from the timed index", e.state, id)
 		}
-		if e.dirty != (tb.dirty[id] == e) {
-			t.Fatalf("entry %v dirty=%v but dirty index says %v", id, e.dirty, tb.dirty[id] != nil)
+		if e.dirty != (tb.dirty.m[id] == e) {
+			t.Fatalf("entry %v dirty=%v but dirty index says %v", id, e.dirty, tb.dirty.m[id] != nil)
 		}
 	}
 	if active != tb.nActive {
 		t.Fatalf("nActive %d, counted %d", tb.nActive, active)
 	}
-	for id := range tb.timed {
+	for id := range tb.timed.m {
 		if tb.entries[id] == nil {
 			t.Fatalf("timed index holds dropped entry %v", id)
 		}
 	}
-	for id := range tb.dirty {
+	for id := range tb.dirty.m {
 		if tb.entries[id] == nil {
 			t.Fatalf("dirty index holds dropped entry %v", id)
+		}
+	}
+}
+
+// An index rebuilds its map once it has shrunk to a quarter of its peak, so
+// that ranging over it costs what it holds, not what it once held.
+func TestIndexShrinks(t *testing.T) {
+	x := newIndex()
+	for i := 0; i < 1000; i++ {
+		x.add(&entry{id: id(vip1, necp.ProtoTCP, uint16(i), rs1)})
+	}
+	if x.peak != 1000 {
+		t.Fatalf("peak %d", x.peak)
+	}
+	for i := 0; i < 990; i++ {
+		x.del(id(vip1, necp.ProtoTCP, uint16(i), rs1))
+	}
+	if len(x.m) != 10 || x.peak > 250 {
+		t.Fatalf("after deleting 990 of 1000: len %d, peak %d; want 10 and a rebuilt map", len(x.m), x.peak)
+	}
+	for i := 990; i < 1000; i++ {
+		if x.m[id(vip1, necp.ProtoTCP, uint16(i), rs1)] == nil {
+			t.Fatalf("entry %d lost in the rebuild", i)
 		}
 	}
 }
