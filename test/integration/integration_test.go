@@ -310,7 +310,14 @@ func TestDestinationWithLiveConnectionsWaits(t *testing.T) {
 }
 
 func TestMasterRestartAgentsReRegister(t *testing.T) {
-	c := startCluster(t, masterConfig())
+	// Between stop and start nothing listens (unlike under systemd, whose
+	// socket stays open), so the agent's immediate redial is refused and it
+	// backs off about a second. The restarted master's grace,
+	// (1 + retries) × timeout, is made 3 s so that the agent is always back
+	// in time.
+	cfg := masterConfig()
+	cfg.KeepaliveTimeout = time.Second
+	c := startCluster(t, cfg)
 	a := startAgent(t, c, "rs", constant(70))
 	c.waitWeight("127.0.0.1", 70, 10*time.Second)
 	writesBefore := c.kv.Writes()
@@ -321,7 +328,7 @@ func TestMasterRestartAgentsReRegister(t *testing.T) {
 	if w := c.weights()["127.0.0.1"]; w != 70 {
 		t.Fatalf("weight after master exit = %d, want 70 untouched", w)
 	}
-	c.start(masterConfig(), addr)
+	c.start(cfg, addr)
 	c.waitFor("agent re-registered with the new master", 10*time.Second, func() bool {
 		return c.m.Summary().Active == 1 && c.m.Summary().Agents == 1
 	})
@@ -477,3 +484,45 @@ func TestUnknownHealthLeavesWeight(t *testing.T) {
 }
 
 var _ = slog.LevelInfo
+
+// -n/--dry-run: IPVS is read but never written, and each write the master
+// would make is logged.
+func TestDryRunWritesNothing(t *testing.T) {
+	mem := ipvs.NewMemory(nil)
+	logs := &syncBuf{}
+	log := logging.New(logging.Options{Level: logging.LevelDebug, Writer: logs})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := master.New(masterConfig(), master.Options{Logger: log, IPVS: ipvs.NewDryRun(mem, log), DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+
+	c := &cluster{t: t, kv: mem, addr: ln.Addr().String(), logs: logs}
+	r := dialRaw(t, c, "127.0.0.6")
+	r.join()
+	r.answer(33)
+	c.waitFor("the weight the master would write", 5*time.Second, func() bool {
+		return strings.Contains(logs.String(), "would update destination") && strings.Contains(logs.String(), "weight=33")
+	})
+	if n := mem.Writes(); n != 0 {
+		t.Fatalf("dry run wrote IPVS %d times", n)
+	}
+	if svcs, _ := mem.Services(); len(svcs) != 0 {
+		t.Fatalf("dry run created services: %v", svcs)
+	}
+	for _, want := range []string{"would add service", "would add destination"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("log:\n%s", logs.String())
+	}
+}

@@ -1,0 +1,68 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func parse(args ...string) (Common, bool, int, string) {
+	var c Common
+	var extra bool
+	f := NewFlags("prog")
+	f.RegisterCommon(&c, "/etc/x.conf")
+	f.Bool(&extra, "extra", "n", "dry-run")
+	var errb bytes.Buffer
+	code, ok := f.Parse(args, &errb, "summary")
+	_ = ok
+	return c, extra, code, errb.String()
+}
+
+// Both spellings of every HOWTO option work, as -x VALUE and --long=VALUE.
+func TestSpellings(t *testing.T) {
+	for _, args := range [][]string{
+		{"-c", "a.conf", "-t", "-d", "-n"},
+		{"--conffile=a.conf", "--test-config", "--debug", "--dry-run"},
+		{"--conffile", "a.conf", "-test-config", "-debug", "-n"},
+	} {
+		c, extra, code, errs := parse(args...)
+		if code != ExitOK || errs != "" || c.ConfFile != "a.conf" || !c.Test || !c.Debug || !extra {
+			t.Errorf("%v: %+v extra=%v code=%d err=%q", args, c, extra, code, errs)
+		}
+	}
+	for _, h := range []string{"-h", "--help", "-u", "--usage"} {
+		if c, _, _, _ := parse(h); !c.Help {
+			t.Errorf("%s does not ask for help", h)
+		}
+	}
+	for _, v := range []string{"-V", "--version"} {
+		if c, _, _, _ := parse(v); !c.Version {
+			t.Errorf("%s does not ask for the version", v)
+		}
+	}
+	if c, _, _, _ := parse(); c.ConfFile != "/etc/x.conf" {
+		t.Errorf("default conffile %q", c.ConfFile)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"--bogus"}, {"stray"}, {"-c"}} {
+		_, _, code, errs := parse(args...)
+		if code != ExitUsage || !strings.Contains(errs, "Try 'prog --help'") {
+			t.Errorf("%v: code %d, stderr %q; want %d and a hint", args, code, errs, ExitUsage)
+		}
+	}
+}
+
+func TestUsageListsEveryOption(t *testing.T) {
+	var c Common
+	f := NewFlags("prog")
+	f.RegisterCommon(&c, "/etc/x.conf")
+	var b bytes.Buffer
+	f.Usage(&b, "summary")
+	for _, want := range []string{"-c FILE, --conffile=FILE", "-t, --test-config", "-d, --debug", "-V, --version", "-h, --help, -u, --usage"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("usage lacks %q:\n%s", want, b.String())
+		}
+	}
+}
