@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -105,6 +106,7 @@ type table struct {
 	// the state file must be rewritten.
 	ownedChanged bool
 	lastChange   time.Time
+	ops          []op // diff's buffer
 }
 
 func newTable(cfg *config.Master, log *slog.Logger) *table {
@@ -546,7 +548,8 @@ type op struct {
 // destinations that changed are written, and each write carries the full
 // destination (forwarding and thresholds from the kernel's own copy).
 func (t *table) diff() []op {
-	var ops []op
+	ops := t.ops[:0] // reused: one diff per owner pass
+	defer func() { t.ops = ops[:0] }()
 	for id, e := range t.dirty.m {
 		switch {
 		case e.remove:
@@ -561,7 +564,9 @@ func (t *table) diff() []op {
 			ops = append(ops, op{"update", id, d})
 		}
 	}
-	sort.Slice(ops, func(i, j int) bool { return lessID(ops[i].id, ops[j].id) })
+	if len(ops) > 1 {
+		slices.SortFunc(ops, func(a, b op) int { return cmpID(a.id, b.id) })
+	}
 	return ops
 }
 
@@ -684,6 +689,16 @@ func (t *table) peerOf(sid sessionID) string {
 		return si.peer.String()
 	}
 	return "?"
+}
+
+func cmpID(a, b destID) int {
+	switch {
+	case lessID(a, b):
+		return -1
+	case lessID(b, a):
+		return 1
+	}
+	return 0
 }
 
 func lessID(a, b destID) bool {

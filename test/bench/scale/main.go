@@ -15,6 +15,7 @@
 // each side and a process's descriptor limit is a hard ceiling.
 //
 //	go run ./test/bench/scale -master bin/feedbackd-master -n 1000,5000,20000
+//	go run ./test/bench/scale -master bin/feedbackd-master -n 5000 -churn
 package main
 
 import (
@@ -47,9 +48,10 @@ func main() {
 	window := flag.Duration("window", 20*time.Second, "measurement window once all sessions are polled")
 	perChild := flag.Int("per-child", 5000, "simulated sessions per child process")
 	keepLog := flag.String("log", "", "copy the master's log (stderr) to this file after each run")
+	churn := flag.Bool("churn", false, "every reply changes the health (worst case: every KEEPALIVE is an IPVS write)")
 	flag.Parse()
 	if *sim {
-		runSim(*addr, *first, *count)
+		runSim(*addr, *first, *count, *churn)
 		return
 	}
 	fmt.Printf("machine: %d CPUs; fd limit %s; keepalive-interval %v; window %v\n",
@@ -61,7 +63,7 @@ func main() {
 		if err != nil {
 			fatal("bad -n: %v", err)
 		}
-		r, err := measure(*masterBin, n, *interval, *window, *perChild, *keepLog)
+		r, err := measure(*masterBin, n, *interval, *window, *perChild, *keepLog, *churn)
 		if err != nil {
 			fmt.Printf("%8d  error: %v\n", n, err)
 			continue
@@ -83,7 +85,7 @@ type simStats struct {
 	Closed     int64 `json:"closed"`
 }
 
-func measure(masterBin string, n int, interval, window time.Duration, perChild int, keepLog string) (*result, error) {
+func measure(masterBin string, n int, interval, window time.Duration, perChild int, keepLog string, churn bool) (*result, error) {
 	dir, err := os.MkdirTemp("", "feedbackd-scale-")
 	if err != nil {
 		return nil, err
@@ -138,7 +140,8 @@ scheduler = wrr
 	var children []child
 	start := time.Now()
 	for first := 0; first < n; first += perChild {
-		c := exec.Command(self, "-sim", "-addr", addr, "-first", strconv.Itoa(first), "-count", strconv.Itoa(min(perChild, n-first)))
+		c := exec.Command(self, "-sim", "-addr", addr, "-first", strconv.Itoa(first), "-count", strconv.Itoa(min(perChild, n-first)),
+			"-churn="+strconv.FormatBool(churn))
 		in, _ := c.StdinPipe()
 		out, _ := c.StdoutPipe()
 		c.Stderr = os.Stderr
@@ -258,7 +261,7 @@ func sourceIP(i int) net.IP {
 	return net.IPv4(127, byte(1+i/(250*256)), byte(i/250%256), byte(1+i%250))
 }
 
-func runSim(addr string, first, count int) {
+func runSim(addr string, first, count int, churn bool) {
 	var stats simStats
 	var polled sync.WaitGroup
 	polled.Add(count)
@@ -275,7 +278,7 @@ func runSim(addr string, first, count int) {
 				atomic.AddInt64(&stats.Closed, 1)
 				return
 			}
-			session(conn, uint8(20+i%80), once, &stats)
+			session(conn, uint8(20+i%80), churn, once, &stats)
 		}(i)
 	}
 	polled.Wait()
@@ -303,7 +306,7 @@ func dialRetry(addr string, src net.IP) (net.Conn, error) {
 	return nil, err
 }
 
-func session(conn net.Conn, health uint8, polled func(), st *simStats) {
+func session(conn net.Conn, health uint8, churn bool, polled func(), st *simStats) {
 	defer conn.Close()
 	rd := necp.NewReader(conn)
 	var buf []byte
@@ -343,6 +346,9 @@ func session(conn net.Conn, health uint8, polled func(), st *simStats) {
 		}
 		lastSeq = m.Seq
 		ack.Seq = m.Seq
+		if churn {
+			ack.Health[0].Health = health + uint8(m.Seq%2) // a new weight every time
+		}
 		if !send(ack) {
 			atomic.AddInt64(&st.Closed, 1)
 			polled()
