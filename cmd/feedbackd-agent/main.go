@@ -26,24 +26,12 @@ func run(args []string, io cli.Stdio) int {
 	f.RegisterCommon(&c, config.DefaultAgentPath)
 	f.Bool(&measure, "measure every configured service once, print name, monitor and health, and exit", "m", "measure")
 	const summary = "LVS dynamic feedback: reports this realserver's service health to feedbackd-master."
-	if code, ok := f.Parse(args, io.Stderr, summary); !ok {
+	if code, done := f.Begin(args, &c, io, summary); done {
 		return code
 	}
-	if c.Help {
-		f.Usage(io.Stdout, summary)
-		return cli.ExitOK
-	}
-	if c.Version {
-		cli.PrintVersion(io.Stdout, prog)
-		return cli.ExitOK
-	}
 	cfg, err := config.LoadAgent(c.ConfFile)
-	if err != nil {
-		fmt.Fprintf(io.Stderr, "%s: configuration error:\n%v\n", prog, err)
-		return cli.ExitError
-	}
-	for _, w := range cfg.Warnings {
-		fmt.Fprintf(io.Stderr, "%s: warning: %s\n", prog, w)
+	if code, ok := cli.Loaded(io, prog, err, cfg.WarningLines()); !ok {
+		return code
 	}
 	if c.Test {
 		fmt.Fprintf(io.Stdout, "%s: configuration %s OK (%d services, director %s)\n", prog, cfg.File, len(cfg.Services), cfg.Director)

@@ -59,24 +59,12 @@ func run(args []string, io cli.Stdio) int {
 	f.String(&o.listen, "", "ADDR", "listen on ADDR (host:port) when not socket-activated; overrides 'listen' in the config", "listen")
 	f.String(&o.stateFile, defaultStateFile, "FILE", "where to keep the list of destinations this master created", "state-file")
 	const summary = "LVS dynamic feedback: polls feedbackd-agents over NECP and sets IPVS weights from their health."
-	if code, ok := f.Parse(args, io.Stderr, summary); !ok {
+	if code, done := f.Begin(args, &o.Common, io, summary); done {
 		return code
 	}
-	if o.Help {
-		f.Usage(io.Stdout, summary)
-		return cli.ExitOK
-	}
-	if o.Version {
-		cli.PrintVersion(io.Stdout, prog)
-		return cli.ExitOK
-	}
 	cfg, err := config.LoadMaster(o.ConfFile)
-	if err != nil {
-		fmt.Fprintf(io.Stderr, "%s: configuration error:\n%v\n", prog, err)
-		return cli.ExitError
-	}
-	for _, w := range cfg.Warnings {
-		fmt.Fprintf(io.Stderr, "%s: warning: %s\n", prog, w)
+	if code, ok := cli.Loaded(io, prog, err, cfg.WarningLines()); !ok {
+		return code
 	}
 	if o.Test {
 		fmt.Fprintf(io.Stdout, "%s: configuration %s OK (%d virtual services)\n", prog, cfg.File, len(cfg.VirtualServices))

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,9 +8,10 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/testutil"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/logging"
@@ -200,25 +200,10 @@ func (mc *masterConn) expectClosed(timeout time.Duration) {
 	}
 }
 
-// syncBuffer collects log output written from the agent's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // logLine returns the first log line containing all of parts.
+// syncBuffer collects log output written from the agent's goroutines.
+type syncBuffer struct{ testutil.SyncBuffer }
+
 func (s *syncBuffer) logLine(parts ...string) (string, bool) {
 	for _, l := range strings.Split(s.String(), "\n") {
 		all := true

@@ -143,3 +143,34 @@ type Stdio struct {
 
 // DefaultStdio is the process's own streams.
 func DefaultStdio() Stdio { return Stdio{Stdout: os.Stdout, Stderr: os.Stderr} }
+
+// Begin parses args and answers --help and --version. done means the run
+// is over and the process should exit with code.
+func (f *Flags) Begin(args []string, c *Common, io Stdio, summary string) (code int, done bool) {
+	if code, ok := f.Parse(args, io.Stderr, summary); !ok {
+		return code, true
+	}
+	switch {
+	case c.Help:
+		f.Usage(io.Stdout, summary)
+		return ExitOK, true
+	case c.Version:
+		PrintVersion(io.Stdout, f.prog)
+		return ExitOK, true
+	}
+	return ExitOK, false
+}
+
+// Loaded reports the outcome of reading a configuration file: every
+// problem (file:line: key: message) and exit status 1 when err is set,
+// otherwise the warnings. ok says whether to go on.
+func Loaded(io Stdio, prog string, err error, warnings []string) (code int, ok bool) {
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "%s: configuration error:\n%v\n", prog, err)
+		return ExitError, false
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(io.Stderr, "%s: warning: %s\n", prog, w)
+	}
+	return ExitOK, true
+}

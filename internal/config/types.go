@@ -95,3 +95,20 @@ type Service struct {
 	File    string
 	Line    int
 }
+
+// WarningLines returns the warnings; it is safe on the nil result of a
+// failed load, so callers can report either outcome in one place.
+func (m *Master) WarningLines() []string {
+	if m == nil {
+		return nil
+	}
+	return m.Warnings
+}
+
+// WarningLines returns the warnings; safe on nil, like Master's.
+func (a *Agent) WarningLines() []string {
+	if a == nil {
+		return nil
+	}
+	return a.Warnings
+}

@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -10,10 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/testutil"
 )
 
 func needPerl(t *testing.T) {
@@ -138,27 +138,9 @@ func unwrapAll(err error) error {
 	}
 }
 
-// syncBuffer is a log destination safe for the stderr reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestPerlScriptOutputDoesNotCorruptProtocol(t *testing.T) {
 	needPerl(t)
-	var logBuf syncBuffer
+	var logBuf testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logBuf, nil))
 	m := newTestPerl(t, writeScript(t, `
 print "junk at load 99\n";

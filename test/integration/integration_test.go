@@ -17,10 +17,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/testutil"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
@@ -75,23 +76,11 @@ type cluster struct {
 	cancel context.CancelFunc
 	done   chan error
 	m      *master.Master
-	logs   *syncBuf
+	logs   *testutil.SyncBuffer
 }
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuf) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func startCluster(t *testing.T, cfg *config.Master) *cluster {
-	c := &cluster{t: t, kv: ipvs.NewMemory(nil), store: &master.MemoryStore{}, logs: &syncBuf{}}
+	c := &cluster{t: t, kv: ipvs.NewMemory(nil), store: &master.MemoryStore{}, logs: &testutil.SyncBuffer{}}
 	c.start(cfg, "127.0.0.1:0")
 	t.Cleanup(c.stop)
 	return c
@@ -182,7 +171,7 @@ func (c *cluster) waitWeight(rs string, want int, timeout time.Duration) time.Du
 // agent is a real feedbackd-agent process.
 type agent struct {
 	cmd  *exec.Cmd
-	out  *syncBuf
+	out  *testutil.SyncBuffer
 	done chan struct{}
 }
 
@@ -207,7 +196,7 @@ forwarding = DR
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := &agent{out: &syncBuf{}, done: make(chan struct{})}
+	a := &agent{out: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	a.cmd = exec.Command(agentBin, "-d", "-c", conf)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	if err := a.cmd.Start(); err != nil {
@@ -489,7 +478,7 @@ var _ = slog.LevelInfo
 // would make is logged.
 func TestDryRunWritesNothing(t *testing.T) {
 	mem := ipvs.NewMemory(nil)
-	logs := &syncBuf{}
+	logs := &testutil.SyncBuffer{}
 	log := logging.New(logging.Options{Level: logging.LevelDebug, Writer: logs})
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {

@@ -20,11 +20,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+	"github.com/lvs-feedbackd/feedbackd/test/bench/internal/procfs"
 )
 
 func main() {
@@ -134,7 +133,7 @@ interval = 1
 		time.Sleep(gap)
 	}
 	elapsed := time.Since(start)
-	rss, hwm := memKB(cmd.Process.Pid)
+	rss, hwm := procfs.MemKB(cmd.Process.Pid)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	q := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
 	fmt.Printf("agent reply latency over %d KEEPALIVEs in %v, exec monitor taking %v per sample:\n", n, elapsed.Round(time.Millisecond), slow)
@@ -142,22 +141,4 @@ interval = 1
 	fmt.Printf("  slow service reported unknown in %d of %d replies (no sample finished yet)\n", slowUnknown, n)
 	fmt.Printf("agent RSS %.1f MB, peak %.1f MB\n", float64(rss)/1024, float64(hwm)/1024)
 	return nil
-}
-
-func memKB(pid int) (rss, hwm int64) {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = v
-		case "VmHWM:":
-			hwm = v
-		}
-	}
-	return
 }

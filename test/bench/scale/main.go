@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+	"github.com/lvs-feedbackd/feedbackd/test/bench/internal/procfs"
 )
 
 func main() {
@@ -166,10 +167,10 @@ scheduler = wrr
 	join := time.Since(start)
 	// One interval to settle into steady state, then the window.
 	time.Sleep(interval)
-	cpu0, t0 := cpuTicks(master.Process.Pid), time.Now()
+	cpu0, t0 := procfs.CPUTicks(master.Process.Pid), time.Now()
 	time.Sleep(window)
-	cpu1, t1 := cpuTicks(master.Process.Pid), time.Now()
-	rss, hwm := memKB(master.Process.Pid)
+	cpu1, t1 := procfs.CPUTicks(master.Process.Pid), time.Now()
+	rss, hwm := procfs.MemKB(master.Process.Pid)
 
 	var total simStats
 	for _, c := range children {
@@ -204,37 +205,6 @@ func waitListening(addr string, timeout time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// cpuTicks is utime+stime of pid in clock ticks (/proc/PID/stat fields 14, 15).
-func cpuTicks(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	k, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + k
-}
-
-func memKB(pid int) (rss, hwm int64) {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = v
-		case "VmHWM:":
-			hwm = v
-		}
-	}
-	return
 }
 
 func numCPU() int {
