@@ -5,14 +5,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/agent"
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
+	"github.com/lvs-feedbackd/feedbackd/internal/sd"
 )
 
 const prog = "feedbackd-agent"
@@ -22,14 +27,17 @@ func main() { os.Exit(run(os.Args[1:], cli.DefaultStdio())) }
 func run(args []string, io cli.Stdio) int {
 	var c cli.Common
 	var measure bool
+	var instance, agentDir string
 	f := cli.NewFlags(prog)
 	f.RegisterCommon(&c, config.DefaultAgentPath)
 	f.Bool(&measure, "measure every configured service once, print name, monitor and health, and exit", "m", "measure")
+	f.String(&instance, "", "NAME", "run the instance NAME: DIR/NAME.conf layered over the common file given by -c (feedbackd-agent@NAME.service)", "instance")
+	f.String(&agentDir, config.DefaultAgentDir, "DIR", "where instance files live", "agent-dir")
 	const summary = "LVS dynamic feedback: reports this realserver's service health to feedbackd-master."
 	if code, done := f.Begin(args, &c, io, summary); done {
 		return code
 	}
-	cfg, err := config.LoadAgent(c.ConfFile)
+	cfg, err := config.LoadAgent(agentFiles(c.ConfFile, instance, agentDir)...)
 	if code, ok := cli.Loaded(io, prog, err, cfg.WarningLines()); !ok {
 		return code
 	}
@@ -37,7 +45,7 @@ func run(args []string, io cli.Stdio) int {
 		fmt.Fprintf(io.Stdout, "%s: configuration %s OK (%d services, director %s)\n", prog, cfg.File, len(cfg.Services), cfg.Director)
 		return cli.ExitOK
 	}
-	log, _, closeLog, err := cli.Logger(c.Debug, cfg.LogLevel, cfg.LogFile, io.Stdout, io.Stderr)
+	log, _, closeLog, err := cli.Logger(prog, c.Debug, cfg.LogLevel, cfg.LogFile, io.Stdout, io.Stderr)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "%s: %v\n", prog, err)
 		return cli.ExitError
@@ -45,7 +53,18 @@ func run(args []string, io cli.Stdio) int {
 	defer closeLog()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	opts := agent.Options{Logger: log}
+	notifier := sd.New(log)
+	opts := agent.Options{
+		Logger: log,
+		// The watchdog is fed whenever the agent shows life: each KEEPALIVE
+		// answered, and each connection attempt or loss while the master is
+		// away. A hung agent does neither.
+		OnState: func(connected bool, summary string) {
+			notifier.Status(summary, 0)
+			notifier.Alive(time.Now())
+		},
+		OnKeepalive: func() { notifier.Alive(time.Now()) },
+	}
 	if measure {
 		if err := agent.MeasureOnce(ctx, cfg, opts, io.Stdout); err != nil {
 			fmt.Fprintf(io.Stderr, "%s: %v\n", prog, err)
@@ -58,10 +77,41 @@ func run(args []string, io cli.Stdio) int {
 		fmt.Fprintf(io.Stderr, "%s: %v\n", prog, err)
 		return cli.ExitError
 	}
-	log.Info("feedbackd-agent starting", "version", cli.Version, "director", cfg.Director, "services", len(cfg.Services))
+	log.Info("feedbackd-agent starting", "version", cli.Version, "director", cfg.Director,
+		"services", len(cfg.Services), "instance", instance)
+	// Ready once the monitors are built: waiting for the master would make
+	// the unit fail to start whenever the director is down.
+	notifier.Ready(fmt.Sprintf("connecting to director %s", cfg.Director))
+	// STOPPING=1 as soon as the signal arrives, and before the process
+	// exits (the daemon waits for it below).
+	stopping := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		notifier.Stopping()
+		close(stopping)
+	}()
+	defer func() {
+		if ctx.Err() != nil {
+			<-stopping
+		}
+	}()
 	if err := a.Run(ctx); err != nil {
 		log.Error("giving up", "err", err)
 		return cli.ExitError
 	}
 	return cli.ExitOK
+}
+
+// agentFiles lists the files an agent reads: the common file, then, for an
+// instance, DIR/NAME.conf layered over it. An instance may do without the
+// common file (a realserver whose one agent file says everything).
+func agentFiles(common, instance, dir string) []string {
+	if instance == "" {
+		return []string{common}
+	}
+	own := filepath.Join(dir, instance+".conf")
+	if _, err := os.Stat(common); errors.Is(err, fs.ErrNotExist) {
+		return []string{own}
+	}
+	return []string{common, own}
 }

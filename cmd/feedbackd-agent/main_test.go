@@ -78,3 +78,36 @@ command = exit 3
 		t.Fatalf("failing monitor: exit %d\n%s\n%s", code, out, errs)
 	}
 }
+
+// --instance NAME layers DIR/NAME.conf over the common file, as
+// feedbackd-agent@NAME.service runs it.
+func TestInstanceLayering(t *testing.T) {
+	dir := t.TempDir()
+	common := filepath.Join(dir, "agent.conf")
+	os.WriteFile(common, []byte("director = 192.0.2.1\nmaster-timeout = 12\n"), 0o644)
+	os.Mkdir(filepath.Join(dir, "agent.d"), 0o755)
+	os.WriteFile(filepath.Join(dir, "agent.d", "web.conf"), []byte(`master-timeout = 20
+[service]
+name = web
+protocol = tcp
+port = 80
+forwarding = DR
+monitor = constant
+value = 5
+`), 0o644)
+	code, out, errs := runAgent("-t", "-c", common, "--agent-dir", filepath.Join(dir, "agent.d"), "--instance", "web")
+	if code != 0 || !strings.Contains(out, "OK (1 services, director 192.0.2.1:3262)") {
+		t.Fatalf("code %d\n%s\n%s", code, out, errs)
+	}
+	// Without the common file the instance file must say everything.
+	os.Remove(common)
+	code, _, errs = runAgent("-t", "-c", common, "--agent-dir", filepath.Join(dir, "agent.d"), "--instance", "web")
+	if code != cli.ExitError || !strings.Contains(errs, "director") {
+		t.Fatalf("no common file, no director: code %d, %s", code, errs)
+	}
+	// An unknown instance names its missing file.
+	code, _, errs = runAgent("-t", "--agent-dir", filepath.Join(dir, "agent.d"), "--instance", "nope")
+	if code != cli.ExitError || !strings.Contains(errs, "nope.conf") {
+		t.Fatalf("missing instance file: code %d, %s", code, errs)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
 	"github.com/lvs-feedbackd/feedbackd/internal/master"
+	"github.com/lvs-feedbackd/feedbackd/internal/sd"
 )
 
 const prog = "feedbackd-master"
@@ -73,7 +75,7 @@ func run(args []string, io cli.Stdio) int {
 	if o.listen != "" {
 		cfg.Listen = o.listen
 	}
-	log, logw, closeLog, err := cli.Logger(o.Debug, cfg.LogLevel, cfg.LogFile, io.Stdout, io.Stderr)
+	log, logw, closeLog, err := cli.Logger(prog, o.Debug, cfg.LogLevel, cfg.LogFile, io.Stdout, io.Stderr)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "%s: %v\n", prog, err)
 		return cli.ExitError
@@ -87,11 +89,27 @@ func run(args []string, io cli.Stdio) int {
 }
 
 func serve(cfg *config.Master, o options, log *slog.Logger, logw io.Writer) error {
+	var m *master.Master
+	// Signals first: a SIGHUP that arrived during start-up would otherwise
+	// kill the process (its default action).
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	notifier := sd.New(log)
+	// A failed reload stays in the status line until a reload succeeds, so
+	// `systemctl status` shows that the running configuration is not the
+	// file on disk.
+	var reloadNote atomic.Value
+	reloadNote.Store("")
+	status := func() string { return m.Summary().String() + reloadNote.Load().(string) }
+
 	var kv ipvs.IPVS
 	var store master.Store = master.FileStore{Path: o.stateFile}
 	if o.withoutIPVS {
 		// The in-memory table is the only place to see what the master
-		// does, so print it whole after every write.
+		// does, so print it after writes.
 		mem := ipvs.NewMemory(nil)
 		kv = ipvs.Observe(mem, tablePrinter(mem, logw))
 		store = &master.MemoryStore{}
@@ -112,40 +130,89 @@ func serve(cfg *config.Master, o options, log *slog.Logger, logw io.Writer) erro
 	if err != nil {
 		return err
 	}
-	m, err := master.New(cfg, master.Options{
+	m, err = master.New(cfg, master.Options{
 		Logger: log, IPVS: kv, Store: store, DryRun: o.dryRun,
+		LoopEvery: loopEvery(notifier.WatchdogInterval()),
+		// READY=1 only now: the configuration is loaded, IPVS opened and
+		// the virtual services ensured.
 		OnReady: func() {
 			log.Info("feedbackd-master ready", "version", cli.Version, "listen", ln.Addr().String(),
 				"virtual_services", len(cfg.VirtualServices), "dry_run", o.dryRun, "without_ipvs", o.withoutIPVS)
+			notifier.Ready(status())
+		},
+		// The owner loop runs this at least once a second: the watchdog is
+		// fed only while the loop that owns the cluster really turns.
+		OnLoop: func() {
+			notifier.Alive(time.Now())
+			notifier.Status(status(), time.Second)
 		},
 	})
 	if err != nil {
 		return err
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		for range hup {
-			// A broken file on reload keeps the running configuration.
-			newCfg, err := config.LoadMaster(cfg.File)
-			if err != nil {
-				log.Error("reload failed; keeping the running configuration", "err", err)
-				continue
+			if err := reload(ctx, m, cfg.File, o.listen, log, notifier); err != nil {
+				reloadNote.Store("; last reload failed: " + firstLine(err.Error()))
+			} else {
+				reloadNote.Store("")
 			}
-			if o.listen != "" {
-				newCfg.Listen = o.listen
-			}
-			if err := m.Reload(ctx, newCfg); err != nil {
-				log.Error("reload failed", "err", err)
-			}
+			notifier.Ready(status())
+		}
+	}()
+	// STOPPING=1 as soon as the signal arrives, and before the process
+	// exits (the daemon waits for it below).
+	stopping := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		notifier.Stopping()
+		close(stopping)
+	}()
+	defer func() {
+		if ctx.Err() != nil {
+			<-stopping
 		}
 	}()
 	err = m.Run(ctx, ln)
 	log.Info("feedbackd-master stopped; IPVS tables left as they are")
 	return err
+}
+
+// reload re-reads the configuration on SIGHUP. A broken file keeps the
+// running configuration, and the error names file, line and key.
+func reload(ctx context.Context, m *master.Master, file, listen string, log *slog.Logger, n *sd.Notifier) error {
+	n.Reloading()
+	newCfg, err := config.LoadMaster(file)
+	if err == nil {
+		if listen != "" {
+			newCfg.Listen = listen
+		}
+		err = m.Reload(ctx, newCfg)
+	}
+	if err != nil {
+		log.Error("reload failed; keeping the running configuration", "err", err)
+		return err
+	}
+	for _, w := range newCfg.Warnings {
+		log.Warn("configuration warning", "warning", w)
+	}
+	return nil
+}
+
+// loopEvery is how often the owner loop must turn at least: often enough
+// that pings at half the watchdog interval are never late.
+func loopEvery(watchdog time.Duration) time.Duration {
+	if watchdog > 0 && watchdog/4 < time.Second {
+		return watchdog / 4
+	}
+	return time.Second
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
 
 // tablePrinter prints the in-memory table after writes: the only way to

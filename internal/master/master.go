@@ -37,9 +37,12 @@ type Options struct {
 	// OnReady is called once the virtual services are ensured and the
 	// master is about to accept agents (systemd READY=1).
 	OnReady func()
-	// OnLoop is called from the owner goroutine's loop at least once a
-	// second, so a hung owner stops calling it (systemd watchdog).
+	// OnLoop is called from the owner goroutine's loop at least every
+	// LoopEvery, so a hung owner stops calling it (systemd watchdog).
 	OnLoop func()
+	// LoopEvery bounds how long the owner loop sleeps; zero means 1 s. Set
+	// it to a fraction of the watchdog interval.
+	LoopEvery time.Duration
 	// OnChange is called from the owner goroutine after a pass that changed
 	// the table, with a one-line summary (systemd STATUS=).
 	OnChange func(Summary)
@@ -88,6 +91,9 @@ func New(cfg *config.Master, opts Options) (*Master, error) {
 	}
 	if opts.Store == nil {
 		opts.Store = &MemoryStore{}
+	}
+	if opts.LoopEvery <= 0 {
+		opts.LoopEvery = time.Second
 	}
 	m := &Master{
 		opts:     opts,

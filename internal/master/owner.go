@@ -149,9 +149,9 @@ func (o *owner) run(ctx context.Context) {
 }
 
 // arm sets the timer to the earliest of: the table's next deadline, the
-// next resync, and one second from now (so OnLoop runs at least that often).
+// next resync, and LoopEvery from now (so OnLoop runs at least that often).
 func (o *owner) arm(timer *time.Timer, now time.Time) {
-	next := now.Add(time.Second)
+	next := now.Add(o.m.opts.LoopEvery)
 	if d, ok := o.t.nextDeadline(); ok && d.Before(next) {
 		next = d
 	}
