@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/coreos/go-systemd/v22/journal"
+
 	"github.com/lvs-feedbackd/feedbackd/internal/logging"
 )
 
@@ -117,9 +119,13 @@ func (f *Flags) Parse(args []string, stderr io.Writer, summary string) (code int
 }
 
 // Logger builds the daemon's logger: with debug, DEBUG to stdout (the
-// HOWTO's -d); otherwise the configured level to logfile, or to stderr when
-// no logfile is set (journald captures it under systemd).
-func Logger(debug bool, level logging.Level, logfile string, stdout, stderr io.Writer) (*slog.Logger, io.Writer, func(), error) {
+// HOWTO's -d); otherwise the configured level to logfile; with no logfile,
+// to the journal's native protocol when stderr is the process's own stderr
+// and systemd connected it to the journal (JOURNAL_STREAM), so entries
+// carry PRIORITY and filterable fields (REALSERVER=...), with prog as
+// SYSLOG_IDENTIFIER; else as text to stderr. The returned writer is where
+// other output (the master's in-memory IPVS table) should go.
+func Logger(prog string, debug bool, level logging.Level, logfile string, stdout, stderr io.Writer) (*slog.Logger, io.Writer, func(), error) {
 	if debug {
 		return logging.New(logging.Options{Level: logging.LevelDebug, Writer: stdout}), stdout, func() {}, nil
 	}
@@ -129,6 +135,15 @@ func Logger(debug bool, level logging.Level, logfile string, stdout, stderr io.W
 			return nil, nil, nil, fmt.Errorf("opening logfile: %w", err)
 		}
 		return logging.New(logging.Options{Level: level, Writer: f}), f, func() { f.Close() }, nil
+	}
+	// Only the real fd 2 can be the journal stream; a caller-supplied
+	// writer (tests) always gets text. A malformed JOURNAL_STREAM (error)
+	// also means text: stderr still works, and nothing is there to report to.
+	if f, ok := stderr.(*os.File); ok && f == os.Stderr {
+		if isJournal, err := journal.StderrIsJournalStream(); err == nil && isJournal {
+			h := logging.NewJournalHandler(logging.JournalOptions{Level: level, Identifier: prog, Fallback: stderr})
+			return slog.New(h), stderr, func() {}, nil
+		}
 	}
 	return logging.New(logging.Options{Level: level, Writer: stderr}), stderr, func() {}, nil
 }
