@@ -12,11 +12,11 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
 all: build
 
-build: $(BIN)/feedbackd-master $(BIN)/feedbackd-agent
+build: $(BIN)/feedbackd-master $(BIN)/feedbackd-agent $(BIN)/feedbackd-agent-sync
 
 # Always rebuilt: go's own cache makes that cheap and keeps bin/ honest.
-.PHONY: $(BIN)/feedbackd-master $(BIN)/feedbackd-agent
-$(BIN)/feedbackd-master $(BIN)/feedbackd-agent:
+.PHONY: $(BIN)/feedbackd-master $(BIN)/feedbackd-agent $(BIN)/feedbackd-agent-sync
+$(BIN)/feedbackd-master $(BIN)/feedbackd-agent $(BIN)/feedbackd-agent-sync:
 	$(GOBUILD) -o $@ ./cmd/$(notdir $@)
 
 # The README's test command: static checks, then every test.

@@ -5,12 +5,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -102,16 +99,11 @@ func run(args []string, io cli.Stdio) int {
 	return cli.ExitOK
 }
 
-// agentFiles lists the files an agent reads: the common file, then, for an
-// instance, DIR/NAME.conf layered over it. An instance may do without the
-// common file (a realserver whose one agent file says everything).
+// agentFiles lists the files an agent reads: the common file alone, or for
+// an instance its own file layered over it.
 func agentFiles(common, instance, dir string) []string {
 	if instance == "" {
 		return []string{common}
 	}
-	own := filepath.Join(dir, instance+".conf")
-	if _, err := os.Stat(common); errors.Is(err, fs.ErrNotExist) {
-		return []string{own}
-	}
-	return []string{common, own}
+	return config.AgentLayers(common, config.InstanceFile(dir, instance))
 }

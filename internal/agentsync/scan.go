@@ -3,9 +3,7 @@ package agentsync
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -81,7 +79,7 @@ func Scan(base, dir string) ([]File, []Skipped, error) {
 		if data, err := os.ReadFile(path); err == nil {
 			f.Hash = hashOf(baseSum, data)
 		}
-		cfg, err := config.LoadAgent(layers(base, path)...)
+		cfg, err := config.LoadAgent(config.AgentLayers(base, path)...)
 		if err != nil {
 			f.Err = err
 		} else {
@@ -91,17 +89,6 @@ func Scan(base, dir string) ([]File, []Skipped, error) {
 		files = append(files, f)
 	}
 	return files, skipped, nil
-}
-
-// layers is the list of files the agent reads for an instance. It must
-// stay the same as agentFiles in cmd/feedbackd-agent: an instance may do
-// without the common file. (A missing base hashes like an empty one,
-// which configures the same.)
-func layers(base, path string) []string {
-	if _, err := os.Stat(base); errors.Is(err, fs.ErrNotExist) {
-		return []string{path}
-	}
-	return []string{base, path}
 }
 
 // hashOf combines the two files' digests rather than their bytes, so that

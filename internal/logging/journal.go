@@ -34,6 +34,10 @@ var JournalFields = []struct{ Key, Field, Meaning string }{
 	{"director", "DIRECTOR", "address of the feedbackd-master an agent reports to"},
 	{"forwarding", "FORWARDING", "IPVS forwarding method"},
 	{"file", "CONFIG_FILE", "configuration file"},
+	// journalctl -u UNIT also matches OBJECT_SYSTEMD_UNIT=UNIT, so what
+	// feedbackd-agent-sync logs about an instance shows up in
+	// `journalctl -u feedbackd-agent@web.service`.
+	{"unit", "OBJECT_SYSTEMD_UNIT", "systemd unit an entry is about (feedbackd-agent-sync)"},
 }
 
 // journalFieldOf is JournalFields as a map, built once.

@@ -95,7 +95,7 @@ func TestJournalWellKnownFields(t *testing.T) {
 	if e.prio != journal.PriInfo {
 		t.Errorf("priority %d, want %d", e.prio, journal.PriInfo)
 	}
-	if !strings.HasPrefix(e.msg, "weight changed agent=v0 realserver=v1 vs=v2 ") || !strings.HasSuffix(e.msg, " file=v11") {
+	if !strings.HasPrefix(e.msg, "weight changed agent=v0 realserver=v1 vs=v2 ") || !strings.HasSuffix(e.msg, " file=v11 unit=v12") {
 		t.Errorf("MESSAGE %q", e.msg)
 	}
 	// The record's PC gives the call site.
