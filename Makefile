@@ -44,3 +44,8 @@ fuzz:
 
 clean:
 	rm -rf $(BIN) dist
+
+# The real-system tier: real systemd (nspawn); needs root. See test/e2e/run.sh.
+.PHONY: e2e
+e2e:
+	./test/e2e/run.sh

@@ -1,0 +1,147 @@
+#!/bin/bash
+# Issue-4 scenarios on a real systemd (PID 1 in a systemd-nspawn container):
+# socket activation, READY/STATUS, the watchdog, reload, journald fields,
+# templated unprivileged agents and the agent.d drop-in mechanism. The
+# container shares the host kernel, which has no ip_vs, so the master runs
+# with --without-ipvs here (a test-only drop-in); IPVS itself is asserted in
+# the QEMU tier.
+set -u
+. /usr/local/lib/e2e/lib.sh
+M=feedbackd-master.service
+AD=/etc/feedbackd/agent.d
+
+agent_file() { # name address health
+  cat >"$AD/$1.conf" <<CONF
+[service]
+name = $1
+protocol = tcp
+port = 80
+forwarding = DR
+address = $2
+monitor = constant
+value = $3
+CONF
+}
+jfield() { journalctl -q -u "$M" --no-pager "$@" | grep -q .; }
+
+log "feedbackd systemd tier, $(date -u +%FT%TZ), $(systemctl --version | head -1)"
+
+scenario_start S1 "socket activation: the master is not running until an agent connects"
+systemctl enable --now feedbackd-master.socket >>"$REPORT" 2>&1 || fail "enable --now feedbackd-master.socket"
+wait_for 10 "feedbackd-master.socket active" is_active feedbackd-master.socket
+is_inactive "$M" && pass_note "feedbackd-master.service inactive before any connection" || fail "master running before any connection"
+evidence "listening sockets" ss -ltn
+scenario_end
+
+scenario_start S2 "drop-in agent file starts an unprivileged templated agent, which activates the master (READY)"
+systemctl enable --now feedbackd-agent-sync.path feedbackd-agent-sync.service >>"$REPORT" 2>&1 || fail "enable the drop-in mechanism"
+agent_file web 10.0.0.11 40
+wait_for 30 "feedbackd-agent@web.service active" is_active feedbackd-agent@web.service
+wait_for 30 "feedbackd-master.service active (READY=1 received)" is_active "$M"
+wait_for 20 "master status shows the agent" sh -c "systemctl show -p StatusText --value $M | grep -q '^1 agents'"
+evidence "master status" systemctl status --no-pager -n 0 "$M"
+apid=$(mainpid feedbackd-agent@web.service); mpid=$(mainpid "$M")
+auid=$(awk '/^Uid:/{print $2}' /proc/"$apid"/status)
+muid=$(awk '/^Uid:/{print $2}' /proc/"$mpid"/status)
+mcap=$(awk '/^CapEff:/{print $2}' /proc/"$mpid"/status)
+log "  agent uid=$auid; master uid=$muid CapEff=$mcap"
+[ "$auid" != 0 ] && pass_note "agent runs as a non-root user ($auid)" || fail "agent runs as root"
+[ "$muid" != 0 ] && pass_note "master runs as a non-root user ($muid)" || fail "master runs as root"
+[ "$mcap" = 0000000000001000 ] && pass_note "master holds only CAP_NET_ADMIN" || fail "master capabilities $mcap, want only CAP_NET_ADMIN (0x1000)"
+scenario_end
+
+scenario_start S3 "journald: structured fields filter the master's events"
+wait_for 20 "journal has REALSERVER=10.0.0.11 WEIGHT=40" jfield REALSERVER=10.0.0.11 WEIGHT=40
+evidence "journalctl -u feedbackd-master REALSERVER=10.0.0.11" journalctl -u "$M" --no-pager REALSERVER=10.0.0.11
+others=$(journalctl -q -u "$M" --no-pager -o cat REALSERVER=10.0.0.11 | grep -vc 10.0.0.11)
+[ "$others" = 0 ] && pass_note "every line selected by REALSERVER= is about 10.0.0.11" || fail "$others lines about other realservers"
+prio=$(journalctl -q -u "$M" --no-pager -o verbose REALSERVER=10.0.0.11 WEIGHT=40 | awk -F= '/^ *PRIORITY=/{print $2; exit}')
+[ "$prio" = 6 ] && pass_note "weight changes logged at PRIORITY=6 (INFO)" || fail "PRIORITY=$prio"
+scenario_end
+
+scenario_start S4 "changing an agent file restarts its instance; the weight follows"
+inv=$(prop feedbackd-agent@web.service InvocationID)
+sed -i 's/^value = 40/value = 70/' "$AD/web.conf"
+wait_for 30 "feedbackd-agent@web restarted" sh -c "[ \"\$(systemctl show -p InvocationID --value feedbackd-agent@web.service)\" != '$inv' ] && systemctl is-active -q feedbackd-agent@web.service"
+wait_for 20 "journal has REALSERVER=10.0.0.11 WEIGHT=70" jfield REALSERVER=10.0.0.11 WEIGHT=70
+scenario_end
+
+scenario_start S5 "adding a file starts an instance, removing it stops it (and the master quiesces it)"
+agent_file db 10.0.0.12 20
+wait_for 30 "feedbackd-agent@db.service active" is_active feedbackd-agent@db.service
+wait_for 20 "journal has REALSERVER=10.0.0.12 WEIGHT=20" jfield REALSERVER=10.0.0.12 WEIGHT=20
+rm "$AD/db.conf"
+wait_for 30 "feedbackd-agent@db.service stopped" is_inactive feedbackd-agent@db.service
+wait_for 20 "master quiesced 10.0.0.12 (agent sent STOP)" jfield REALSERVER=10.0.0.12 "REASON=agent sent STOP"
+is_active feedbackd-agent@web.service && pass_note "web instance untouched" || fail "web instance stopped"
+scenario_end
+
+scenario_start S6 "an invalid file is refused with file:line in the journal; other instances keep running"
+agent_file bad 10.0.0.13 101
+wait_for 30 "sync logs bad.conf:8: value" sh -c "journalctl -q -u feedbackd-agent-sync.service --no-pager | grep -q 'bad.conf:8: value'"
+evidence "sync journal" sh -c "journalctl -u feedbackd-agent-sync.service --no-pager | grep -i bad | tail -3"
+is_inactive feedbackd-agent@bad.service && pass_note "no instance for the invalid file" || fail "feedbackd-agent@bad started"
+is_active feedbackd-agent@web.service && pass_note "web instance still active" || fail "web instance stopped"
+rm "$AD/bad.conf"
+scenario_end
+
+scenario_start S7 "reload: a new virtual service appears; a broken file keeps the running configuration"
+pid=$(mainpid "$M")
+cat >>/etc/feedbackd/master.conf <<'CONF'
+
+[virtual-service]
+name = dns
+address = 192.0.2.1
+protocol = udp
+port = 53
+scheduler = rr
+CONF
+systemctl reload "$M" && pass_note "systemctl reload returned 0" || fail "systemctl reload failed"
+wait_for 10 "journal: dns virtual service created" jfield VIRTUAL_SERVICE=dns
+cp /etc/feedbackd/master.conf /tmp/master.conf.good
+sed -i 's/^scheduler = rr/scheduler = fastest/' /etc/feedbackd/master.conf
+line=$(grep -n '^scheduler = fastest' /etc/feedbackd/master.conf | cut -d: -f1)
+# systemctl reload checks the file first (ExecReload=feedbackd-master -t):
+# a broken file fails the reload command itself, loudly.
+if systemctl reload "$M" 2>>"$REPORT"; then fail "systemctl reload succeeded on a broken file"; else pass_note "systemctl reload refused the broken file"; fi
+wait_for 10 "journal names master.conf:$line: scheduler" sh -c "journalctl -q -u $M --no-pager | grep -q 'master.conf:$line: scheduler'"
+# A bare SIGHUP (kill -HUP) reaches the master itself, which keeps running
+# the old configuration and says so in its status.
+kill -HUP "$pid"
+wait_for 10 "status says the last reload failed" sh -c "systemctl show -p StatusText --value $M | grep -q 'last reload failed: .*master.conf:$line: scheduler'"
+wait_for 10 "journal: reload failed; keeping the running configuration" sh -c "journalctl -q -u $M --no-pager | grep -q 'keeping the running configuration'"
+[ "$(mainpid "$M")" = "$pid" ] && is_active "$M" && pass_note "same process still running" || fail "master restarted or stopped on a broken reload"
+evidence "status after the broken reload" systemctl show -p StatusText --value "$M"
+cp /tmp/master.conf.good /etc/feedbackd/master.conf
+systemctl reload "$M" && pass_note "good file reloaded" || fail "reload of the good file failed"
+wait_for 10 "status clean after a good reload" sh -c "! systemctl show -p StatusText --value $M | grep -q 'reload failed'"
+scenario_end
+
+scenario_start S8 "a master frozen with SIGSTOP is killed by the watchdog and restarted; agents return"
+pid=$(mainpid "$M"); n=$(prop "$M" NRestarts)
+kill -STOP "$pid"
+wait_for 60 "new master process after the watchdog" sh -c "p=\$(systemctl show -p MainPID --value $M); [ \"\$p\" != 0 ] && [ \"\$p\" != '$pid' ] && systemctl is-active -q $M"
+wait_for 10 "systemd logged the watchdog timeout" sh -c "journalctl -q --no-pager -u $M | grep -q 'Watchdog timeout'"
+wait_for 30 "agent re-registered" sh -c "systemctl show -p StatusText --value $M | grep -q '^1 agents'"
+log "  NRestarts $n -> $(prop "$M" NRestarts)"
+scenario_end
+
+scenario_start S9 "a master killed with SIGKILL is restarted; agents are back within 3 s"
+pid=$(mainpid "$M")
+kill -KILL "$pid"
+t0=$SECONDS
+wait_for 20 "new master process" sh -c "p=\$(systemctl show -p MainPID --value $M); [ \"\$p\" != 0 ] && [ \"\$p\" != '$pid' ]"
+wait_for 20 "agent re-registered" sh -c "systemctl show -p StatusText --value $M | grep -q '^1 agents'"
+log "  agents back $((SECONDS - t0)) s after the kill (restart delay RestartSec included)"
+scenario_end
+
+scenario_start S10 "stopping an agent with systemctl sends STOP: the master quiesces it"
+systemctl stop feedbackd-agent@web.service
+wait_for 20 "master quiesced 10.0.0.11 (agent sent STOP)" jfield REALSERVER=10.0.0.11 "REASON=agent sent STOP"
+scenario_end
+
+log ""
+evidence "units" systemctl list-units --no-pager --all 'feedbackd*'
+journalctl --no-pager -o short-monotonic >/mnt/out/journal.txt 2>&1
+echo DONE >>"$RESULTS"
+systemctl --no-block poweroff
