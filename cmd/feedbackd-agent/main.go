@@ -79,19 +79,8 @@ func run(args []string, io cli.Stdio) int {
 	// Ready once the monitors are built: waiting for the master would make
 	// the unit fail to start whenever the director is down.
 	notifier.Ready(fmt.Sprintf("connecting to director %s", cfg.Director))
-	// STOPPING=1 as soon as the signal arrives, and before the process
-	// exits (the daemon waits for it below).
-	stopping := make(chan struct{})
-	go func() {
-		<-ctx.Done()
-		notifier.Stopping()
-		close(stopping)
-	}()
-	defer func() {
-		if ctx.Err() != nil {
-			<-stopping
-		}
-	}()
+	// STOPPING=1 as soon as the signal arrives, and before the process exits.
+	defer notifier.StoppingWhenDone(ctx)()
 	if err := a.Run(ctx); err != nil {
 		log.Error("giving up", "err", err)
 		return cli.ExitError

@@ -160,19 +160,8 @@ func serve(cfg *config.Master, o options, log *slog.Logger, logw io.Writer) erro
 			notifier.Ready(status())
 		}
 	}()
-	// STOPPING=1 as soon as the signal arrives, and before the process
-	// exits (the daemon waits for it below).
-	stopping := make(chan struct{})
-	go func() {
-		<-ctx.Done()
-		notifier.Stopping()
-		close(stopping)
-	}()
-	defer func() {
-		if ctx.Err() != nil {
-			<-stopping
-		}
-	}()
+	// STOPPING=1 as soon as the signal arrives, and before the process exits.
+	defer notifier.StoppingWhenDone(ctx)()
 	err = m.Run(ctx, ln)
 	log.Info("feedbackd-master stopped; IPVS tables left as they are")
 	return err

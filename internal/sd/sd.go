@@ -5,6 +5,7 @@
 package sd
 
 import (
+	"context"
 	"log/slog"
 	"strings"
 	"sync"
@@ -104,5 +105,23 @@ func (n *Notifier) Alive(now time.Time) {
 	n.mu.Unlock()
 	if due {
 		n.notify(daemon.SdNotifyWatchdog)
+	}
+}
+
+// StoppingWhenDone sends STOPPING=1 as soon as ctx is done (the daemon's
+// stop signal). The returned function, deferred by the daemon, waits for
+// that message when shutdown has begun, so the process never exits before
+// systemd has heard it.
+func (n *Notifier) StoppingWhenDone(ctx context.Context) (wait func()) {
+	sent := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		n.Stopping()
+		close(sent)
+	}()
+	return func() {
+		if ctx.Err() != nil {
+			<-sent
+		}
 	}
 }
