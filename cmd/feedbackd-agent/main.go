@@ -50,6 +50,17 @@ func run(args []string, io cli.Stdio) int {
 	defer closeLog()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// SIGHUP's default action would kill the agent without a STOP. The
+	// agent has no reload: its configuration is applied by a restart, which
+	// feedbackd-agent-sync does when a file changes.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			log.Warn("SIGHUP ignored: the agent applies configuration changes on restart")
+		}
+	}()
 	notifier := sd.New(log)
 	opts := agent.Options{
 		Logger: log,

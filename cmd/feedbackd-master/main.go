@@ -73,7 +73,12 @@ func run(args []string, io cli.Stdio) int {
 		return cli.ExitOK
 	}
 	if o.listen != "" {
-		cfg.Listen = o.listen
+		l, err := config.ParseListen(o.listen)
+		if err != nil {
+			fmt.Fprintf(io.Stderr, "%s: --listen: %v\n", prog, err)
+			return cli.ExitUsage
+		}
+		cfg.Listen, o.listen = l, l
 	}
 	log, logw, closeLog, err := cli.Logger(prog, o.Debug, cfg.LogLevel, cfg.LogFile, io.Stdout, io.Stderr)
 	if err != nil {
@@ -123,7 +128,9 @@ func serve(cfg *config.Master, o options, log *slog.Logger, logw io.Writer) erro
 	defer kv.Close()
 	if o.dryRun {
 		kv = ipvs.NewDryRun(kv, log)
-		store = &master.MemoryStore{}
+		// Read which destinations are ours, so that a dry run shows what
+		// the real master would do with them, but never write the file.
+		store = master.ReadOnly(store)
 	}
 
 	ln, err := listener(cfg.Listen, log)

@@ -131,10 +131,16 @@ func Logger(prog string, debug bool, level logging.Level, logfile string, stdout
 	}
 	if logfile != "" {
 		f, err := logging.OpenFile(logfile)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("opening logfile: %w", err)
+		if err == nil {
+			return logging.New(logging.Options{Level: level, Writer: f}), f, func() { f.Close() }, nil
 		}
-		return logging.New(logging.Options{Level: level, Writer: f}), f, func() { f.Close() }, nil
+		// An unwritable logfile must not stop the daemon: under the
+		// systemd units the file system is read-only, and a HOWTO-style
+		// config with logfile= would otherwise crash-loop. Log where the
+		// logfile was not set, and say so there.
+		log, w, closer, _ := Logger(prog, false, level, "", stdout, stderr)
+		log.Warn("cannot open logfile; logging here instead", "file", logfile, "err", err)
+		return log, w, closer, nil
 	}
 	// Only the real fd 2 can be the journal stream; a caller-supplied
 	// writer (tests) always gets text. A malformed JOURNAL_STREAM (error)

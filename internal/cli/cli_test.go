@@ -66,3 +66,18 @@ func TestUsageListsEveryOption(t *testing.T) {
 		}
 	}
 }
+
+// An unwritable logfile falls back to stderr with a warning instead of
+// failing: under the units the file system is read-only.
+func TestLoggerUnwritableLogfileFallsBack(t *testing.T) {
+	var out, errb bytes.Buffer
+	log, w, closeLog, err := Logger("prog", false, 0, "/nonexistent/dir/x.log", &out, &errb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeLog()
+	log.Info("hello")
+	if w != &errb || !strings.Contains(errb.String(), "cannot open logfile") || !strings.Contains(errb.String(), "msg=hello") {
+		t.Fatalf("writer %v, stderr %q", w, errb.String())
+	}
+}

@@ -697,3 +697,30 @@ monitor = cpuload
 		t.Fatalf("a service without address must register the connection's source, got %s", a.Services[1].Address)
 	}
 }
+
+// The README's two sample files (its first and second ```ini blocks) must
+// parse as printed.
+func TestREADMESamples(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(string(b), "```ini\n")
+	if len(parts) < 3 {
+		t.Fatalf("README has %d ini blocks, want 2", len(parts)-1)
+	}
+	master := strings.SplitN(parts[1], "```", 2)[0]
+	agent := strings.SplitN(parts[2], "```", 2)[0]
+	if _, err := ParseMaster("README.md (master)", []byte(master)); err != nil {
+		t.Errorf("README master sample: %v", err)
+	}
+	// LoadAgent, not ParseAgent: a complete file needs a director and a
+	// [service], which a single layer need not have.
+	path := filepath.Join(t.TempDir(), "agent.conf")
+	if err := os.WriteFile(path, []byte(agent), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadAgent(path); err != nil {
+		t.Errorf("README agent sample: %v", err)
+	}
+}

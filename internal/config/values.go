@@ -186,6 +186,10 @@ func parseDirector(s string) (addr, warning string, err error) {
 }
 
 // parseListen reads the master's listen = HOST:PORT, :PORT or HOST.
+// ParseListen checks a listen address as the `listen` key and the master's
+// --listen flag take it: host:port, :port, or a bare IPv4 host (port 3262).
+func ParseListen(s string) (string, error) { return parseListen(s) }
+
 func parseListen(s string) (string, error) {
 	host, port, err := splitHostPort(s)
 	if err != nil {

@@ -222,6 +222,11 @@ func (s *session) handle(ctx context.Context, now time.Time) bool {
 			s.log().Warn("KEEPALIVE_ACK before START; closing")
 			return false
 		}
+		// Timers come from the current configuration at every answered
+		// KEEPALIVE, so a reload's keepalive-* settings reach sessions
+		// that started before it.
+		cfg := s.m.cfg.Load()
+		s.ka.interval, s.ka.timeout, s.ka.retries = cfg.KeepaliveInterval, cfg.KeepaliveTimeout, cfg.KeepaliveRetries
 		if !s.ka.onAck(m.Seq, now) {
 			s.log().Debug("KEEPALIVE_ACK matches no outstanding KEEPALIVE; skipped", "seq", m.Seq)
 			return true

@@ -143,3 +143,11 @@ func (m *MemoryStore) Save(refs []Ref) error {
 	m.refs = append(m.refs[:0], refs...)
 	return nil
 }
+
+// ReadOnly returns a Store that loads from s but discards saves: a dry run
+// must know which destinations are the master's without recording anything.
+func ReadOnly(s Store) Store { return readOnly{s} }
+
+type readOnly struct{ Store }
+
+func (readOnly) Save([]Ref) error { return nil }

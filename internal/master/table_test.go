@@ -392,3 +392,20 @@ func TestIndexShrinks(t *testing.T) {
 		}
 	}
 }
+
+// A dry run loads the real ownership list but never writes it.
+func TestReadOnlyStore(t *testing.T) {
+	inner := &MemoryStore{}
+	x := id(vip1, necp.ProtoUDP, 53, rs1)
+	inner.Save([]Ref{x})
+	ro := ReadOnly(inner)
+	if refs, err := ro.Load(); err != nil || len(refs) != 1 || refs[0] != x {
+		t.Fatalf("Load = %v, %v", refs, err)
+	}
+	if err := ro.Save(nil); err != nil {
+		t.Fatal(err)
+	}
+	if refs, _ := inner.Load(); len(refs) != 1 {
+		t.Fatalf("ReadOnly.Save changed the store: %v", refs)
+	}
+}

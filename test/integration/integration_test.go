@@ -515,3 +515,42 @@ func TestDryRunWritesNothing(t *testing.T) {
 		t.Logf("log:\n%s", logs.String())
 	}
 }
+
+// SIGHUP does not kill an agent (its default action would, without STOP).
+func TestAgentIgnoresSIGHUP(t *testing.T) {
+	c := startCluster(t, masterConfig())
+	a := startAgent(t, c, "rs", constant(55))
+	c.waitWeight("127.0.0.1", 55, 10*time.Second)
+	a.cmd.Process.Signal(syscall.SIGHUP)
+	c.waitFor("the agent to log the ignored SIGHUP", 5*time.Second, func() bool {
+		return strings.Contains(a.out.String(), "SIGHUP ignored")
+	})
+	select {
+	case <-a.done:
+		t.Fatal("agent exited on SIGHUP")
+	default:
+	}
+	if w := c.weights()["127.0.0.1"]; w != 55 {
+		t.Fatalf("weight %d after SIGHUP, want 55", w)
+	}
+}
+
+// A reload's keepalive timers reach sessions that started before it: after
+// the interval is raised, KEEPALIVEs to an existing agent slow down.
+func TestReloadRetimesExistingSessions(t *testing.T) {
+	c := startCluster(t, masterConfig())
+	r := dialRaw(t, c, "127.0.0.7")
+	r.join()
+	r.answer(50)
+	cfg := masterConfig()
+	cfg.KeepaliveInterval = 700 * time.Millisecond
+	if err := c.m.Reload(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	r.answer(50) // answered under the old interval; the next uses the new one
+	start := time.Now()
+	r.answer(50)
+	if gap := time.Since(start); gap < 500*time.Millisecond {
+		t.Fatalf("next KEEPALIVE after %v; the reloaded interval (700ms) was not applied", gap)
+	}
+}
