@@ -49,3 +49,20 @@ clean:
 .PHONY: e2e
 e2e:
 	./test/e2e/run.sh
+
+# Packages: lvs-feedbackd-master and lvs-feedbackd-agent, .deb and .rpm, in
+# dist/ (nfpm.yaml, packaging/nfpm-agent.yaml; see packaging/README.md).
+# Reproducible: static stripped binaries from the build flags above, and
+# every time stamp from the last commit (SOURCE_DATE_EPOCH).
+PKG_BINS := feedbackd-master feedbackd-agent feedbackd-agent-sync
+.PHONY: package package-check
+package:
+	rm -rf dist/build && mkdir -p dist/build/bin
+	for b in $(PKG_BINS); do $(GOBUILD) -buildvcs=false -o dist/build/bin/$$b ./cmd/$$b || exit 1; done
+	GO='$(GO)' ./packaging/build.sh
+
+# Lintian (no error or warning), rpmlint (no error), the packages' contents
+# (packaging/check-contents.sh) and reproducibility (two builds, same
+# sha256). Installs lintian, rpmlint, rpm and mandoc with apt if missing.
+package-check:
+	GO='$(GO)' MAKE='$(MAKE)' ./packaging/check.sh
