@@ -49,8 +49,10 @@ if [ ! -f "$ROOTFS" ]; then
   rm -rf "$CACHE/rootfs-build"
 fi
 
-echo "=== building"
-make -s build
+echo "=== building the packages"
+rm -f dist/*.deb
+make -s package >/dev/null
+DEBS=$(ls dist/lvs-feedbackd-master_*.deb dist/lvs-feedbackd-agent_*.deb)
 
 WORK=$(mktemp -d /tmp/feedbackd-e2e.XXXXXX)
 cleanup() { rm -rf "$WORK"; rm -rf /run/systemd/nspawn/propagate/"$(basename "$WORK")"* 2>/dev/null || true; }
@@ -59,12 +61,13 @@ R=$WORK/root
 mkdir -p "$R"
 tar -C "$R" -xf "$ROOTFS"
 
-echo "=== installing feedbackd into the root"
-install -m755 bin/feedbackd-master bin/feedbackd-agent bin/feedbackd-agent-sync "$R/usr/sbin/"
-install -d "$R/usr/lib/systemd/system" "$R/usr/lib/modules-load.d" "$R/etc/feedbackd/agent.d"
-install -m644 systemd/*.service systemd/*.socket systemd/*.path "$R/usr/lib/systemd/system/"
-install -m644 systemd/lvs-feedbackd.conf "$R/usr/lib/modules-load.d/lvs-feedbackd.conf"
-cat >"$R/etc/feedbackd/master.conf" <<'CONF'
+# The guest installs the packages itself with apt (scenario S0), as an
+# operator would; here they are only put where it can reach them, and the
+# test's own configuration is staged next to them (written after the
+# install, over the packaged conffiles).
+install -d "$R/root/debs" "$R/root/e2e-etc"
+install -m644 $DEBS "$R/root/debs/"
+cat >"$R/root/e2e-etc/master.conf" <<'CONF'
 loglevel = INFO
 keepalive-interval = 1
 keepalive-timeout = 2
@@ -78,7 +81,7 @@ protocol = tcp
 port = 80
 scheduler = wrr
 CONF
-cat >"$R/etc/feedbackd/agent.conf" <<'CONF'
+cat >"$R/root/e2e-etc/agent.conf" <<'CONF'
 director = 127.0.0.1
 master-timeout = 5
 loglevel = INFO

@@ -26,6 +26,28 @@ jfield() { journalctl -q -u "$M" --no-pager "$@" | grep -q .; }
 
 log "feedbackd systemd tier, $(date -u +%FT%TZ), $(systemctl --version | head -1)"
 
+scenario_start S0 "apt installs the packages; nothing is enabled or started by the install"
+if DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends /root/debs/*.deb >>"$REPORT" 2>&1; then
+  pass_note "apt-get install of $(cd /root/debs && echo *.deb)"
+else
+  fail "apt-get install failed"
+fi
+for f in /usr/sbin/feedbackd-master /usr/sbin/feedbackd-agent /usr/sbin/feedbackd-agent-sync \
+         /usr/lib/systemd/system/feedbackd-master.socket /usr/lib/systemd/system/feedbackd-agent@.service \
+         /usr/lib/modules-load.d/lvs-feedbackd.conf /etc/feedbackd/master.conf /etc/feedbackd/agent.conf \
+         /usr/share/man/man8/feedbackd-master.8.gz /usr/share/man/man5/feedbackd-agent.conf.5.gz; do
+  [ -e "$f" ] || fail "missing $f"
+done
+for u in feedbackd-master.socket feedbackd-agent-sync.path feedbackd-agent-sync.service; do
+  st=$(systemctl is-enabled "$u" 2>/dev/null || true)
+  [ "$st" = disabled ] && pass_note "$u is $st after install" || fail "$u is '$st' after install, want disabled"
+done
+is_inactive feedbackd-master.service && pass_note "master not running after install" || fail "master started by the install"
+evidence "installed packages" dpkg-query -W 'lvs-feedbackd-*'
+# The test's configuration replaces the packaged examples.
+install -m644 /root/e2e-etc/master.conf /root/e2e-etc/agent.conf /etc/feedbackd/
+scenario_end
+
 scenario_start S1 "socket activation: the master is not running until an agent connects"
 systemctl enable --now feedbackd-master.socket >>"$REPORT" 2>&1 || fail "enable --now feedbackd-master.socket"
 wait_for 10 "feedbackd-master.socket active" is_active feedbackd-master.socket
