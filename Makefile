@@ -45,10 +45,15 @@ fuzz:
 clean:
 	rm -rf $(BIN) dist
 
-# The real-system tier: real systemd (nspawn); needs root. See test/e2e/run.sh.
-.PHONY: e2e
-e2e:
+# The real-system tier, needs root: real systemd in nspawn with the .deb
+# packages (test/e2e/run.sh), then Debian's kernel with real IPVS under
+# QEMU (test/e2e/qemu.sh). Reports in test/e2e/out/.
+.PHONY: e2e e2e-systemd e2e-ipvs
+e2e: e2e-systemd e2e-ipvs
+e2e-systemd:
 	./test/e2e/run.sh
+e2e-ipvs:
+	./test/e2e/qemu.sh
 
 # Packages: lvs-feedbackd-master and lvs-feedbackd-agent, .deb and .rpm, in
 # dist/ (nfpm.yaml, packaging/nfpm-agent.yaml; see packaging/README.md).

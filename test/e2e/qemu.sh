@@ -14,9 +14,12 @@
 #   initrd-KEY.gz   busybox initramfs that mounts the root image (qemu/initramfs.sh)
 #   rootfs-KEY.tar  debootstrap minbase root (qemu/rootfs.sh)
 # Per run: the root is unpacked, the product and the scenarios installed,
-# and an ext4 image made of it (mkfs.ext4 -d); the VM shares
-# test/e2e/out/ipvs over 9p, where the guest writes report.txt,
-# results.txt, journal.txt and timings.txt; console.txt is the serial console.
+# and an ext4 image made of it (mkfs.ext4 -d); the VM gets a 9p share
+# where the guest writes report.txt, results.txt, journal.txt and
+# timings.txt. They end up in test/e2e/out/ipvs, with console.txt (the
+# serial console) and timings-host.txt. The last line printed is
+# "e2e-ipvs: N passed, N failed"; the exit status is non-zero on any
+# failure or if the guest did not finish.
 #
 # Environment: E2E_QEMU_TIMEOUT (seconds for the whole VM, default 900),
 # E2E_QEMU_KERNEL=vmlinuz to boot the packaged bzImage instead of the
@@ -42,7 +45,7 @@ timed() { # timed LABEL CMD...: run CMD, record how long it took
   shift
   t=$(now)
   "$@"
-  TIMINGS+=("$(printf '%-34s %6s s' "$label" "$(elapsed "$t")")")
+  TIMINGS+=("$(printf '%-36s %6s s' "$label" "$(elapsed "$t")")")
 }
 
 # --- host packages --------------------------------------------------------
@@ -199,7 +202,13 @@ UNIT
 }
 
 WORK=$(mktemp -d /tmp/feedbackd-e2e-qemu.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+cleanup() {
+  # QEMU runs under timeout(1) in a process group of its own, which a ^C
+  # on the terminal does not reach.
+  [ ! -f "$WORK/qemu.pid" ] || kill -TERM "$(cat "$WORK/qemu.pid")" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 R=$WORK/root
 
 prepare_image() {
@@ -219,27 +228,53 @@ echo "=== preparing the root image (kernel $KVER)"
 timed "root image (untar, install, mkfs)" prepare_image
 
 # --- boot -------------------------------------------------------------------
+# The VM writes into a share of its own under $WORK, copied to $OUT at the
+# end: the nspawn tier (run.sh) empties test/e2e/out when it starts, which
+# must not pull the directory from under a VM that is still running.
+SHARE=$WORK/share
+mkdir -m 755 "$SHARE"
+KERNEL=$KDIR/${E2E_QEMU_KERNEL:-vmlinux}
+echo "=== booting Debian's kernel under QEMU TCG (software emulation: about a minute); progress:"
+t=$(now)
+# QEMU runs in the background so that this script can watch the results:
+# once the guest has written DONE it has POWEROFF_GRACE seconds to power
+# off, then QEMU is stopped, so that a shutdown hanging under emulation
+# does not cost the whole VM timeout. The serial console goes to stdout:
+# CRs dropped, kept in console.txt, and the progress lines of /init and of
+# the scenarios (journald forwards those to the console behind a
+# "[time] scenarios.sh[pid]: " prefix) shown live.
+POWEROFF_GRACE=60
+{
+  timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
+    -accel tcg,thread=multi -smp 2 -m 2048 -nographic -no-reboot -nic none \
+    -kernel "$KERNEL" -initrd "$INITRD" \
+    -append "console=ttyS0 e2e.root=/dev/vda panic=-1 quiet systemd.show_status=1" \
+    -drive "file=$WORK/root.img,if=virtio,format=raw,cache=unsafe" \
+    -virtfs "local,path=$SHARE,mount_tag=host,security_model=none,id=host" \
+    </dev/null 2>&1 &
+  echo $! >"$WORK/qemu.pid"
+  wait $!
+  echo $? >"$WORK/qemu.rc"
+} | stdbuf -o0 tr -d '\r' | tee "$WORK/console.txt" | grep --line-buffered -a -o 'e2e-\(init\|ipvs\): .*' &
+console=$!
+done_at= stuck=no
+while kill -0 "$console" 2>/dev/null; do
+  if [ -z "$done_at" ] && grep -q '^DONE' "$SHARE/results.txt" 2>/dev/null; then done_at=$SECONDS; fi
+  if [ -n "$done_at" ] && [ "$stuck" = no ] && [ $((SECONDS - done_at)) -ge $POWEROFF_GRACE ]; then
+    stuck=yes
+    echo "e2e-ipvs: the guest finished its scenarios but did not power off within ${POWEROFF_GRACE} s; stopping QEMU" >&2
+    kill -TERM "$(cat "$WORK/qemu.pid")" 2>/dev/null || true
+  fi
+  sleep 1
+done
+wait "$console" || true
+rc=$(cat "$WORK/qemu.rc" 2>/dev/null || echo '?')
+vm_s=$(elapsed "$t")
+TIMINGS+=("$(printf '%-36s %6s s' "VM (boot, scenarios, power-off)" "$vm_s")")
+[ "$rc" = 124 ] && echo "e2e-ipvs: the VM was killed after ${VM_TIMEOUT} s" >&2
 rm -rf "$OUT"
 mkdir -p "$OUT"
-KERNEL=$KDIR/${E2E_QEMU_KERNEL:-vmlinux}
-echo "=== booting Debian's kernel under QEMU TCG (software emulation: several minutes); progress:"
-t=$(now)
-set +e
-# Serial console on stdout: CRs dropped, kept in console.txt, and the
-# progress lines of /init and of the scenarios (which journald forwards
-# to the console behind a "[time] scenarios.sh[pid]: " prefix) shown live.
-timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
-  -accel tcg,thread=multi -smp 2 -m 2048 -nographic -no-reboot -nic none \
-  -kernel "$KERNEL" -initrd "$INITRD" \
-  -append "console=ttyS0 e2e.root=/dev/vda panic=-1 quiet systemd.show_status=1" \
-  -drive "file=$WORK/root.img,if=virtio,format=raw,cache=unsafe" \
-  -virtfs "local,path=$OUT,mount_tag=host,security_model=none,id=host" \
-  </dev/null 2>&1 | stdbuf -o0 tr -d '\r' | tee "$OUT/console.txt" | grep --line-buffered -a -o 'e2e-\(init\|ipvs\): .*'
-rc=${PIPESTATUS[0]}
-set -e
-vm_s=$(elapsed "$t")
-TIMINGS+=("$(printf '%-34s %6s s' "VM (boot, scenarios, power-off)" "$vm_s")")
-[ "$rc" = 124 ] && echo "e2e-ipvs: the VM was killed after ${VM_TIMEOUT} s" >&2
+cp -a "$SHARE"/. "$WORK/console.txt" "$OUT/"
 
 echo
 cat "$OUT/report.txt" 2>/dev/null || true
@@ -253,14 +288,17 @@ if ! grep -q '^DONE' "$OUT/results.txt" 2>/dev/null; then
   echo "e2e-ipvs: the guest did not finish its scenarios (qemu rc=$rc); console tail:" >&2
   tail -40 "$OUT/console.txt" >&2
   failed=$((failed + 1))
+elif [ "$stuck" = yes ]; then
+  echo "e2e-ipvs: warning: the guest hung while powering off (not counted as a failure); console tail:" >&2
+  tail -40 "$OUT/console.txt" >&2
 fi
 # Guest-side figures: uptime when the scenarios started (~ boot to
 # multi-user) and how long the scenarios took.
 boot_s=$(awk -F= '$1 == "boot_s" { print $2 }' "$OUT/timings.txt" 2>/dev/null || true)
 scen_s=$(awk -F= '$1 == "scenarios_s" { print $2 }' "$OUT/timings.txt" 2>/dev/null || true)
-TIMINGS+=("$(printf '%-34s %6s s' "  guest boot to scenarios start" "${boot_s:-?}")")
-TIMINGS+=("$(printf '%-34s %6s s' "  guest scenarios" "${scen_s:-?}")")
-TIMINGS+=("$(printf '%-34s %6s s' "total" "$(elapsed "$T0")")")
+TIMINGS+=("$(printf '%-36s %6s s' "  guest boot to scenarios start" "${boot_s:-?}")")
+TIMINGS+=("$(printf '%-36s %6s s' "  guest scenarios" "${scen_s:-?}")")
+TIMINGS+=("$(printf '%-36s %6s s' "total" "$(elapsed "$T0")")")
 {
   echo "timings (kernel $KVER):"
   printf '  %s\n' "${TIMINGS[@]}"

@@ -66,6 +66,6 @@ done | awk '$1 == "insmod" { print $2 }' | sort -u | while read -r f; do
 done
 cp "$src"/modules.order "$src"/modules.builtin "$src"/modules.builtin.modinfo "$dst/"
 depmod -b "$out/modules" "$kver"
+dpkg-deb -W --showformat='${Package} ${Version}\n' "debs/$deb" >"$out/package"
 echo "$kver" >"$out/kver"
-dpkg-deb -f "debs/$deb" Package Version | paste -sd' ' >"$out/package"
 echo "kernel: $(cat "$out/package") ($kver), $(find "$dst" -name '*.ko*' | wc -l) modules, $(du -sh "$dst" | cut -f1)"
