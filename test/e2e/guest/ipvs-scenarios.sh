@@ -274,6 +274,29 @@ ipvs_evidence "after"
 end
 
 # ---------------------------------------------------------------------------
+scenario_start I7 "rs2's link cut: quiesced after (1 + keepalive-retries) x keepalive-timeout; link restored: the weight returns"
+wait_for 30 "$VIP1: $RS2 Route 40 before the cut" dest_is $VIP1 $RS2 40
+ipvs_evidence "before"
+t0=$(ms)
+# The agent's process and socket stay up; only its packets stop, as when a
+# cable or switch fails: the master must notice through its own timers.
+ip link set vrs2 down
+wait_for 30 "$VIP1: $RS2 Route 0 (keepalives unanswered)" dest_is $VIP1 $RS2 0 &&
+  log "  weight 0 $(secs_since "$t0") s after the cut (timers: (1+1) x 2 s after the first unanswered KEEPALIVE, sent within 1 s)"
+journalctl -q -u "$M" --no-pager | grep -q "keepalives unanswered" &&
+  pass_note "master logged: keepalives unanswered" || fail "no 'keepalives unanswered' in the master's journal"
+ipvs_evidence "link down"
+dest_is $VIP1 $RS1 80 && pass_note "rs1 untouched" || fail "rs1 changed while rs2's link was down"
+t1=$(ms)
+ip link set vrs2 up
+# The agent notices the silence after master-timeout (10 s), reconnects at
+# once, and reports again.
+wait_for 90 "$VIP1: $RS2 Route 40 again after the link came back" dest_is $VIP1 $RS2 40 &&
+  log "  weight 40 again $(secs_since "$t1") s after the link came back"
+ipvs_evidence "after"
+end
+
+# ---------------------------------------------------------------------------
 log ""
 evidence "master warnings and errors (whole run)" journalctl -q -u "$M" -p warning --no-pager
 evidence "units" systemctl list-units --no-pager --all 'feedbackd*'
