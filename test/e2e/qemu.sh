@@ -112,18 +112,21 @@ fi
 
 # --- the product ------------------------------------------------------------
 echo "=== building"
-timed "make build" make -s build
+rm -f dist/*.deb
+timed "make package" make -s package
+DEBS=$(ls dist/lvs-feedbackd-master_*.deb dist/lvs-feedbackd-agent_*.deb)
+OUT_TMP_DPKG=$(mktemp)
 
-# install_product ROOT: feedbackd as the packages lay it out. When the
-# tiers switch to the .deb packages in dist/, this is the one function to
-# replace (e.g. copy the .debs into ROOT and `chroot ROOT apt-get install
-# -y /tmp/*.deb`, or install them in the guest).
+# install_product ROOT: the built .deb packages, installed into the root
+# with dpkg before it boots, maintainer scripts included (they must work
+# without a running systemd, as in an image build). The nspawn tier is the
+# one that runs `apt install` on a booted system.
 install_product() {
   local r=$1
-  install -m755 bin/feedbackd-master bin/feedbackd-agent bin/feedbackd-agent-sync "$r/usr/sbin/"
-  install -d "$r/usr/lib/systemd/system" "$r/usr/lib/modules-load.d" "$r/etc/feedbackd/agent.d"
-  install -m644 systemd/*.service systemd/*.socket systemd/*.path "$r/usr/lib/systemd/system/"
-  install -m644 systemd/lvs-feedbackd.conf "$r/usr/lib/modules-load.d/lvs-feedbackd.conf"
+  install -d "$r/tmp/debs"
+  install -m644 $DEBS "$r/tmp/debs/"
+  chroot "$r" sh -c 'dpkg -i /tmp/debs/*.deb' >"$OUT_TMP_DPKG" 2>&1 || { cat "$OUT_TMP_DPKG"; return 1; }
+  rm -rf "$r/tmp/debs"
 }
 
 # configure_product ROOT: the site configuration the scenarios assume.
