@@ -297,6 +297,62 @@ ipvs_evidence "after"
 end
 
 # ---------------------------------------------------------------------------
+scenario_start I8 "real HTTP traffic through $VIP1 (LVS-DR) is spread over the realservers in proportion to the weights"
+# Classic LVS-DR on one L2 segment: the VIP is local on the director (so
+# IPVS sees the packets in LOCAL_IN) and on each realserver's lo, where
+# arp_ignore/arp_announce keep the realservers from answering ARP for it;
+# replies go straight from the realserver to the client.
+ip addr add $VIP1/32 dev lo 2>/dev/null || true
+for i in 1 2 3; do
+  n=rs$i
+  ip netns exec $n sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+  ip -n $n addr add $VIP1/32 dev lo
+  # A tiny HTTP server that answers with its realserver's name.
+  ip netns exec $n perl -MIO::Socket::INET -e '
+    my $s = IO::Socket::INET->new(LocalPort => 80, Listen => 64, ReuseAddr => 1) or die "listen: $!";
+    while (my $c = $s->accept) { my $l = <$c>; print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n$ARGV[0]\n"; close $c }
+  ' $n >/dev/null 2>&1 &
+done
+ip netns add client
+ip link add vclient type veth peer name eth0 netns client
+ip link set vclient master br0 up
+ip -n client addr add 10.0.0.100/24 dev eth0
+ip -n client link set eth0 up
+ip -n client link set lo up
+ip -n client route add $VIP1/32 via 10.0.0.1
+# The weights while the traffic runs (rs3's health file still says 10).
+wait_for 30 "weights 80/40/10 on $VIP1" weights_are $VIP1 "$RS1:80 Route 80, $RS2:80 Route 40, $RS3:80 Route 10"
+ipvs_evidence "before the traffic"
+wait_for 30 "an HTTP answer through $VIP1" ip netns exec client bash -c "exec 3<>/dev/tcp/$VIP1/80 && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && grep -q '^rs' <&3"
+# wrr is a deterministic weighted round robin: 260 new connections are 20
+# whole cycles of 8:4:1 (weights 80/40/10, divided by their gcd), so each
+# realserver's share is exact up to the one cycle in progress when the
+# warm-up request above was sent. Tolerance: 3 percentage points.
+N=260
+t0=$(ms)
+ip netns exec client bash -c "
+  for i in \$(seq $N); do
+    exec 3<>/dev/tcp/$VIP1/80 || continue
+    printf 'GET / HTTP/1.0\r\n\r\n' >&3
+    grep '^rs' <&3
+    exec 3<&-
+  done" >/tmp/answers.txt 2>/dev/null
+got=$(wc -l </tmp/answers.txt)
+log "  $got answers to $N requests in $(secs_since "$t0") s"
+[ "$got" -ge $((N * 95 / 100)) ] && pass_note "$got of $N requests answered" || fail "only $got of $N requests answered"
+for i in 1 2 3; do
+  w=$(dest $VIP1 10.0.0.1$i | awk '{print $2}')
+  c=$(grep -c "^rs$i\$" /tmp/answers.txt || true)
+  share=$(awk -v c="$c" -v n="$got" 'BEGIN { printf "%.1f", 100 * c / (n ? n : 1) }')
+  want=$(awk -v w="$w" 'BEGIN { printf "%.1f", 100 * w / 130 }')
+  log "  rs$i: weight $w, $c answers = $share % (weights say $want %)"
+  awk -v a="$share" -v b="$want" 'BEGIN { d = a - b; exit !(d <= 3 && d >= -3) }' &&
+    pass_note "rs$i share $share % within 3 points of $want %" || fail "rs$i share $share %, weights say $want %"
+done
+evidence "kernel counters after the traffic" ipvsadm -Ln --stats -t $VIP1:80
+end
+
+# ---------------------------------------------------------------------------
 log ""
 evidence "master warnings and errors (whole run)" journalctl -q -u "$M" -p warning --no-pager
 evidence "units" systemctl list-units --no-pager --all 'feedbackd*'
