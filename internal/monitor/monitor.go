@@ -24,8 +24,9 @@ type Monitor interface {
 
 // Options carries what a monitor needs from outside its own config keys.
 type Options struct {
-	ProcRoot string       // "" means "/proc"; tests point it at fixture directories
-	Logger   *slog.Logger // nil discards
+	ProcRoot   string       // "" means "/proc"; tests point it at fixture directories
+	CgroupRoot string       // "" means "/sys/fs/cgroup" (cpuload with "cgroup ="); likewise
+	Logger     *slog.Logger // nil discards
 }
 
 // New builds the monitor kind ("cpuload" or "cpuload.so", ...) from its
@@ -56,7 +57,11 @@ func New(kind string, params map[string]string, opts Options) (Monitor, error) {
 	case "constant":
 		m, err = newConstant(params)
 	case "cpuload":
-		m = newCPULoad(opts.ProcRoot)
+		if cg, ok := params["cgroup"]; ok {
+			m, err = newCgroupCPU(cg, opts.CgroupRoot, opts.ProcRoot)
+		} else {
+			m = newCPULoad(opts.ProcRoot)
+		}
 	case "exec":
 		m, err = newExec(params)
 	case "perl":

@@ -54,7 +54,9 @@ var kinds = map[string]Kind{
 	"constant": {Name: "constant", Keys: []KeySpec{
 		{Name: "value", Type: TypeHealth, Required: true, Help: "the health reported on every sample, 0..100"},
 	}},
-	"cpuload": {Name: "cpuload"},
+	"cpuload": {Name: "cpuload", Keys: []KeySpec{
+		{Name: "cgroup", Type: TypePath, Help: "measure this cgroup (v2) against its own CPU budget instead of the whole machine's /proc/stat"},
+	}},
 	"exec": {Name: "exec", Keys: []KeySpec{
 		{Name: "command", Type: TypeString, Required: true, Help: "run by /bin/sh -c; the first number on stdout is the health"},
 		{Name: "timeout", Type: TypeDuration, Help: "seconds before the command is killed and the health is unknown (default 5)"},
