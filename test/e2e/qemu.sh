@@ -4,16 +4,24 @@
 # The development machines' own kernel has no ip_vs, so this boots Debian
 # 12's own kernel under QEMU, with software emulation only
 # (-accel tcg,thread=multi: /dev/kvm there is kvm_pvm, which cannot run a
-# Debian kernel), systemd as PID 1 on a debootstrap root, and feedbackd
-# installed from this checkout with its real units. The guest runs
-# test/e2e/guest/ipvs-scenarios.sh as an auto-started oneshot unit that
-# powers the VM off when it ends, however it ends.
+# Debian kernel), systemd as PID 1 on a debootstrap root. The guest boots
+# WITHOUT the product: the built .deb packages are only copied into the
+# image (/usr/local/lib/e2e/debs), with the test's configuration staged
+# next to them (/usr/local/lib/e2e/etc), and the first scenario installs
+# them with apt on the running system, as an operator would. The guest
+# runs test/e2e/guest/ipvs-scenarios.sh as an auto-started oneshot unit
+# that powers the VM off when it ends, however it ends.
+#
+# If test/realipvs exists (real-netlink speed tests, build tag realipvs),
+# its test binary is built here (static) and run by the guest's last
+# scenario, I-netlink; without that directory the scenario is not run and
+# not counted. A build failure is counted as a failure of I-netlink.
 #
 # Cached under .cache/e2e/qemu (git-ignored), each keyed on its inputs:
 #   kernel-KEY/     Debian's kernel: vmlinux, trimmed module tree (qemu/kernel.sh)
 #   initrd-KEY.gz   busybox initramfs that mounts the root image (qemu/initramfs.sh)
 #   rootfs-KEY.tar  debootstrap minbase root (qemu/rootfs.sh)
-# Per run: the root is unpacked, the product and the scenarios installed,
+# Per run: the root is unpacked, the packages and the scenarios copied in,
 # and an ext4 image made of it (mkfs.ext4 -d); the VM gets a 9p share
 # where the guest writes report.txt, results.txt, journal.txt and
 # timings.txt. They end up in test/e2e/out/ipvs, with console.txt (the
@@ -21,7 +29,7 @@
 # "e2e-ipvs: N passed, N failed"; the exit status is non-zero on any
 # failure or if the guest did not finish.
 #
-# Environment: E2E_QEMU_TIMEOUT (seconds for the whole VM, default 900),
+# Environment: E2E_QEMU_TIMEOUT (seconds for the whole VM, default 1500),
 # E2E_QEMU_KERNEL=vmlinuz to boot the packaged bzImage instead of the
 # faster PVH vmlinux, E2E_MASTER_LOGLEVEL (default INFO; DEBUG also shows
 # what moby/ipvs logs).
@@ -32,7 +40,7 @@ HELPERS=$TOP/test/e2e/qemu
 GUEST=$TOP/test/e2e/guest
 CACHE=$TOP/.cache/e2e/qemu
 OUT=$TOP/test/e2e/out/ipvs
-VM_TIMEOUT=${E2E_QEMU_TIMEOUT:-900}
+VM_TIMEOUT=${E2E_QEMU_TIMEOUT:-1500}
 MASTER_LOGLEVEL=${E2E_MASTER_LOGLEVEL:-INFO}
 [ "$(id -u)" = 0 ] || { echo "e2e-ipvs: needs root (debootstrap, mkfs.ext4 -d of a root file system)" >&2; exit 1; }
 
@@ -115,26 +123,43 @@ echo "=== building"
 rm -f dist/*.deb
 timed "make package" make -s package
 DEBS=$(ls dist/lvs-feedbackd-master_*.deb dist/lvs-feedbackd-agent_*.deb)
-OUT_TMP_DPKG=$(mktemp)
 
-# install_product ROOT: the built .deb packages, installed into the root
-# with dpkg before it boots, maintainer scripts included (they must work
-# without a running systemd, as in an image build). The nspawn tier is the
-# one that runs `apt install` on a booted system.
-install_product() {
-  local r=$1
-  install -d "$r/tmp/debs"
-  install -m644 $DEBS "$r/tmp/debs/"
-  chroot "$r" sh -c 'dpkg -i /tmp/debs/*.deb' >"$OUT_TMP_DPKG" 2>&1 || { cat "$OUT_TMP_DPKG"; return 1; }
-  rm -rf "$r/tmp/debs"
+# The real-netlink speed tests of test/realipvs (another package's work):
+# a static test binary for the guest, if that package exists. NETLINK is
+# empty when there is nothing to run; NETLINK_ERR holds a build failure.
+NETLINK= NETLINK_ERR=
+build_netlink() {
+  [ -d test/realipvs ] || return 0
+  local bin log
+  bin=$(mktemp /tmp/feedbackd-realipvs.XXXXXX) log=$(mktemp)
+  rm -f "$bin"
+  if ! CGO_ENABLED=0 "${GO:-go}" test -c -tags realipvs -trimpath -o "$bin" ./test/realipvs >"$log" 2>&1; then
+    NETLINK_ERR=$(cat "$log")
+    echo "e2e-ipvs: building test/realipvs failed (counted as a failure of I-netlink):" >&2
+    sed 's/^/  /' "$log" >&2
+  elif [ -s "$bin" ]; then
+    NETLINK=$bin
+  else
+    # "go test -c" writes nothing for a package without test files yet.
+    echo "=== test/realipvs has no tests yet; I-netlink not run"
+  fi
+  rm -f "$log"
 }
+timed "realipvs test binary" build_netlink
 
-# configure_product ROOT: the site configuration the scenarios assume.
-# The agent.d/rsN.conf files and their netns drop-ins are written by the
-# scenarios themselves, once the namespaces exist.
-configure_product() {
-  local r=$1
-  cat >"$r/etc/feedbackd/master.conf" <<CONF
+# stage_product ROOT: the built packages and the site configuration the
+# scenarios install once the guest runs (scenario I0): apt-get install of
+# the .deb files, then the configuration copied over the packaged
+# examples. Nothing of the product is installed here, and nothing is put
+# under /etc/feedbackd: a file there before the install would be a
+# locally changed conffile to dpkg. The agent.d/rsN.conf files and their
+# netns drop-ins are written by the scenarios themselves, once the
+# namespaces exist.
+stage_product() {
+  local r=$1 e=$1/usr/local/lib/e2e/etc
+  install -d "$r/usr/local/lib/e2e/debs" "$e"
+  install -m644 $DEBS "$r/usr/local/lib/e2e/debs/"
+  cat >"$e/master.conf" <<CONF
 loglevel = $MASTER_LOGLEVEL
 keepalive-interval = 1
 keepalive-timeout = 2
@@ -156,13 +181,18 @@ port = 80
 scheduler = wlc
 max-weight = 200
 CONF
-  cat >"$r/etc/feedbackd/agent.conf" <<'CONF'
+  cat >"$e/agent.conf" <<'CONF'
 director = 10.0.0.1
 master-timeout = 10
 loglevel = INFO
 CONF
-  echo 60 >"$r/etc/feedbackd/rs3.health"
-  chmod 644 "$r/etc/feedbackd/master.conf" "$r/etc/feedbackd/agent.conf" "$r/etc/feedbackd/rs3.health"
+  echo 60 >"$e/rs3.health"
+  chmod 644 "$e"/*
+  if [ -n "$NETLINK" ]; then
+    install -m755 "$NETLINK" "$r/usr/local/lib/e2e/realipvs.test"
+  elif [ -n "$NETLINK_ERR" ]; then
+    printf '%s\n' "$NETLINK_ERR" >"$r/usr/local/lib/e2e/realipvs.build-failed"
+  fi
 }
 
 # install_scenarios ROOT: the guest side of the harness: scenarios, the
@@ -185,7 +215,7 @@ Type=oneshot
 ExecStart=/usr/local/lib/e2e/scenarios.sh
 # Power off however the script ends, killed at the timeout included.
 ExecStopPost=/bin/systemctl --no-block poweroff
-TimeoutStartSec=600
+TimeoutStartSec=1200
 StandardOutput=journal+console
 StandardError=journal+console
 [Install]
@@ -206,6 +236,7 @@ UNIT
 
 WORK=$(mktemp -d /tmp/feedbackd-e2e-qemu.XXXXXX)
 cleanup() {
+  [ -z "$NETLINK" ] || rm -f "$NETLINK"
   # QEMU runs under timeout(1) in a process group of its own, which a ^C
   # on the terminal does not reach.
   [ ! -f "$WORK/qemu.pid" ] || kill -TERM "$(cat "$WORK/qemu.pid")" 2>/dev/null || true
@@ -220,15 +251,14 @@ prepare_image() {
   # The module tree of the kernel the VM boots (depmod already run).
   mkdir -p "$R/usr/lib/modules"
   cp -a "$KDIR/modules/lib/modules/$KVER" "$R/usr/lib/modules/"
-  install_product "$R"
-  configure_product "$R"
+  stage_product "$R"
   install_scenarios "$R"
   truncate -s 2G "$WORK/root.img"
   mkfs.ext4 -q -F -L e2e-root -d "$R" "$WORK/root.img"
   rm -rf "$R"
 }
 echo "=== preparing the root image (kernel $KVER)"
-timed "root image (untar, install, mkfs)" prepare_image
+timed "root image (untar, stage, mkfs)" prepare_image
 
 # --- boot -------------------------------------------------------------------
 # The VM writes into a share of its own under $WORK, copied to $OUT at the

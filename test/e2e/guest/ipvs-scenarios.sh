@@ -1,8 +1,11 @@
 #!/bin/bash
 # IPVS scenarios, run inside the QEMU guest by test/e2e/qemu.sh: Debian 12's
-# own kernel (ip_vs as a module), systemd as PID 1, feedbackd installed
-# from this checkout with its real, unmodified units. Every assertion about
-# weights is made against the kernel (ipvsadm), never the daemons' logs.
+# own kernel (ip_vs as a module), systemd as PID 1. The guest boots without
+# feedbackd; scenario I0 installs the packages built from this checkout
+# with apt on the running system, and every later scenario runs the real,
+# unmodified units they ship. Every assertion about weights is made against
+# the kernel (ipvsadm), and about events against systemd and journald,
+# never the daemons' own opinion.
 #
 # Layout inside the guest:
 #   director    the root network namespace: br0 10.0.0.1/24, the IPVS
@@ -73,6 +76,21 @@ table() { ipvsadm -Sn | sort; }
 agents_are() { systemctl show -p StatusText --value "$M" | grep -q "^$1 agents"; }
 agent() { echo "feedbackd-agent@$1.service"; }
 
+# cursor: the journal's current position, for --after-cursor.
+cursor() { journalctl -q -n 1 -o cat --show-cursor | sed -n 's/^-- cursor: //p'; }
+# stays_for SECONDS DESCRIPTION CMD...: CMD holds at every sample for the
+# whole period (the opposite of wait_for).
+stays_for() {
+  local secs=$1 what=$2; shift 2
+  local end=$((SECONDS + secs))
+  while [ $SECONDS -lt $end ]; do
+    "$@" >/dev/null 2>&1 || { fail "no longer true after $((secs - (end - SECONDS))) s: $what"; return 1; }
+    sleep 0.2
+  done
+  pass_note "$what"
+}
+table_is() { [ "$(table)" = "$1" ]; }
+
 ipvs_evidence() { evidence "kernel IPVS table, $1" ipvsadm -Ln; }
 end() {
   if [ "$SCEN_OK" != 1 ]; then
@@ -115,12 +133,68 @@ log "kernel $(uname -r); $(systemctl --version | head -1); $(ipvsadm --version 2
 log "guest uptime when the scenarios started: ${BOOT_S} s"
 
 # ---------------------------------------------------------------------------
-scenario_start I1 "socket activation: no master and no virtual service until the first agent connects; then both services with their schedulers; ip_vs autoloaded"
-if grep -q '^ip_vs ' /proc/modules; then
-  pass_note "ip_vs loaded at boot (systemd-modules-load, /usr/lib/modules-load.d/lvs-feedbackd.conf)"
+scenario_start I0 "apt install of the built .deb packages on the running guest (offline, dependencies already in the image); the install enables and starts nothing"
+DEBDIR=/usr/local/lib/e2e/debs
+STAGED=/usr/local/lib/e2e/etc
+evidence "packages offered" ls -l $DEBDIR
+evidence "system state before the install" systemctl is-system-running
+if ! dpkg-query -W 'lvs-feedbackd-*' >/dev/null 2>&1 && [ ! -e /usr/sbin/feedbackd-master ] && [ ! -e /etc/feedbackd ]; then
+  pass_note "the guest booted without the product (no lvs-feedbackd-* package, no /usr/sbin/feedbackd-master, no /etc/feedbackd)"
 else
-  fail "ip_vs not loaded at boot"
+  fail "the product is already in the image"
+  evidence "dpkg" dpkg-query -W 'lvs-feedbackd-*'
 fi
+# No configuration is written before the install: a file already at a
+# conffile's path would make dpkg ask what to do. DEBIAN_FRONTEND only
+# keeps debconf from ever asking on a console nobody reads.
+t0=$(ms)
+if DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+  $DEBDIR/lvs-feedbackd-master_*.deb $DEBDIR/lvs-feedbackd-agent_*.deb </dev/null >/tmp/apt.txt 2>&1; then
+  pass_note "apt-get install -y $(cd $DEBDIR && echo lvs-feedbackd-master_*.deb lvs-feedbackd-agent_*.deb) ($(secs_since "$t0") s)"
+else
+  fail "apt-get install failed"
+fi
+evidence "apt-get install output" cat /tmp/apt.txt
+for d in $DEBDIR/*.deb; do
+  want=$(dpkg-deb -W --showformat '${Package} ${Version}' "$d")
+  got=$(dpkg-query -W -f '${Package} ${Version} ${Status}' "${want%% *}" 2>/dev/null)
+  [ "$got" = "$want install ok installed" ] && pass_note "installed: $want" || fail "dpkg says '$got', want '$want install ok installed'"
+done
+for f in /usr/sbin/feedbackd-master /usr/sbin/feedbackd-agent /usr/sbin/feedbackd-agent-sync \
+  /usr/lib/systemd/system/feedbackd-master.socket /usr/lib/systemd/system/feedbackd-master.service \
+  /usr/lib/systemd/system/feedbackd-agent@.service /usr/lib/systemd/system/feedbackd-agent-sync.path \
+  /usr/lib/systemd/system/feedbackd-agent-sync.service /usr/lib/modules-load.d/lvs-feedbackd.conf \
+  /etc/feedbackd/master.conf /etc/feedbackd/agent.conf; do
+  [ -e "$f" ] || fail "missing after the install: $f"
+done
+# (/lib is /usr/lib on this merged-/usr root; systemd may name either.)
+[ "$(readlink -f "$(prop "$M" FragmentPath)")" = /usr/lib/systemd/system/feedbackd-master.service ] &&
+  pass_note "systemd loaded the packaged unit (postinst daemon-reload)" || fail "master unit FragmentPath '$(prop "$M" FragmentPath)'"
+for u in $SOCK $M feedbackd-agent-sync.path feedbackd-agent-sync.service; do
+  st=$(systemctl is-enabled "$u" 2>/dev/null || true)
+  [ "$st" = disabled ] && is_inactive "$u" && pass_note "$u $st and inactive after the install" ||
+    fail "$u is '$st', $(prop "$u" ActiveState) after the install; want disabled, inactive"
+done
+# The test's configuration replaces the packaged examples, after the
+# install (the way an operator configures a fresh package).
+dpkg --verify lvs-feedbackd-master lvs-feedbackd-agent >/tmp/verify.txt 2>&1 && [ ! -s /tmp/verify.txt ] &&
+  pass_note "dpkg --verify: the installed files are the packaged ones" || { fail "dpkg --verify"; evidence "dpkg --verify" cat /tmp/verify.txt; }
+install -m644 $STAGED/master.conf $STAGED/agent.conf $STAGED/rs3.health /etc/feedbackd/
+out=$(/usr/sbin/feedbackd-master -t 2>&1) && pass_note "feedbackd-master -t accepts the test's master.conf" || fail "feedbackd-master -t: $out"
+evidence "dpkg -L lvs-feedbackd-master (units, binaries)" sh -c "dpkg -L lvs-feedbackd-master | grep -E 'sbin|systemd|modules-load'"
+end
+
+# ---------------------------------------------------------------------------
+scenario_start I1 "socket activation: no master and no virtual service until the first agent connects; then both services with their schedulers; ip_vs autoloaded"
+# The package's modules-load.d file takes effect at the next boot, or now
+# with a restart of systemd-modules-load (nothing else in the image loads
+# ip_vs: evidence below).
+evidence "IPVS modules before systemd-modules-load" sh -c "grep '^ip_vs' /proc/modules | cut -d' ' -f1"
+systemctl restart systemd-modules-load.service || fail "systemctl restart systemd-modules-load.service"
+for m in ip_vs ip_vs_wrr ip_vs_wlc ip_vs_rr ip_vs_lc; do
+  grep -q "^$m " /proc/modules || fail "$m not loaded by systemd-modules-load (/usr/lib/modules-load.d/lvs-feedbackd.conf)"
+done
+[ "$SCEN_OK" = 1 ] && pass_note "systemd-modules-load loaded ip_vs and its schedulers from /usr/lib/modules-load.d/lvs-feedbackd.conf"
 evidence "IPVS modules" sh -c "grep '^ip_vs' /proc/modules | cut -d' ' -f1"
 [ -z "$(systemctl show -p DropInPaths --value "$M")" ] &&
   pass_note "feedbackd-master.service has no drop-ins (packaged unit as is)" ||
@@ -351,6 +425,252 @@ for i in 1 2 3; do
 done
 evidence "kernel counters after the traffic" ipvsadm -Ln --stats -t $VIP1:80
 end
+
+# ---------------------------------------------------------------------------
+scenario_start I9 "master frozen with SIGSTOP: systemd's watchdog (packaged WatchdogSec=20s) kills and restarts it; ipvsadm -Sn unchanged during the freeze; the agents come back"
+wait_for 60 "master status: 3 agents" agents_are 3
+wd=$(prop "$M" WatchdogUSec)
+[ "$wd" = 20s ] && pass_note "WatchdogUSec=$wd (the packaged unit, no drop-in)" || fail "WatchdogUSec=$wd, want 20s"
+ipvs_evidence "before"
+before=$(table)
+pid=$(mainpid "$M")
+n0=$(prop "$M" NRestarts)
+cur=$(cursor)
+t0=$(ms)
+kill -STOP "$pid"
+log "  SIGSTOP to master $pid"
+# Compare the kernel's table with the snapshot as fast as we can until the
+# frozen process is replaced (the freeze), then until the agents are back
+# (the restart).
+phase=freeze freeze_changes=0 restart_changes=0 t_new=
+deadline=$((SECONDS + 150))
+while :; do
+  now=$(table)
+  if [ "$now" != "$before" ]; then
+    if [ "$phase" = freeze ]; then
+      freeze_changes=$((freeze_changes + 1))
+      [ $freeze_changes -le 3 ] && { log "  table changed during the freeze, $(secs_since "$t0") s after SIGSTOP:"; diff <(echo "$before") <(echo "$now") | sed 's/^/    /' >>"$REPORT"; }
+    else
+      restart_changes=$((restart_changes + 1))
+      [ $restart_changes -le 3 ] && { log "  (note) table differed during the restart, $(secs_since "$t0") s after SIGSTOP:"; diff <(echo "$before") <(echo "$now") | sed 's/^/    /' >>"$REPORT"; }
+    fi
+  fi
+  p=$(mainpid "$M")
+  if [ "$phase" = freeze ] && [ "$p" != 0 ] && [ "$p" != "$pid" ]; then
+    phase=restart t_new=$(secs_since "$t0")
+    log "  new master process $p $t_new s after SIGSTOP"
+  fi
+  if [ "$phase" = restart ] && agents_are 3; then break; fi
+  [ $SECONDS -lt $deadline ] || { fail "timed out after 150 s: phase $phase, master state $(prop "$M" ActiveState), status '$(prop "$M" StatusText)'"; break; }
+  sleep 0.1
+done
+[ "$phase" = restart ] && log "  3 agents back $(secs_since "$t0") s after SIGSTOP"
+[ $freeze_changes = 0 ] && pass_note "ipvsadm -Sn never changed while the master was frozen" ||
+  fail "the kernel's table changed $freeze_changes times while the master was frozen"
+# The watchdog, not anything else, ended it: not before WatchdogSec.
+# The watchdog, not anything else, ended it: the master pings every
+# WatchdogSec/2 = 10 s, so systemd's timer expires 10 to 20 s after the
+# SIGSTOP; then RestartSec=1 and the start.
+[ -n "$t_new" ] && awk -v t="$t_new" 'BEGIN { exit !(t >= 9.5) }' &&
+  pass_note "the frozen master was replaced after $t_new s (WatchdogSec=20s, pinged every 10 s)" || fail "master replaced after '${t_new:-never}' s, want >= 10 s (WatchdogSec=20s, pinged every 10 s)"
+# PID 1's own lines (journalctl -u did not always return this one when
+# combined with --after-cursor).
+wait_for 30 "systemd's journal (_PID=1): \"$M: Watchdog timeout (limit 20s)!\"" sh -c "journalctl -q --no-pager _PID=1 --after-cursor '$cur' | grep -q '$M: Watchdog timeout (limit 20s)!'"
+wait_for 30 "systemd's journal: it killed $pid with the watchdog signal (SIGABRT)" sh -c "journalctl -q --no-pager _PID=1 --after-cursor '$cur' | grep -q '$M: Killing process $pid (.*) with signal SIGABRT'"
+! kill -0 "$pid" 2>/dev/null && pass_note "the frozen process $pid is gone" || fail "process $pid still exists"
+[ "$(prop "$M" NRestarts)" -gt "$n0" ] && pass_note "systemd restarted the master (NRestarts $n0 -> $(prop "$M" NRestarts))" ||
+  fail "NRestarts did not increase ($n0 -> $(prop "$M" NRestarts))"
+is_active "$SOCK" && pass_note "$SOCK stayed active" || fail "$SOCK not active"
+wait_for 60 "the table after the restart equals the one before the freeze (ipvsadm -Sn)" table_is "$before" ||
+  diff <(echo "$before") <(table) | sed 's/^/    /' >>"$REPORT"
+log "  restart phase: $restart_changes samples differed from the snapshot (grace for agents is (1+retries) x timeout = 4 s)"
+evidence "systemd and the master about the watchdog" sh -c "journalctl -q --no-pager --after-cursor '$cur' | grep -E 'feedbackd-master.*(Watchdog|SIGABRT|Main process exited|Scheduled restart|Started|adopted)' | head -20"
+ipvs_evidence "after"
+end
+
+# ---------------------------------------------------------------------------
+VIP3=192.0.2.30 # added by reload in I10, scheduler sed, max-weight 100
+scenario_start I10 "reload: an added [virtual-service] appears with its scheduler and the agents join it; a broken master.conf: systemctl reload refuses, kill -HUP keeps the old configuration, file:line in the journal, IPVS unchanged"
+wait_for 60 "master status: 3 agents" agents_are 3
+ipvs_evidence "before"
+before=$(table)
+pid=$(mainpid "$M")
+cur=$(cursor)
+cp /etc/feedbackd/master.conf /tmp/master.conf.orig
+cat >>/etc/feedbackd/master.conf <<CONF
+
+[virtual-service]
+name = web-sed
+address = $VIP3
+protocol = tcp
+port = 80
+scheduler = sed
+CONF
+t0=$(ms)
+out=$(systemctl reload "$M" 2>&1) && pass_note "systemctl reload returned 0" || fail "systemctl reload failed: $out"
+# sed is in no modules-load.d file: the kernel loads ip_vs_sed on demand.
+wait_for 60 "virtual service tcp $VIP3:80 scheduler sed in the kernel" sched_is $VIP3 sed &&
+  log "  $VIP3 in the kernel $(secs_since "$t0") s after systemctl reload"
+wait_for 60 "$VIP3: the three agents joined, Route 80/40/10" weights_are $VIP3 "$RS1:80 Route 80, $RS2:80 Route 40, $RS3:80 Route 10" &&
+  log "  agents joined $VIP3 $(secs_since "$t0") s after systemctl reload"
+[ "$(mainpid "$M")" = "$pid" ] && pass_note "same master process $pid (reload, not restart)" || fail "master process changed ($pid -> $(mainpid "$M"))"
+[ "$(table | grep -v "$VIP3:80")" = "$before" ] && pass_note "$VIP1 and $VIP2 unchanged by the reload" ||
+  { fail "the other services changed"; diff <(echo "$before") <(table | grep -v "$VIP3:80") | sed 's/^/    /' >>"$REPORT"; }
+wait_for 30 "journal: configuration reloaded" sh -c "journalctl -q --no-pager -u $M --after-cursor '$cur' | grep -q 'configuration reloaded'"
+ipvs_evidence "after the good reload"
+# A broken file: an unknown scheduler in the new block.
+good=$(table)
+cp /etc/feedbackd/master.conf /tmp/master.conf.good
+sed -i 's/^scheduler = sed$/scheduler = fastest/' /etc/feedbackd/master.conf
+line=$(grep -n '^scheduler = fastest' /etc/feedbackd/master.conf | cut -d: -f1)
+cur=$(cursor)
+if systemctl reload "$M" >/tmp/reload.txt 2>&1; then
+  fail "systemctl reload succeeded on a broken file"
+else
+  pass_note "systemctl reload refused the broken file (ExecReload= feedbackd-master -t)"
+fi
+evidence "systemctl reload output" cat /tmp/reload.txt
+wait_for 30 "journal names master.conf:$line: scheduler (from the -t check)" sh -c "journalctl -q --no-pager -u $M --after-cursor '$cur' | grep -q 'master.conf:$line: scheduler'"
+[ "$(mainpid "$M")" = "$pid" ] && is_active "$M" && pass_note "same master process, active" || fail "master restarted or stopped by the refused reload"
+# A bare SIGHUP reaches the master itself, which keeps what it runs.
+cur=$(cursor)
+kill -HUP "$pid"
+wait_for 30 "journal: reload failed; keeping the running configuration, with master.conf:$line" sh -c "journalctl -q --no-pager -u $M --after-cursor '$cur' | grep 'keeping the running configuration' | grep -q 'master.conf:$line'"
+wait_for 30 "status: last reload failed: ...master.conf:$line" sh -c "systemctl show -p StatusText --value $M | grep -q 'last reload failed: .*master.conf:$line'"
+[ "$(mainpid "$M")" = "$pid" ] && is_active "$M" && pass_note "same master process still running after kill -HUP" || fail "master restarted or stopped on a broken reload"
+evidence "journal after kill -HUP" journalctl -q --no-pager -u "$M" --after-cursor "$cur"
+# Watch the table for a few keepalive intervals: nothing may move.
+stays_for 5 "ipvsadm -Sn unchanged after the broken reloads (5 s of samples)" table_is "$good"
+sched_is $VIP3 sed && pass_note "$VIP3 still scheduler sed" || fail "$VIP3 scheduler is '$(scheduler $VIP3)'"
+cp /tmp/master.conf.good /etc/feedbackd/master.conf
+out=$(systemctl reload "$M" 2>&1) && pass_note "the good file reloads again" || fail "reload of the good file failed: $out"
+wait_for 30 "status clean after the good reload" sh -c "! systemctl show -p StatusText --value $M | grep -q 'reload failed'"
+ipvs_evidence "after"
+end
+
+# ---------------------------------------------------------------------------
+scenario_start I11 "journald: journalctl -u feedbackd-master REALSERVER=$RS2 returns that realserver's events only, and they agree with the kernel"
+journalctl -q --no-pager -u "$M" -o cat REALSERVER=$RS2 >/tmp/rs2.txt
+journalctl -q --no-pager -u "$M" -o cat >/tmp/all.txt
+n=$(wc -l </tmp/rs2.txt)
+[ "$n" -ge 1 ] && pass_note "$n lines for REALSERVER=$RS2 (of $(wc -l </tmp/all.txt) in the master's journal)" || fail "no line for REALSERVER=$RS2"
+others=$(grep -vc "$RS2" /tmp/rs2.txt || true)
+[ "$others" = 0 ] && pass_note "every selected line is about $RS2" || { fail "$others selected lines do not mention $RS2"; evidence "those lines" grep -v "$RS2" /tmp/rs2.txt; }
+foreign=$(grep -cE '10\.0\.0\.1[134]([^0-9]|$)' /tmp/rs2.txt || true)
+[ "$foreign" = 0 ] && pass_note "no selected line mentions another realserver" || fail "$foreign selected lines mention another realserver"
+# The filter selects: the unfiltered journal has other realservers' lines.
+grep -qE "$RS1([^0-9]|\$)" /tmp/all.txt && ! grep -qE "$RS1([^0-9]|\$)" /tmp/rs2.txt &&
+  pass_note "the unfiltered journal has $RS1's lines, the filtered one has none" || fail "no $RS1 lines to filter out"
+# The events of I4 (systemctl stop), I7 (link cut) and I2 (joined).
+for ev in "realserver joined" "agent sent STOP" "keepalives unanswered" "weight changed"; do
+  grep -q "$ev" /tmp/rs2.txt && pass_note "event for $RS2: $ev" || fail "no '$ev' line for $RS2"
+done
+jr=$(journalctl -q --no-pager -u "$M" -o cat REALSERVER=$RS2 "REASON=agent sent STOP" | wc -l)
+[ "$jr" -ge 1 ] && pass_note "REASON= is a field too: REALSERVER=$RS2 REASON='agent sent STOP' gives $jr line(s)" || fail "no REALSERVER=$RS2 REASON='agent sent STOP' entry"
+# The last weight journald has for RS2 on each service is the kernel's.
+for vs in web:$VIP1 web-wlc:$VIP2 web-sed:$VIP3; do
+  jw=$(journalctl -q --no-pager -u "$M" -o verbose REALSERVER=$RS2 VIRTUAL_SERVICE=${vs%%:*} | awk -F= '/^ +WEIGHT=/ { w = $2 } END { print w }')
+  kw=$(dest "${vs#*:}" $RS2 | awk '{ print $2 }')
+  [ -n "$jw" ] && [ "$jw" = "$kw" ] && pass_note "VIRTUAL_SERVICE=${vs%%:*}: last WEIGHT=$jw in the journal = kernel weight $kw" ||
+    fail "VIRTUAL_SERVICE=${vs%%:*}: journal's last WEIGHT='$jw', kernel weight '$kw'"
+done
+evidence "journalctl -u $M REALSERVER=$RS2 (last 25)" journalctl -q --no-pager -u "$M" REALSERVER=$RS2 -n 25
+end
+
+# ---------------------------------------------------------------------------
+RS4=10.0.0.14
+scenario_start I12 "agent.d drop-in: a new file starts feedbackd-agent@rs4 through feedbackd-agent-sync ($RS4 in IPVS, non-root agent); removing the file stops it (weight 0, then deleted)"
+for i in 1 2 3; do eval "inv$i=\$(prop \"\$(agent rs$i)\" InvocationID)"; done
+ipvs_evidence "before"
+before=$(table)
+cur=$(cursor)
+out=$(systemctl enable --now feedbackd-agent-sync.path feedbackd-agent-sync.service 2>&1) ||
+  fail "systemctl enable --now feedbackd-agent-sync.path feedbackd-agent-sync.service: $out"
+wait_for 30 "feedbackd-agent-sync.path active" is_active feedbackd-agent-sync.path
+# Its first run finds rs1-rs3 running, started by hand: adopted, not restarted.
+wait_for 60 "first feedbackd-agent-sync run finished" sh -c "journalctl -q --no-pager -u feedbackd-agent-sync.service --after-cursor '$cur' | grep -q 'Finished\|Deactivated successfully'"
+for i in 1 2 3; do
+  [ "$(prop "$(agent rs$i)" InvocationID)" = "$(eval echo \$inv$i)" ] || fail "$(agent rs$i) was restarted by the first sync run"
+done
+[ "$SCEN_OK" = 1 ] && pass_note "rs1-rs3 kept running (same InvocationID): adopted, not restarted"
+# rs4's namespace and its drop-in first, then the file.
+realserver 4 || fail "creating realserver rs4"
+systemctl daemon-reload
+t0=$(ms)
+agent_file rs4 "monitor = constant" "value = 25"
+wait_for 60 "$(agent rs4) active (started by feedbackd-agent-sync)" is_active "$(agent rs4)" &&
+  log "  active $(secs_since "$t0") s after the file was written"
+wait_for 30 "feedbackd-agent-sync logged starting $(agent rs4)" sh -c "journalctl -q --no-pager -u feedbackd-agent-sync.service --after-cursor '$cur' | grep -q 'started.*feedbackd-agent@rs4'"
+wait_for 60 "$VIP1: $RS4 Route 25" dest_is $VIP1 $RS4 25 && log "  in the kernel $(secs_since "$t0") s after the file was written"
+wait_for 30 "$VIP2: $RS4 Route 50, $VIP3: $RS4 Route 25" sh -c "[ \"\$(ipvsadm -Ln -t $VIP2:80 | awk '\$2 == \"$RS4:80\" { print \$3, \$4 }')\" = 'Route 50' ] && [ \"\$(ipvsadm -Ln -t $VIP3:80 | awk '\$2 == \"$RS4:80\" { print \$3, \$4 }')\" = 'Route 25' ]"
+apid=$(mainpid "$(agent rs4)")
+auid=$(awk '/^Uid:/ { print $2, $3, $4, $5 }' /proc/"$apid"/status 2>/dev/null)
+acap=$(awk '/^CapEff:/ { print $2 }' /proc/"$apid"/status 2>/dev/null)
+case $auid in
+  "" | 0\ * | *\ 0\ * | *\ 0) fail "agent rs4 (pid $apid) Uid '$auid'" ;;
+  *) pass_note "agent rs4 (pid $apid) runs as a non-root user: Uid $auid, CapEff $acap" ;;
+esac
+[ "$acap" = 0000000000000000 ] || fail "agent rs4 CapEff $acap, want none"
+[ "$(readlink /proc/"$apid"/ns/net)" = "$(ip netns exec rs4 readlink /proc/self/ns/net)" ] &&
+  pass_note "agent rs4 runs in network namespace rs4 (its drop-in)" || fail "agent rs4 is not in namespace rs4"
+ipvs_evidence "rs4 joined"
+t0=$(ms)
+rm "$AD/rs4.conf"
+wait_for 60 "$(agent rs4) stopped (file removed)" is_inactive "$(agent rs4)" && log "  stopped $(secs_since "$t0") s after the file was removed"
+# Watch rs4's destination under $VIP1 until it is gone: it must go
+# through weight 0 (quiesced by the agent's STOP) before the deletion.
+seen0=no deadline=$((SECONDS + 60))
+while :; do
+  d=$(dest $VIP1 $RS4)
+  [ "$d" = "Route 0" ] && [ $seen0 = no ] && { seen0=yes; log "  weight 0 $(secs_since "$t0") s after the file was removed"; }
+  [ -z "$d" ] && break
+  [ $SECONDS -lt $deadline ] || break
+  sleep 0.1
+done
+[ $seen0 = yes ] && pass_note "$VIP1: $RS4 went to weight 0" ||
+  { journal_has "$M" "REALSERVER=$RS4" || true; fail "weight 0 never observed for $RS4 on $VIP1"; }
+dest_gone $VIP1 $RS4 && dest_gone $VIP2 $RS4 && dest_gone $VIP3 $RS4 &&
+  pass_note "$RS4 deleted from $VIP1, $VIP2 and $VIP3 ($(secs_since "$t0") s after the file was removed)" || fail "$RS4 still in the table"
+jr=$(journalctl -q --no-pager -u "$M" -o cat REALSERVER=$RS4 "REASON=agent sent STOP" | wc -l)
+[ "$jr" -ge 1 ] && pass_note "journal: $RS4 quiesced, REASON=agent sent STOP" || fail "no REALSERVER=$RS4 REASON='agent sent STOP' entry"
+for i in 1 2 3; do
+  [ "$(prop "$(agent rs$i)" InvocationID)" = "$(eval echo \$inv$i)" ] || fail "$(agent rs$i) was restarted"
+done
+[ "$(table)" = "$before" ] && pass_note "rs1-rs3 untouched throughout: table equal to before (ipvsadm -Sn)" ||
+  { fail "table differs from before"; diff <(echo "$before") <(table) | sed 's/^/    /' >>"$REPORT"; }
+evidence "feedbackd-agent-sync journal" journalctl -q --no-pager -u feedbackd-agent-sync.service --after-cursor "$cur"
+ipvs_evidence "after"
+end
+
+# ---------------------------------------------------------------------------
+NETLINK=/usr/local/lib/e2e/realipvs.test
+if [ -x $NETLINK ] || [ -e /usr/local/lib/e2e/realipvs.build-failed ]; then
+  scenario_start I-netlink "real-netlink speed (test/realipvs, go test -c -tags realipvs) as root, with the master stopped"
+  if [ -e /usr/local/lib/e2e/realipvs.build-failed ]; then
+    fail "the host could not build test/realipvs"
+    evidence "go test -c output" cat /usr/local/lib/e2e/realipvs.build-failed
+  else
+    out=$(systemctl stop "$SOCK" "$M" 2>&1) || fail "systemctl stop $SOCK $M: $out"
+    wait_for 60 "$SOCK and $M stopped" sh -c "! systemctl -q is-active $SOCK && ! systemctl -q is-active $M"
+    [ -z "$(ipvsadm -Ln | grep '198\.51\.100\.')" ] && pass_note "no 198.51.100.0/24 service before the test" || fail "198.51.100.0/24 services exist before the test"
+    t0=$(ms)
+    (cd /tmp && timeout -k 10 480 $NETLINK -test.v) >/tmp/realipvs.txt 2>&1
+    rc=$?
+    log "  $NETLINK -test.v: exit status $rc after $(secs_since "$t0") s"
+    [ $rc = 0 ] && pass_note "the test binary exited 0" || fail "the test binary exited $rc$([ $rc = 124 ] && echo ' (killed at 480 s)')"
+    # A binary that ran no real-kernel test would exit 0 having shown nothing.
+    nrun=$(grep -c '^=== RUN   TestRealIPVS' /tmp/realipvs.txt || true)
+    [ "$nrun" -ge 1 ] && pass_note "$nrun TestRealIPVS* tests ran ($(grep -c '^--- PASS: TestRealIPVS' /tmp/realipvs.txt || true) passed)" ||
+      fail "no TestRealIPVS* test ran"
+    left=$(ipvsadm -Ln | grep -c '198\.51\.100\.' || true)
+    [ "$left" = 0 ] && pass_note "no 198.51.100.0/24 service left behind" || fail "$left 198.51.100.0/24 lines left in the table"
+    evidence "full output" cat /tmp/realipvs.txt
+  fi
+  end
+else
+  log ""
+  log "=== I-netlink: not run (no test/realipvs in this checkout); not counted"
+fi
 
 # ---------------------------------------------------------------------------
 log ""
