@@ -68,6 +68,7 @@ type Agent struct {
 	director      string // host:port
 	retries       int    // connection-retries; 0 = never give up
 	masterTimeout time.Duration
+	secret        []byte // shared secret for a master that asks (nil: none)
 	opts          Options
 	log           *slog.Logger
 	services      []*service
@@ -103,6 +104,9 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 	if err := checkServices(cfg.Services); err != nil {
 		return nil, err
 	}
+	if err := config.SecretMissing(cfg.SecretFile, cfg.Secret); err != nil {
+		return nil, err
+	}
 	log := opts.Logger
 	if log == nil {
 		log = logging.Discard()
@@ -111,6 +115,7 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 		director:      directorAddr(cfg.Director),
 		retries:       max(cfg.ConnectionRetries, 0),
 		masterTimeout: cfg.MasterTimeout,
+		secret:        cfg.Secret,
 		opts:          opts,
 		log:           log,
 		sleep:         sleepCtx,

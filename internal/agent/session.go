@@ -116,8 +116,12 @@ func (s *session) handshake(ctx context.Context) error {
 	if err := necp.WriteMessage(s.conn, &necp.Message{Type: necp.TypeInit, Seq: seq}); err != nil {
 		return fmt.Errorf("sending INIT: %w", err)
 	}
-	if _, err := s.await(ctx, necp.TypeInitAck, seq, timeout); err != nil {
+	initAck, err := s.await(ctx, necp.TypeInitAck, seq, timeout)
+	if err != nil {
 		return fmt.Errorf("waiting for INIT_ACK: %w", err)
+	}
+	if err := s.authenticate(initAck.Auth); err != nil {
+		return err
 	}
 
 	start := necp.Message{Type: necp.TypeStart, Seq: s.nextSeq(), Services: make([]necp.ServiceRecord, len(s.a.services))}
@@ -140,6 +144,38 @@ func (s *session) handshake(ctx context.Context) error {
 	s.log.Info("registered with master", "realserver", local, "services", len(s.a.services), "accepted", accepted)
 	s.a.state(true, fmt.Sprintf("connected to director %s as %s; %d of %d services accepted",
 		s.a.director, local, accepted, len(s.a.services)))
+	return nil
+}
+
+// errNoSecret and errUnknownAuth are failed connection attempts like any
+// other (back-off, connection-retries): the operator fixes the
+// configuration and the next attempt succeeds.
+var (
+	errNoSecret    = errors.New("the master requires a shared secret: set secret-file in the agent's configuration")
+	errUnknownAuth = errors.New("the master asks for an authentication method this agent does not know")
+)
+
+// authenticate answers the challenge of an INIT_ACK with AUTH (§5.4). The
+// AUTH is sent right before START without waiting: the master answers a
+// wrong one by closing the connection, which the START's wait reports.
+func (s *session) authenticate(c necp.Auth) error {
+	switch {
+	case c.Method == 0:
+		if s.a.secret != nil {
+			// Not an error: the secret proves the agent to a master that
+			// wants proof; it is not a check on the master.
+			s.log.Debug("master did not ask for the shared secret")
+		}
+		return nil
+	case c.Method != necp.AuthHMACSHA256:
+		return fmt.Errorf("%w (method %d)", errUnknownAuth, c.Method)
+	case s.a.secret == nil:
+		return errNoSecret
+	}
+	m := necp.Message{Type: necp.TypeAuth, Seq: s.nextSeq(), Auth: necp.Answer(s.a.secret, c)}
+	if err := necp.WriteMessage(s.conn, &m); err != nil {
+		return fmt.Errorf("sending AUTH: %w", err)
+	}
 	return nil
 }
 

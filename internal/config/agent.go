@@ -16,7 +16,7 @@ import (
 // monitor, which come from monitor.Lookup so that the monitor package stays
 // the one place that knows them.
 var (
-	agentGlobalKeys = []string{"director", "connection-retries", "master-timeout", "moduledir", "logfile", "loglevel"}
+	agentGlobalKeys = []string{"director", "connection-retries", "master-timeout", "moduledir", "logfile", "loglevel", "secret-file"}
 	serviceKeys     = []string{"name", "protocol", "port", "forwarding", "monitor", "address"}
 )
 
@@ -91,6 +91,9 @@ func LoadAgent(paths ...string) (*Agent, error) {
 		}
 		if l.set["loglevel"] {
 			a.LogLevel = la.LogLevel
+		}
+		if l.set["secret-file"] {
+			a.SecretFile, a.Secret = la.SecretFile, la.Secret
 		}
 		a.Services = append(a.Services, la.Services...)
 		nservices += l.services
@@ -181,6 +184,12 @@ func (l *agentLayer) globals(el *errorList, b block) {
 			a.LogFile, err = nonEmpty(e.value, "log file path")
 		case "loglevel":
 			a.LogLevel, err = logging.ParseLevel(e.value)
+		case "secret-file":
+			var w string
+			a.SecretFile = e.value
+			if a.Secret, w, err = readSecret(e.value); w != "" {
+				l.warnings.add(e.line, e.key, "%s", w)
+			}
 		default:
 			if slices.Contains(serviceKeys, e.key) || anyMonitorKey(e.key) {
 				el.add(e.line, e.key, "key belongs in a [service] block, not before the first one")

@@ -16,8 +16,9 @@ import (
 // file; anything else is an error, since a misspelt key silently left at
 // its default is the hardest kind of mistake to find on a live director.
 var (
-	masterGlobalKeys = []string{"logfile", "loglevel", "keepalive-interval", "keepalive-timeout", "keepalive-retries", "removal-interval", "listen"}
-	virtualKeys      = []string{"name", "address", "protocol", "port", "scheduler", "max-weight"}
+	masterGlobalKeys = []string{"logfile", "loglevel", "keepalive-interval", "keepalive-timeout", "keepalive-retries", "removal-interval", "listen",
+		"allow", "trust-agent-address", "secret-file", "handshake-timeout", "max-sessions", "max-services", "weight-threshold", "weight-max-step"}
+	virtualKeys = []string{"name", "address", "protocol", "port", "scheduler", "max-weight"}
 )
 
 // LoadMaster reads and checks a master configuration file.
@@ -54,6 +55,11 @@ func ParseMaster(file string, data []byte) (*Master, error) {
 		KeepaliveRetries:  DefaultKeepaliveRetries,
 		RemovalInterval:   DefaultRemovalInterval,
 		Listen:            DefaultListen,
+		HandshakeTimeout:  DefaultHandshakeTimeout,
+		MaxSessions:       DefaultMaxSessions,
+		MaxServices:       DefaultMaxServices,
+		WeightThreshold:   DefaultWeightThreshold,
+		WeightMaxStep:     DefaultWeightMaxStep,
 	}
 	var warn warnings
 	warn.file = file
@@ -62,7 +68,7 @@ func ParseMaster(file string, data []byte) (*Master, error) {
 	for _, b := range blocks {
 		switch {
 		case b.line == 0:
-			m.globals(el, b)
+			m.globals(el, &warn, b)
 		case b.bad:
 			// Malformed header, already reported. Its keys are not checked:
 			// against which list would they be?
@@ -126,10 +132,30 @@ func ParseMaster(file string, data []byte) (*Master, error) {
 }
 
 // globals checks the keys before the first section.
-func (m *Master) globals(el *errorList, b block) {
+func (m *Master) globals(el *errorList, warn *warnings, b block) {
 	for _, e := range b.entries {
 		var err error
 		switch e.key {
+		case "allow":
+			m.Allow, err = parseAllow(e.value)
+		case "trust-agent-address":
+			m.TrustAgentAddress, err = parseBool(e.value)
+		case "secret-file":
+			var w string
+			m.SecretFile = e.value
+			if m.Secret, w, err = readSecret(e.value); w != "" {
+				warn.add(e.line, e.key, "%s", w)
+			}
+		case "handshake-timeout":
+			m.HandshakeTimeout, err = ParseDuration(e.value)
+		case "max-sessions":
+			m.MaxSessions, err = parseRange(e.value, 1, 1<<20)
+		case "max-services":
+			m.MaxServices, err = parseRange(e.value, 1, necp.MaxServices)
+		case "weight-threshold":
+			m.WeightThreshold, err = parseRange(e.value, 0, 50)
+		case "weight-max-step":
+			m.WeightMaxStep, err = parseRange(e.value, 0, 100)
 		case "logfile":
 			m.LogFile, err = nonEmpty(e.value, "log file path")
 		case "loglevel":

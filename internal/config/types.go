@@ -34,6 +34,28 @@ const (
 	DefaultScheduler         = "wrr"
 	DefaultMaxWeight         = 100
 	DefaultLogLevel          = logging.LevelWarn
+
+	// Limits against broken and hostile agents. An agent needs a few
+	// round trips to say INIT and START; ten seconds is the HOWTO's
+	// keepalive-timeout, which bounded the handshake before this key.
+	DefaultHandshakeTimeout = 10 * time.Second
+	// The master is sized for 20 000 agents (docs/benchmarks.md); the
+	// default leaves room above that and stays well under the unit's
+	// LimitNOFILE of 65536.
+	DefaultMaxSessions = 25000
+	// A realserver offers a handful of services; 64 is generous and bounds
+	// what one agent can make the master allocate and write to IPVS.
+	DefaultMaxServices = 64
+
+	// Damping (see internal/master/weight.go). Health from cpuload moves
+	// by a few points between samples; rewriting the weight for each of
+	// those moves restarts the wrr scheduler's round for no benefit.
+	DefaultWeightThreshold = 5 // percent of max-weight
+	DefaultWeightMaxStep   = 0 // percent of max-weight per keepalive-interval; 0 = no cap
+
+	// MinSecretLen is the shortest shared secret accepted: 16 bytes, the
+	// strength of a random 128-bit key.
+	MinSecretLen = 16
 )
 
 // DefaultListen is all addresses, port 3262.
@@ -49,7 +71,29 @@ type Master struct {
 	KeepaliveRetries  int
 	RemovalInterval   time.Duration
 	Listen            string // host:port for use without socket activation
-	VirtualServices   []VirtualService
+
+	// Access control (docs/access-control.md). Allow nil: any address.
+	Allow []netip.Prefix
+	// TrustAgentAddress lets a START record name a realserver address
+	// other than the connection's source (multi-homed realservers); the
+	// address must still be inside Allow.
+	TrustAgentAddress bool
+	// SecretFile and Secret: when set, agents must prove the secret
+	// (NECP AUTH) before START. Secret is read by the config loader so
+	// that -t checks the file too.
+	SecretFile string
+	Secret     []byte
+
+	// Limits.
+	HandshakeTimeout time.Duration // INIT (and AUTH) and START must arrive within this after accept
+	MaxSessions      int           // open agent connections, handshakes included
+	MaxServices      int           // distinct services one agent may START
+
+	// Damping, in percent of each virtual service's max-weight.
+	WeightThreshold int // a change of this much or less is not written
+	WeightMaxStep   int // largest change per keepalive-interval; 0 = no cap
+
+	VirtualServices []VirtualService
 	// Warnings are doubts that do not stop the master, formatted like
 	// Error ("FILE:LINE: KEY: MSG"), for the caller to log or print (-t).
 	Warnings []string
@@ -75,7 +119,11 @@ type Agent struct {
 	ModuleDir         string // accepted and ignored: monitors are built in
 	LogFile           string
 	LogLevel          logging.Level
-	Services          []Service
+	// SecretFile and Secret: the shared secret proven to a master that asks
+	// for it (NECP AUTH); nil when unset.
+	SecretFile string
+	Secret     []byte
+	Services   []Service
 	// Warnings are doubts that do not stop the agent (moduledir ignored,
 	// a director that cannot resolve), formatted like Error.
 	Warnings []string
@@ -111,4 +159,20 @@ func (a *Agent) WarningLines() []string {
 		return nil
 	}
 	return a.Warnings
+}
+
+// FillLimits sets limits left at zero to their defaults. ParseMaster
+// always sets them; this is for a Master built in code (tests, tools), for
+// which a zero limit would refuse every agent. Damping keys are left
+// alone: zero is a meaningful setting there (no damping).
+func (m *Master) FillLimits() {
+	if m.HandshakeTimeout <= 0 {
+		m.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if m.MaxSessions <= 0 {
+		m.MaxSessions = DefaultMaxSessions
+	}
+	if m.MaxServices <= 0 {
+		m.MaxServices = DefaultMaxServices
+	}
 }

@@ -79,12 +79,16 @@ type Master struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	summary  atomic.Pointer[Summary]
+	refused  refusals // used by the accept goroutine only
 }
 
 // New checks the options; nothing is touched until Run.
 func New(cfg *config.Master, opts Options) (*Master, error) {
 	if opts.IPVS == nil {
 		return nil, errors.New("master: no IPVS implementation")
+	}
+	if err := config.SecretMissing(cfg.SecretFile, cfg.Secret); err != nil {
+		return nil, err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -101,9 +105,18 @@ func New(cfg *config.Master, opts Options) (*Master, error) {
 		events:   make(chan event, 1024),
 		sessions: map[*session]struct{}{},
 	}
+	cfg.FillLimits()
 	m.cfg.Store(cfg)
 	m.summary.Store(&Summary{})
 	return m, nil
+}
+
+// Sessions returns the number of open agent connections, handshakes
+// included (what max-sessions limits).
+func (m *Master) Sessions() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.sessions)
 }
 
 // Summary returns the latest cluster summary.
@@ -182,12 +195,28 @@ func (m *Master) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup
 			return err
 		}
 		backoff = 5 * time.Millisecond
-		s := m.newSession(c)
+		peer := peerOf(c)
+		cfg := m.cfg.Load()
+		if !config.Allowed(cfg.Allow, peer.Addr()) {
+			// Closed before a byte is read: a refused host never reaches
+			// the protocol, let alone IPVS.
+			c.Close()
+			m.refused.note(m.log, peer, "address not in allow", time.Now())
+			continue
+		}
 		m.mu.Lock()
-		m.sessions[s] = struct{}{}
+		full := len(m.sessions) >= cfg.MaxSessions
+		if !full {
+			s := m.newSession(c, peer)
+			m.sessions[s] = struct{}{}
+			wg.Add(1)
+			go m.serve(ctx, s, wg)
+		}
 		m.mu.Unlock()
-		wg.Add(1)
-		go m.serve(ctx, s, wg)
+		if full {
+			c.Close()
+			m.refused.note(m.log, peer, "max-sessions reached", time.Now())
+		}
 	}
 }
 
@@ -210,6 +239,7 @@ func isTemporary(err error) bool {
 // every session's services are matched again, and the weights recomputed.
 // It returns once the owner has applied it.
 func (m *Master) Reload(ctx context.Context, cfg *config.Master) error {
+	cfg.FillLimits()
 	done := make(chan error, 1)
 	select {
 	case m.events <- reloadEvent{cfg: cfg, done: done}:

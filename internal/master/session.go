@@ -29,7 +29,10 @@ type session struct {
 	out  necp.Message // message being written
 	wbuf []byte
 
-	handshake time.Time // deadline for INIT and START
+	handshake time.Time // deadline for INIT, AUTH and START
+	// challenge is the nonce sent in INIT_ACK when the master requires
+	// the shared secret; the AUTH that follows must answer it.
+	challenge necp.Auth
 
 	state  int // sWaitInit, sWaitStart, sActive
 	ka     keepalive
@@ -48,19 +51,25 @@ type session struct {
 func (s *session) log() *slog.Logger { return s.m.log.With("agent", s.peer.String()) }
 
 const (
-	sWaitInit = iota
-	sWaitStart
+	sWaitInit  = iota
+	sWaitAuth  // INIT answered with a challenge; AUTH must come before START
+	sWaitStart // INIT answered (and AUTH verified, if required)
 	sActive
 )
 
-func (m *Master) newSession(c net.Conn) *session {
+// peerOf returns the agent's address as seen on the connection, with an
+// IPv4 agent on a dual-stack socket shown as plain IPv4.
+func peerOf(c net.Conn) netip.AddrPort {
 	var peer netip.AddrPort
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		peer = a.AddrPort()
 	} else if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		peer = ap
 	}
-	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	return netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+}
+
+func (m *Master) newSession(c net.Conn, peer netip.AddrPort) *session {
 	return &session{
 		m:    m,
 		id:   sessionID(m.nextID.Add(1)),
@@ -86,9 +95,10 @@ func (s *session) run(ctx context.Context) {
 }
 
 func (s *session) begin(ctx context.Context) {
-	// Before START the only timer is the handshake deadline: an agent that
-	// connects and says nothing is dropped after keepalive-timeout.
-	s.handshake = time.Now().Add(s.m.cfg.Load().KeepaliveTimeout)
+	// Before START the only timer is the handshake deadline, counted from
+	// the accept and not per read: an agent that says nothing, or one byte
+	// a minute, is dropped after handshake-timeout all the same.
+	s.handshake = time.Now().Add(s.m.cfg.Load().HandshakeTimeout)
 	if s.m.log.Enabled(ctx, slog.LevelDebug) {
 		s.log().Debug("agent connected")
 	}
@@ -135,6 +145,13 @@ func (s *session) loop(ctx context.Context) string {
 func (s *session) onReadError(ctx context.Context, err error) (reason string) {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		switch {
+		case errors.Is(err, io.EOF) && s.state == sWaitAuth:
+			// What an agent without the secret does on seeing the
+			// challenge: worth a WARN here too, since the agent's own log
+			// is on another machine.
+			s.log().Warn("agent refused: it closed the connection instead of proving the shared secret (secret-file)",
+				"reason", "not authenticated")
+			return "not authenticated"
 		case errors.Is(err, io.EOF):
 			s.log().Info("agent closed the connection")
 			return "agent closed the connection"
@@ -148,7 +165,7 @@ func (s *session) onReadError(ctx context.Context, err error) (reason string) {
 		return "connection lost"
 	}
 	if s.state != sActive {
-		s.log().Warn("agent did not complete the handshake in time; closing", "timeout", s.m.cfg.Load().KeepaliveTimeout)
+		s.log().Warn("agent did not complete the handshake in time; closing", "timeout", s.m.cfg.Load().HandshakeTimeout)
 		return "handshake timed out"
 	}
 	switch act, seq := s.ka.onTimer(time.Now()); act {
@@ -184,11 +201,33 @@ func (s *session) handle(ctx context.Context, now time.Time) bool {
 			s.log().Warn("INIT in the middle of a session; closing")
 			return false
 		}
+		if secret := s.m.cfg.Load().Secret; secret != nil {
+			s.challenge = necp.NewChallenge()
+			s.state = sWaitAuth
+			return s.writeAuth(necp.TypeInitAck, m.Seq, s.challenge)
+		}
 		s.state = sWaitStart
 		return s.write(necp.TypeInitAck, m.Seq, nil)
+	case necp.TypeAuth:
+		if s.state != sWaitAuth {
+			s.log().Debug("AUTH not asked for; skipped")
+			return true
+		}
+		if !necp.Verify(s.m.cfg.Load().Secret, s.challenge, m.Auth) {
+			s.log().Warn("agent refused: it does not know the shared secret (secret-file)", "reason", "authentication failed")
+			return false
+		}
+		s.log().Debug("agent authenticated")
+		s.state = sWaitStart
+		return true
 	case necp.TypeStart:
-		if s.state == sWaitInit {
+		switch s.state {
+		case sWaitInit:
 			s.log().Warn("START before INIT; closing")
+			return false
+		case sWaitAuth:
+			s.log().Warn("agent refused: START without AUTH, and this master requires the shared secret (secret-file)",
+				"reason", "not authenticated")
 			return false
 		}
 		reply := make(chan []necp.Status, 1)
@@ -259,11 +298,23 @@ func (s *session) handle(ctx context.Context, now time.Time) bool {
 	}
 }
 
+// writeAuth sends an INIT_ACK carrying a challenge.
+func (s *session) writeAuth(typ necp.Type, seq uint32, a necp.Auth) bool {
+	s.out = necp.Message{Type: typ, Seq: seq, Auth: a}
+	return s.flush()
+}
+
 // write sends one message. A peer that stops reading can only block us
 // once the socket buffer is full; the deadline bounds even that. The
 // message is built in a field of the session, so sending allocates nothing.
 func (s *session) write(typ necp.Type, seq uint32, st []necp.Status) bool {
 	s.out = necp.Message{Type: typ, Seq: seq, Statuses: st}
+	return s.flush()
+}
+
+// flush encodes and sends s.out.
+func (s *session) flush() bool {
+	typ := s.out.Type
 	var err error
 	s.wbuf, err = s.out.AppendBinary(s.wbuf[:0])
 	if err == nil {

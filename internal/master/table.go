@@ -60,7 +60,11 @@ type entry struct {
 	owner     sessionID // 0 when nobody reports for it
 	state     destState
 	health    uint8 // latest report; necp.HealthUnknown before the first
-	want      int   // the weight it should have
+	want      int   // the weight it should have (what is written)
+	// target is the weight the latest health asks for; want moves towards
+	// it as the damping policy allows (weight.go).
+	target    int
+	nextStep  time.Time // when the next capped step is due (in steps)
 	since     time.Time
 	nextCheck time.Time // orphan: end of grace; quiescing: next removal check
 
@@ -101,6 +105,7 @@ type table struct {
 	// 20 000 realservers polled every 2 s there are 10 000 passes a second.
 	dirty   index // want/fwd may differ from the kernel, or deletion pending
 	timed   index // orphans and quiescing entries (they have a nextCheck)
+	steps   index // active entries still stepping towards target (weight-max-step)
 	nActive int   // entries in stateActive
 	// ownedChanged is set when the set of owned destinations changed and
 	// the state file must be rewritten.
@@ -110,6 +115,7 @@ type table struct {
 }
 
 func newTable(cfg *config.Master, log *slog.Logger) *table {
+	cfg.FillLimits()
 	return &table{
 		cfg:      cfg,
 		log:      log,
@@ -118,6 +124,7 @@ func newTable(cfg *config.Master, log *slog.Logger) *table {
 		sessions: map[sessionID]*sessionInfo{},
 		dirty:    newIndex(),
 		timed:    newIndex(),
+		steps:    newIndex(),
 	}
 }
 
@@ -167,6 +174,7 @@ func (t *table) drop(id destID) {
 	if e := t.entries[id]; e != nil {
 		t.unindex(e)
 		t.dirty.del(id)
+		t.steps.del(id)
 		delete(t.entries, id)
 		t.ownedChanged = true
 	}
@@ -256,11 +264,36 @@ func (t *table) join(sid sessionID, peer netip.AddrPort, recs []necp.ServiceReco
 		t.sessions[sid] = si
 	}
 	st := make([]necp.Status, len(recs))
+	over := 0
 	for i, rec := range recs {
+		// A service STARTed again replaces its record, so repeating START
+		// cannot grow the session; new services count against
+		// max-services, which bounds what one agent can make the master
+		// hold and write to IPVS.
+		if j := si.startedIndex(rec); j >= 0 {
+			si.started[j] = rec
+		} else if len(si.started) >= t.cfg.MaxServices {
+			st[i] = necp.StatusRefused
+			over++
+			continue
+		} else {
+			si.started = append(si.started, rec)
+		}
 		st[i] = t.joinOne(sid, si, rec, now)
-		si.started = append(si.started, rec)
+	}
+	if over > 0 {
+		t.log.Warn("services refused: the agent offers more than max-services", "agent", si.peer.String(),
+			"refused", over, "max_services", t.cfg.MaxServices, "reason", "max-services reached")
 	}
 	return st
+}
+
+// startedIndex finds an earlier START record for the same service
+// (protocol, port and claimed address), -1 if there is none.
+func (si *sessionInfo) startedIndex(rec necp.ServiceRecord) int {
+	return slices.IndexFunc(si.started, func(r necp.ServiceRecord) bool {
+		return r.Protocol == rec.Protocol && r.Port == rec.Port && r.Address == rec.Address
+	})
 }
 
 // rematch applies a new configuration: entries of virtual services that are
@@ -290,8 +323,9 @@ func (t *table) rematch(now time.Time) {
 		}
 		e.vsName, e.maxWeight = vs.Name, vs.MaxWeight
 		if e.state == stateActive {
-			if w, ok := Weight(e.health, e.maxWeight); ok && w != e.want {
-				e.want = w
+			if w, ok := Weight(e.health, e.maxWeight); ok {
+				e.target = w
+				t.step(e, now)
 			}
 		}
 		t.markDirty(e, now)
@@ -311,8 +345,22 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 		return necp.StatusRefused
 	}
 	addr := si.peer.Addr().Unmap()
-	if rec.Address.IsValid() && !rec.Address.IsUnspecified() {
-		addr = rec.Address.Unmap()
+	if rec.Address.IsValid() && !rec.Address.IsUnspecified() && rec.Address.Unmap() != addr {
+		// The agent names a realserver address other than its own: right
+		// for a multi-homed realserver, but also exactly what a hostile
+		// host would do to point traffic at someone else.
+		claimed := rec.Address.Unmap()
+		if !t.cfg.TrustAgentAddress {
+			log.Warn("refused service: the agent claims another realserver address (set trust-agent-address = yes for multi-homed realservers)",
+				"realserver", claimed.String(), "reason", "address claim not trusted")
+			return necp.StatusRefused
+		}
+		if !config.Allowed(t.cfg.Allow, claimed) {
+			log.Warn("refused service: the claimed realserver address is outside allow",
+				"realserver", claimed.String(), "reason", "address not in allow")
+			return necp.StatusRefused
+		}
+		addr = claimed
 	}
 	if !addr.Is4() {
 		log.Warn("refused service: realserver address is not IPv4", "realserver", addr.String())
@@ -421,15 +469,30 @@ func (t *table) setHealth(e *entry, h uint8, now time.Time) {
 		}
 		return
 	}
-	if w != e.want {
+	e.target = w
+	t.step(e, now)
+}
+
+// step moves an active entry's weight towards its target as far as the
+// damping policy allows, and schedules the next step when the move was
+// cut short by weight-max-step.
+func (t *table) step(e *entry, now time.Time) {
+	d := DampingFor(t.cfg.WeightThreshold, t.cfg.WeightMaxStep, e.maxWeight)
+	if w := d.Next(e.want, e.target, e.maxWeight); w != e.want {
 		if t.log.Enabled(context.Background(), slog.LevelInfo) {
 			// Guarded: with cpuload monitors nearly every report changes a
 			// weight, and the arguments would be boxed even at WARN.
 			t.log.Info("weight changed", "vs", e.vsName, "realserver", e.id.Dest.Address.String(),
-				"health", h, "old_weight", e.want, "weight", w)
+				"health", e.health, "old_weight", e.want, "weight", w, "target", e.target)
 		}
 		e.want = w
 		t.markDirty(e, now)
+	}
+	if d.Next(e.want, e.target, e.maxWeight) != e.want {
+		e.nextStep = now.Add(t.cfg.KeepaliveInterval)
+		t.steps.add(e)
+	} else {
+		t.steps.del(e.id)
 	}
 }
 
@@ -480,7 +543,8 @@ func (t *table) quiesce(id destID, sid sessionID, reason string, now time.Time) 
 	}
 	t.log.Info("realserver quiesced", "vs", e.vsName, "realserver", id.Dest.Address.String(),
 		"reason", reason, "old_weight", e.want, "weight", 0)
-	e.owner, e.want, e.since = 0, 0, now
+	e.owner, e.want, e.target, e.since = 0, 0, 0, now
+	t.steps.del(id)
 	t.setState(e, stateQuiescing)
 	e.nextCheck = now.Add(t.cfg.RemovalInterval)
 	t.markDirty(e, now)
@@ -489,6 +553,11 @@ func (t *table) quiesce(id destID, sid sessionID, reason string, now time.Time) 
 // tick moves orphans whose grace has expired to quiescing, and returns the
 // quiescing destinations whose removal check is due.
 func (t *table) tick(now time.Time) (due []destID) {
+	for _, e := range t.steps.m {
+		if !e.nextStep.After(now) {
+			t.step(e, now) // may delete e from steps: allowed while ranging
+		}
+	}
 	for id, e := range t.timed.m {
 		if e.nextCheck.After(now) || e.remove {
 			continue
@@ -526,6 +595,11 @@ func (t *table) removalChecked(id destID, activeConns int, now time.Time) {
 func (t *table) nextDeadline() (time.Time, bool) {
 	var min time.Time
 	found := false
+	for _, e := range t.steps.m {
+		if !found || e.nextStep.Before(min) {
+			min, found = e.nextStep, true
+		}
+	}
 	for _, e := range t.timed.m {
 		if e.remove {
 			continue

@@ -94,14 +94,65 @@ func TestJoinMatchesByProtocolAndPort(t *testing.T) {
 	)
 }
 
-func TestRecordAddressOverridesPeer(t *testing.T) {
-	tb := newTestTable()
-	r := rec(necp.ProtoUDP, 53, necp.ForwardTUN)
-	r.Address = rs2
-	if st := tb.join(1, peer(rs1), []necp.ServiceRecord{r}, t0); st[0] != necp.StatusAccepted {
-		t.Fatalf("status %v", st)
+// An agent that names a realserver address other than its own is refused
+// unless the master trusts claims (trust-agent-address), and even then
+// only for addresses inside allow: a host that may talk to the master
+// must not be able to point a virtual service at any address it likes.
+func TestRecordAddressClaims(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		trust bool
+		allow []netip.Prefix
+		claim netip.Addr
+		want  necp.Status
+		ops   []string
+	}{
+		{"claim refused by default", false, nil, rs2, necp.StatusRefused, nil},
+		{"own address is no claim", false, nil, rs1, necp.StatusAccepted, []string{"add UDP 192.0.2.1:53 -> 10.0.0.11:53 w=0 Tunnel"}},
+		{"trusted claim", true, nil, rs2, necp.StatusAccepted, []string{"add UDP 192.0.2.1:53 -> 10.0.0.12:53 w=0 Tunnel"}},
+		{"trusted claim inside allow", true, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}, rs2, necp.StatusAccepted,
+			[]string{"add UDP 192.0.2.1:53 -> 10.0.0.12:53 w=0 Tunnel"}},
+		{"trusted claim outside allow", true, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")},
+			netip.MustParseAddr("198.51.100.7"), necp.StatusRefused, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.TrustAgentAddress, cfg.Allow = c.trust, c.allow
+			tb := newTable(cfg, slog.New(slog.DiscardHandler))
+			r := rec(necp.ProtoUDP, 53, necp.ForwardTUN)
+			r.Address = c.claim
+			if st := tb.join(1, peer(rs1), []necp.ServiceRecord{r}, t0); st[0] != c.want {
+				t.Fatalf("status %v, want %v", st, c.want)
+			}
+			expectOps(t, tb, c.ops...)
+		})
 	}
-	expectOps(t, tb, "add UDP 192.0.2.1:53 -> 10.0.0.12:53 w=0 Tunnel")
+}
+
+// TestMaxServices: repeating START does not grow a session; new services
+// beyond max-services are refused, and the ones before keep working.
+func TestMaxServices(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxServices = 2
+	tb := newTable(cfg, slog.New(slog.DiscardHandler))
+	recs := []necp.ServiceRecord{rec(necp.ProtoTCP, 80, necp.ForwardDR), rec(necp.ProtoUDP, 53, necp.ForwardDR)}
+	for range 1000 {
+		tb.join(1, peer(rs1), recs, t0)
+	}
+	if n := len(tb.sessions[1].started); n != 2 {
+		t.Fatalf("1000 identical STARTs left %d records", n)
+	}
+	st := tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoTCP, 8080, necp.ForwardDR), rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
+	if st[0] != necp.StatusRefused || st[1] != necp.StatusAccepted {
+		t.Fatalf("statuses %v: want the third service refused and a known one accepted", st)
+	}
+	if n := len(tb.sessions[1].started); n != 2 {
+		t.Fatalf("%d records after a refused service", n)
+	}
+	// The known service's new forwarding replaced the old record.
+	if f := tb.sessions[1].started[0].Forwarding; f != necp.ForwardNAT {
+		t.Fatalf("forwarding %v after a repeated START", f)
+	}
 }
 
 func TestHealthSetsWeightAndOnlyChangesAreWritten(t *testing.T) {
@@ -361,6 +412,11 @@ func checkIndexes(t testing.TB, tb *table) {
 	for id := range tb.timed.m {
 		if tb.entries[id] == nil {
 			t.Fatalf("timed index holds dropped entry %v", id)
+		}
+	}
+	for id, e := range tb.steps.m {
+		if tb.entries[id] != e || e.state != stateActive {
+			t.Fatalf("steps index holds %v, which is dropped or not active", id)
 		}
 	}
 	for id := range tb.dirty.m {

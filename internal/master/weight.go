@@ -27,3 +27,54 @@ func Weight(health uint8, maxWeight int) (weight int, ok bool) {
 	}
 	return (int(health)*maxWeight + 50) / 100, true
 }
+
+// Damping is the anti-oscillation policy: which weight to write given the
+// weight the kernel has (cur) and the one the latest health asks for
+// (target). Both limits are in weight units; zero turns each off.
+//
+// The rules, in order:
+//
+//  1. target 0 or cur 0 is written at once: quiescing a sick realserver
+//     and taking a recovered one back are decisions, never noise.
+//  2. a move of Threshold or less is not written: cpuload health jitters
+//     by a few points between samples, and each IPVS weight write restarts
+//     the wrr scheduler's round. Except a move to max-weight, so that a
+//     realserver that is fully healthy again gets its full share.
+//  3. a move larger than MaxStep is cut to MaxStep; the caller takes the
+//     next step one keepalive-interval later.
+//
+// Damping never drifts: the comparison is always between the kernel's
+// weight and a target computed afresh from the latest report, so however
+// many small changes arrive, the written weight stays within Threshold of
+// the last target and follows any lasting change.
+type Damping struct {
+	Threshold int
+	MaxStep   int
+}
+
+// DampingFor converts the configuration's percentages of max-weight into
+// weight units for one virtual service, rounding to the nearest unit.
+func DampingFor(thresholdPct, maxStepPct, maxWeight int) Damping {
+	return Damping{
+		Threshold: (thresholdPct*maxWeight + 50) / 100,
+		MaxStep:   (maxStepPct*maxWeight + 50) / 100,
+	}
+}
+
+// Next returns the weight to write (cur when nothing should be written).
+func (d Damping) Next(cur, target, maxWeight int) int {
+	delta := target - cur
+	switch {
+	case delta == 0:
+		return cur
+	case target == 0 || cur == 0:
+		return target
+	case delta <= d.Threshold && -delta <= d.Threshold && target != maxWeight:
+		return cur
+	case d.MaxStep > 0 && delta > d.MaxStep:
+		return cur + d.MaxStep
+	case d.MaxStep > 0 && -delta > d.MaxStep:
+		return cur - d.MaxStep
+	}
+	return target
+}

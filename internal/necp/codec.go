@@ -71,6 +71,12 @@ func (m *Message) AppendBinary(b []byte) ([]byte, error) {
 			b = append(b, h.Protocol, h.Health)
 			b = binary.BigEndian.AppendUint16(b, h.Port)
 		}
+	case TypeInitAck, TypeAuth:
+		if n == authPayloadLen {
+			b = binary.BigEndian.AppendUint16(b, m.Auth.Method)
+			b = append(b, 0, 0) // reserved
+			b = append(b, m.Auth.Data[:]...)
+		}
 	}
 	return b, nil
 }
@@ -94,6 +100,15 @@ func (m *Message) payloadLen() (int, error) {
 		count = len(m.Statuses)
 	case TypeKeepaliveAck:
 		count = len(m.Health)
+	case TypeInitAck:
+		if m.Auth.Method != 0 {
+			return authPayloadLen, nil
+		}
+	case TypeAuth:
+		if m.Auth.Method == 0 {
+			return 0, malformed("AUTH without a method")
+		}
+		return authPayloadLen, nil
 	}
 	rec, ok := listBytes(m.Type, count)
 	if !ok {
@@ -177,6 +192,14 @@ func (m *Message) decode(h, p []byte) error {
 		if need, _ := listBytes(t, count); len(p) != need {
 			return malformed("%v count %d needs %d record bytes, have %d", t, count, need, len(p))
 		}
+	} else if t == TypeInitAck || t == TypeAuth {
+		// INIT_ACK: empty, or a challenge; AUTH: always the MAC.
+		if !(len(p) == authPayloadLen || t == TypeInitAck && len(p) == 0) {
+			return malformed("%v payload of %d bytes (want %d)", t, len(p), authPayloadLen)
+		}
+		if len(p) != 0 && binary.BigEndian.Uint16(p) == 0 {
+			return malformed("%v with authentication method 0", t)
+		}
 	} else if t.known() && len(p) != 0 {
 		return malformed("%v takes no payload, have %d bytes", t, len(p))
 	}
@@ -188,8 +211,14 @@ func (m *Message) decode(h, p []byte) error {
 	m.Services = m.Services[:0]
 	m.Statuses = m.Statuses[:0]
 	m.Health = m.Health[:0]
+	m.Auth = Auth{}
 
 	switch t {
+	case TypeInitAck, TypeAuth:
+		if len(p) == authPayloadLen {
+			m.Auth.Method = binary.BigEndian.Uint16(p)
+			m.Auth.Data = [AuthDataLen]byte(p[4:])
+		}
 	case TypeStart, TypeStop:
 		m.Services = slices.Grow(m.Services, count)
 		for r := range slices.Chunk(p, serviceRecordLen) {

@@ -43,8 +43,9 @@ const (
 // Type is the message type code (§3).
 type Type uint8
 
-// Message type codes (§3). Codes 10 and above are NECP exception messages,
+// Message type codes (§3). Codes 10 to 63 are NECP exception messages,
 // which this project does not implement; they are skipped on receipt.
+// Codes 64 and above are this project's extensions (§5.4).
 const (
 	TypeNoop         Type = 1
 	TypeInit         Type = 2
@@ -55,6 +56,25 @@ const (
 	TypeStartAck     Type = 7
 	TypeStop         Type = 8
 	TypeStopAck      Type = 9
+	// TypeAuth carries the agent's proof of the shared secret, answering
+	// the challenge in INIT_ACK (§5.4). An extension: the original NECP
+	// had no message authentication.
+	TypeAuth Type = 64
+)
+
+// Shared-secret authentication (§5.4).
+const (
+	// AuthHMACSHA256 is the only method: MAC = HMAC-SHA256(secret,
+	// AuthContext || nonce).
+	AuthHMACSHA256 uint16 = 1
+	// AuthDataLen is the size of the nonce (INIT_ACK) and of the MAC
+	// (AUTH): 32 bytes each.
+	AuthDataLen = 32
+	// authPayloadLen: u16 method, u16 reserved, 32 bytes of data.
+	authPayloadLen = 4 + AuthDataLen
+	// AuthContext prefixes the nonce in the MAC so that a MAC made for
+	// NECP cannot be replayed to any other protocol using the same secret.
+	AuthContext = "feedbackd NECP auth v1"
 )
 
 // IP protocol numbers carried in service and health records (§5.1).

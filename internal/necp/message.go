@@ -20,9 +20,17 @@ type HealthRecord struct {
 	Port     uint16
 }
 
-// Message is one decoded NECP message. Only the slice that belongs to Type
+// Auth is the payload of AUTH and the optional one of INIT_ACK (§5.4):
+// in INIT_ACK, Data is the master's nonce; in AUTH, the agent's MAC.
+// Method 0 means absent (an INIT_ACK without a challenge).
+type Auth struct {
+	Method uint16
+	Data   [AuthDataLen]byte
+}
+
+// Message is one decoded NECP message. Only the field that belongs to Type
 // is meaningful: Services for START and STOP, Statuses for START_ACK, Health
-// for KEEPALIVE_ACK.
+// for KEEPALIVE_ACK, Auth for INIT_ACK and AUTH.
 type Message struct {
 	// Version as received. Zero on encode means Version.
 	Version  uint8
@@ -31,4 +39,5 @@ type Message struct {
 	Services []ServiceRecord
 	Statuses []Status
 	Health   []HealthRecord
+	Auth     Auth
 }

@@ -19,6 +19,7 @@ var (
 		TypeStartAck:     "START_ACK",
 		TypeStop:         "STOP",
 		TypeStopAck:      "STOP_ACK",
+		TypeAuth:         "AUTH",
 	}
 	// Spelled as in the agent's "forwarding =" directive (HOWTO).
 	forwardingNames = [...]string{

@@ -178,13 +178,14 @@ type agent struct {
 // startAgent runs the agent binary with one [service] for tcp/80. The
 // realserver address is the loopback address it binds to, so several
 // agents are several realservers.
-func startAgent(t *testing.T, c *cluster, name, monitorLines string) *agent {
+func startAgent(t *testing.T, c *cluster, name, monitorLines string, globals ...string) *agent {
 	t.Helper()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, name+".conf")
 	body := fmt.Sprintf(`director = %s
 master-timeout = 2
 loglevel = DEBUG
+%s
 
 [service]
 name = web
@@ -192,7 +193,7 @@ protocol = tcp
 port = 80
 forwarding = DR
 %s
-`, c.addr, monitorLines)
+`, c.addr, strings.Join(globals, "\n"), monitorLines)
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -211,6 +212,17 @@ forwarding = DR
 		}
 	})
 	return a
+}
+
+// waitOutput waits until the agent has printed want.
+func waitOutput(t *testing.T, a *agent, want string, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !strings.Contains(a.out.String(), want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent did not print %q within %v:\n%s", want, timeout, a.out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func constant(v int) string { return fmt.Sprintf("monitor = constant.so\nvalue = %d", v) }

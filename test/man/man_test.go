@@ -447,6 +447,11 @@ func TestConfigKeysDocumented(t *testing.T) {
 		"connection-retries": strconv.Itoa(config.DefaultConnectionRetries),
 		"interval":           seconds(monitor.DefaultInterval),
 		"timeout":            seconds(monitor.DefaultTimeout),
+		"handshake-timeout":  seconds(config.DefaultHandshakeTimeout),
+		"max-sessions":       strconv.Itoa(config.DefaultMaxSessions),
+		"max-services":       strconv.Itoa(config.DefaultMaxServices),
+		"weight-threshold":   strconv.Itoa(config.DefaultWeightThreshold),
+		"weight-max-step":    strconv.Itoa(config.DefaultWeightMaxStep),
 	}
 
 	check := func(t *testing.T, page string, keys []string) {

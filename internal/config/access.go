@@ -1,0 +1,136 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// parseAllow reads `allow`: addresses and CIDR networks separated by
+// commas or spaces, or the single word "any". nil means any address.
+//
+// A network with host bits set ("10.0.0.1/8") is refused rather than
+// masked: on an access list it is more likely a typo for an address or a
+// network than a wish for the network, and guessing wrong opens the door.
+func parseAllow(s string) ([]netip.Prefix, error) {
+	fields := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+	if len(fields) == 0 {
+		return nil, fmt.Errorf("empty allow list (want networks such as 10.0.0.0/24, or \"any\")")
+	}
+	if len(fields) == 1 && strings.EqualFold(fields[0], "any") {
+		return nil, nil
+	}
+	out := make([]netip.Prefix, 0, len(fields))
+	for _, f := range fields {
+		if strings.EqualFold(f, "any") {
+			return nil, fmt.Errorf("\"any\" must be the only entry of an allow list")
+		}
+		var p netip.Prefix
+		if strings.Contains(f, "/") {
+			var err error
+			if p, err = netip.ParsePrefix(f); err != nil {
+				return nil, fmt.Errorf("invalid network %q (want an address or a network such as 10.0.0.0/24)", f)
+			}
+			if p.Masked() != p {
+				return nil, fmt.Errorf("network %q has host bits set (did you mean %s?)", f, p.Masked())
+			}
+		} else {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("invalid address %q (want an address or a network such as 10.0.0.0/24)", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		// Peers are compared unmapped (an IPv4 agent on a dual-stack
+		// socket shows as ::ffff:a.b.c.d), so the list is kept unmapped.
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Allowed reports whether an agent at addr may connect: true for any
+// address when allow is nil (not configured).
+func Allowed(allow []netip.Prefix, addr netip.Addr) bool {
+	if allow == nil {
+		return true
+	}
+	addr = addr.Unmap()
+	for _, p := range allow {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseBool reads yes/no switches; the HOWTO has none, so the spellings
+// are the common ones of daemon configuration files.
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "yes", "true", "on", "1":
+		return true, nil
+	case "no", "false", "off", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("invalid switch %q (want yes or no)", s)
+}
+
+// readSecret reads a shared secret file: its contents without trailing
+// white space (an editor's final newline is not part of the secret). The
+// file is read when the configuration is, so that -t checks it and a
+// reload with an unreadable secret is refused like any other error.
+//
+// warn is set when other users can read the file: the secret is only as
+// good as its file's mode.
+//
+// A relative path names a systemd credential (LoadCredential=) and is read
+// from $CREDENTIALS_DIRECTORY, which systemd sets for the service. That is
+// what makes one agent.conf line serve every feedbackd-agent@ instance,
+// each of which has its own credentials directory. Where the variable is
+// unset (-t from a shell, feedbackd-agent-sync checking a file) the secret
+// cannot be read: it is left nil with a warning, and the daemons refuse to
+// start that way (see SecretMissing).
+func readSecret(path string) (secret []byte, warn string, err error) {
+	if path == "" {
+		return nil, "", fmt.Errorf("empty path")
+	}
+	if !filepath.IsAbs(path) {
+		dir := os.Getenv("CREDENTIALS_DIRECTORY")
+		if dir == "" {
+			return nil, fmt.Sprintf("%q names a systemd credential, which cannot be read here ($CREDENTIALS_DIRECTORY is not set); not checked", path), nil
+		}
+		path = filepath.Join(dir, path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if pe, ok := err.(*fs.PathError); ok {
+			err = pe.Err
+		}
+		return nil, "", fmt.Errorf("cannot read secret file %s: %v", path, err)
+	}
+	secret = bytes.TrimRight(data, " \t\r\n")
+	if len(secret) < MinSecretLen {
+		return nil, "", fmt.Errorf("secret in %s is %d bytes; at least %d are needed (e.g. head -c 32 /dev/urandom | base64)", path, len(secret), MinSecretLen)
+	}
+	if fi, serr := os.Stat(path); serr == nil && fi.Mode().Perm()&0o004 != 0 {
+		warn = fmt.Sprintf("secret file %s is readable by every user (mode %v); make it 0600 or 0640", path, fi.Mode().Perm())
+	}
+	return secret, warn, nil
+}
+
+// SecretMissing returns an error when secret-file is set but its secret
+// could not be read (a credential outside its service): a daemon must not
+// start without the secret it was told to use.
+func SecretMissing(file string, secret []byte) error {
+	if file == "" || secret != nil {
+		return nil
+	}
+	return fmt.Errorf("secret-file %q: no systemd credentials directory ($CREDENTIALS_DIRECTORY); a relative secret-file names a credential given with LoadCredential=", file)
+}
