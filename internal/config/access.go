@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -108,21 +109,51 @@ func readSecret(path string) (secret []byte, warn string, err error) {
 		}
 		path = filepath.Join(dir, path)
 	}
-	data, err := os.ReadFile(path)
+	data, mode, err := readSmallFile(path, maxSecretFile)
 	if err != nil {
-		if pe, ok := err.(*fs.PathError); ok {
-			err = pe.Err
-		}
 		return nil, "", fmt.Errorf("cannot read secret file %s: %v", path, err)
 	}
 	secret = bytes.TrimRight(data, " \t\r\n")
 	if len(secret) < MinSecretLen {
 		return nil, "", fmt.Errorf("secret in %s is %d bytes; at least %d are needed (e.g. head -c 32 /dev/urandom | base64)", path, len(secret), MinSecretLen)
 	}
-	if fi, serr := os.Stat(path); serr == nil && fi.Mode().Perm()&0o004 != 0 {
-		warn = fmt.Sprintf("secret file %s is readable by every user (mode %v); make it 0600 or 0640", path, fi.Mode().Perm())
+	if mode.Perm()&0o004 != 0 {
+		warn = fmt.Sprintf("secret file %s is readable by every user (mode %v); make it 0600 or 0640", path, mode.Perm())
 	}
 	return secret, warn, nil
+}
+
+// maxSecretFile bounds a secret file: a key is tens of bytes, and a path
+// typed wrong (a log file, a disk image) must not be read whole.
+const maxSecretFile = 4096
+
+// readSmallFile reads a regular file of at most limit bytes. Anything else
+// is refused before it is read: "secret-file = /dev/zero" or a FIFO would
+// otherwise hang the configuration check for ever.
+func readSmallFile(path string, limit int64) ([]byte, fs.FileMode, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if pe, ok := err.(*fs.PathError); ok {
+			err = pe.Err
+		}
+		return nil, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("not a regular file (%v)", fi.Mode().Type())
+	}
+	if fi.Size() > limit {
+		return nil, 0, fmt.Errorf("%d bytes, more than the %d a secret may have", fi.Size(), limit)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(data)) > limit {
+		err = fmt.Errorf("more than %d bytes", limit)
+	}
+	return data, fi.Mode(), err
 }
 
 // SecretMissing returns an error when secret-file is set but its secret

@@ -105,6 +105,14 @@ func TestSecretFileChecks(t *testing.T) {
 	if _, _, err := readSecret(short); err == nil || !strings.Contains(err.Error(), "at least 16") {
 		t.Errorf("short secret: %v", err)
 	}
+	if _, _, err := readSecret("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("/dev/zero: %v", err)
+	}
+	big := filepath.Join(dir, "big")
+	os.WriteFile(big, make([]byte, 5000), 0o600)
+	if _, _, err := readSecret(big); err == nil || !strings.Contains(err.Error(), "more than the 4096") {
+		t.Errorf("5000-byte secret: %v", err)
+	}
 	open := filepath.Join(dir, "open")
 	os.WriteFile(open, []byte("0123456789abcdef"), 0o644)
 	os.Chmod(open, 0o644) // whatever the umask

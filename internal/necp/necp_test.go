@@ -80,7 +80,7 @@ func equal(a, b *Message) bool {
 	return a.Version == b.Version && a.Type == b.Type && a.Seq == b.Seq &&
 		slices.Equal(a.Services, b.Services) &&
 		slices.Equal(a.Statuses, b.Statuses) &&
-		slices.Equal(a.Health, b.Health)
+		slices.Equal(a.Health, b.Health) && a.Auth == b.Auth
 }
 
 // canonical returns what m must decode to after a round trip: version 0
@@ -104,6 +104,8 @@ func canonical(m *Message) Message {
 		c.Statuses = slices.Clone(m.Statuses)
 	case TypeKeepaliveAck:
 		c.Health = slices.Clone(m.Health)
+	case TypeInitAck, TypeAuth:
+		c.Auth = m.Auth
 	}
 	return c
 }
