@@ -239,6 +239,11 @@ func isTemporary(err error) bool {
 // every session's services are matched again, and the weights recomputed.
 // It returns once the owner has applied it.
 func (m *Master) Reload(ctx context.Context, cfg *config.Master) error {
+	// A secret-file whose secret could not be read would silently turn
+	// authentication off: keep the running configuration instead.
+	if err := config.SecretMissing(cfg.SecretFile, cfg.Secret); err != nil {
+		return err
+	}
 	cfg.FillLimits()
 	done := make(chan error, 1)
 	select {

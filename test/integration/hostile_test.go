@@ -400,3 +400,22 @@ func TestIdleFloodDoesNotStarveAgents(t *testing.T) {
 	}
 	t.Logf("%d idle connections + %d agents: largest gap between KEEPALIVEs %v (interval %v)", idle, agents, worst, cfg.KeepaliveInterval)
 }
+
+// A reload whose secret-file names a credential that cannot be read must
+// not switch authentication off: it is refused and the old configuration
+// (here: with the secret) stays.
+func TestReloadWithUnreadableSecretIsRefused(t *testing.T) {
+	cfg := masterConfig()
+	cfg.Secret = []byte(testSecret)
+	c := startCluster(t, cfg)
+	next := masterConfig()
+	next.SecretFile = "necp-secret" // as if $CREDENTIALS_DIRECTORY were unset
+	if err := c.m.Reload(t.Context(), next); err == nil || !strings.Contains(err.Error(), "secret-file") {
+		t.Fatalf("reload without the secret: %v", err)
+	}
+	r := dialRaw(t, c, "127.0.0.80")
+	r.send(necp.Message{Type: necp.TypeInit, Seq: 1})
+	if m := r.recv(); m.Auth.Method != necp.AuthHMACSHA256 {
+		t.Fatalf("after the refused reload INIT_ACK has no challenge: %+v", m)
+	}
+}
