@@ -69,10 +69,7 @@ func TestAllowRefusesOtherNetworks(t *testing.T) {
 	}
 	c.noDestination("127.0.0.12")
 
-	in := dialRaw(t, c, "127.0.0.11")
-	in.join()
-	in.answer(70)
-	c.waitWeight("127.0.0.11", 70, 5*time.Second)
+	joinedAgent(t, c, "127.0.0.11", 70)
 }
 
 // writeSecret puts the test secret in a 0600 file for an agent.
@@ -191,18 +188,12 @@ func TestMaxSessions(t *testing.T) {
 		closedByMaster(t, r.conn, 5*time.Second)
 	}
 	c.waitFor("no sessions", 5*time.Second, func() bool { return c.m.Sessions() == 0 })
-	ok := dialRaw(t, c, "127.0.0.45")
-	ok.join()
-	ok.answer(50)
-	c.waitWeight("127.0.0.45", 50, 5*time.Second)
+	joinedAgent(t, c, "127.0.0.45", 50)
 }
 
 func TestOversizedFrameClosesOnlyThatConnection(t *testing.T) {
 	c := startCluster(t, masterConfig())
-	good := dialRaw(t, c, "127.0.0.50")
-	good.join()
-	good.answer(44)
-	c.waitWeight("127.0.0.50", 44, 5*time.Second)
+	good := joinedAgent(t, c, "127.0.0.50", 44)
 	bad := dialRaw(t, c, "127.0.0.51")
 	// A header announcing 65 535 bytes: refused from the header alone,
 	// before anything is allocated for the payload.
@@ -219,10 +210,7 @@ func TestOversizedFrameClosesOnlyThatConnection(t *testing.T) {
 // the agent next to it.
 func TestStartFlood(t *testing.T) {
 	c := startCluster(t, masterConfig())
-	good := dialRaw(t, c, "127.0.0.60")
-	good.join()
-	good.answer(30)
-	c.waitWeight("127.0.0.60", 30, 5*time.Second)
+	good := joinedAgent(t, c, "127.0.0.60", 30)
 
 	f := dialRaw(t, c, "127.0.0.61")
 	f.send(necp.Message{Type: necp.TypeInit, Seq: 1})

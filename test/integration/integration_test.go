@@ -394,6 +394,17 @@ func (r *rawAgent) join() {
 	}
 }
 
+// joinedAgent is a raw agent from local that has joined and reported
+// health h, as the master's table shows.
+func joinedAgent(t *testing.T, c *cluster, local string, h uint8) *rawAgent {
+	t.Helper()
+	r := dialRaw(t, c, local)
+	r.join()
+	r.answer(h)
+	c.waitWeight(local, int(h), 5*time.Second)
+	return r
+}
+
 // answer replies to the next KEEPALIVE with health h.
 func (r *rawAgent) answer(h uint8) {
 	r.t.Helper()
@@ -410,10 +421,7 @@ func (r *rawAgent) answer(h uint8) {
 func TestSilentAgentQuiescedAfterTimeoutTimesRetries(t *testing.T) {
 	cfg := masterConfig()
 	c := startCluster(t, cfg)
-	r := dialRaw(t, c, "127.0.0.2")
-	r.join()
-	r.answer(40)
-	c.waitWeight("127.0.0.2", 40, 5*time.Second)
+	r := joinedAgent(t, c, "127.0.0.2", 40)
 	// Stop answering (the process is alive, the socket open).
 	start := time.Now()
 	took := c.waitWeight("127.0.0.2", 0, 10*time.Second)
@@ -437,15 +445,9 @@ func TestSilentAgentQuiescedAfterTimeoutTimesRetries(t *testing.T) {
 
 func TestMalformedMessageClosesOnlyThatConnection(t *testing.T) {
 	c := startCluster(t, masterConfig())
-	good := dialRaw(t, c, "127.0.0.3")
-	good.join()
-	good.answer(55)
-	c.waitWeight("127.0.0.3", 55, 5*time.Second)
+	good := joinedAgent(t, c, "127.0.0.3", 55)
 
-	bad := dialRaw(t, c, "127.0.0.4")
-	bad.join()
-	bad.answer(20)
-	c.waitWeight("127.0.0.4", 20, 5*time.Second)
+	bad := joinedAgent(t, c, "127.0.0.4", 20)
 	// Length 7 is below the header size: a protocol error.
 	bad.conn.Write([]byte{0x01, 0x05, 0x00, 0x07, 0, 0, 0, 1})
 	c.waitWeight("127.0.0.4", 0, 5*time.Second)
@@ -467,10 +469,7 @@ func TestMalformedMessageClosesOnlyThatConnection(t *testing.T) {
 
 func TestUnknownHealthLeavesWeight(t *testing.T) {
 	c := startCluster(t, masterConfig())
-	r := dialRaw(t, c, "127.0.0.5")
-	r.join()
-	r.answer(61)
-	c.waitWeight("127.0.0.5", 61, 5*time.Second)
+	r := joinedAgent(t, c, "127.0.0.5", 61)
 	writes := c.kv.Writes()
 	r.answer(necp.HealthUnknown)
 	r.answer(necp.HealthUnknown)
