@@ -71,3 +71,10 @@ package:
 # sha256). Installs lintian, rpmlint, rpm and mandoc with apt if missing.
 package-check:
 	GO='$(GO)' MAKE='$(MAKE)' ./packaging/check.sh
+
+# The load-balancing experiment of docs/experiment.md: static weights
+# against feedbackd on real IPVS under QEMU, about 10 minutes, needs root.
+# Not part of test, e2e or CI. Results in test/experiment/out/.
+.PHONY: experiment
+experiment:
+	./test/experiment/run.sh

@@ -1,0 +1,205 @@
+#!/bin/bash
+# make experiment: the load-balancing experiment on a real kernel. Needs
+# root. Not part of make test or make e2e: it takes about 10 minutes.
+#
+# Boots Debian 12's kernel under QEMU (TCG only, as the e2e IPVS tier
+# does) with systemd as PID 1, three realservers in network namespaces,
+# each in a systemd slice with its own CPU budget, LVS-DR through a VIP,
+# and a client namespace sending an open-loop load; midway a CPU hog
+# starts in rs3's slice. Two runs with the same arrivals: equal static wrr
+# weights, then feedbackd with cgroup-aware cpuload monitors. The guest
+# side is guest.sh; see docs/experiment.md for the method and the results.
+#
+# Reuses the e2e tier's cached kernel, initramfs and Debian root from
+# .cache/e2e/qemu (made by make e2e-ipvs); when there are none it makes
+# its own in .cache/experiment with the same builder scripts
+# (test/e2e/qemu/*.sh, only called, never changed). Takes the e2e tier's
+# lock while it uses those assets, so two VMs never share the two cores.
+#
+# feedbackd itself is built from the last commit (git archive HEAD), not
+# from the working tree; the experiment's own tools from this directory.
+#
+# Output in test/experiment/out: results.md (the table), latency.png,
+# the raw CSVs, the guest's evidence and journal, console.txt.
+#
+# Environment: EXP_RATE (requests/s, default 20), EXP_DURATION (s per run,
+# 150), EXP_HOG_AT (s, 60), EXP_SEED (1), EXP_QUOTA (each realserver's
+# CPUQuota=, 25%), EXP_WORK_MS (CPU ms per request, 8), EXP_SMP (2),
+# EXP_MEM (MiB, 1536), EXP_AGENT_INTERVAL (the monitors' interval, 2),
+# EXP_TIMEOUT (s for the whole VM, 1080).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TOP=$PWD
+HERE=$TOP/test/experiment
+E2E_HELPERS=$TOP/test/e2e/qemu
+E2E_CACHE=$TOP/.cache/e2e/qemu
+CACHE=$TOP/.cache/experiment
+OUT=$HERE/out
+VM_TIMEOUT=${EXP_TIMEOUT:-1080}
+[ "$(id -u)" = 0 ] || { echo "experiment: needs root (mkfs.ext4 -d of a root file system, chroot)" >&2; exit 1; }
+T0=$SECONDS
+
+need=()
+for c in qemu-system-x86_64:qemu-system-x86 mkfs.ext4:e2fsprogs flock:util-linux gnuplot:gnuplot-nox; do
+  command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "=== installing host packages: ${need[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+WORK=$(mktemp -d /tmp/feedbackd-experiment.XXXXXX)
+cleanup() {
+  [ ! -f "$WORK/qemu.pid" ] || kill -TERM "$(cat "$WORK/qemu.pid")" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- build ------------------------------------------------------------------
+echo "=== building feedbackd from $(git rev-parse --short HEAD) and the experiment's tools"
+mkdir "$WORK/src" "$WORK/bin"
+git archive HEAD | tar -x -C "$WORK/src"
+(cd "$WORK/src" && for b in feedbackd-master feedbackd-agent; do
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$WORK/bin/$b" ./cmd/$b || exit 1
+done)
+for b in cpuhttp loadgen; do
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$WORK/bin/$b" ./test/experiment/cmd/$b
+done
+go build -o "$WORK/bin/expreport" ./test/experiment/cmd/expreport
+
+# --- assets -----------------------------------------------------------------
+mkdir -p "$E2E_CACHE" "$CACHE"
+exec 9>"$E2E_CACHE/.lock"
+if ! flock -n 9; then
+  echo "=== waiting (up to 20 min) for another QEMU run to release $E2E_CACHE/.lock"
+  flock -w 1200 9 || { echo "experiment: the e2e lock was not released within 20 min" >&2; exit 1; }
+fi
+newest() { ls -1td "$@" 2>/dev/null | head -1 || true; }
+KDIR=$(newest "$E2E_CACHE"/kernel-* "$CACHE"/kernel)
+[ -n "$KDIR" ] && [ -f "$KDIR/kver" ] || {
+  echo "=== no cached kernel: preparing one with test/e2e/qemu/kernel.sh"
+  KDIR=$CACHE/kernel
+  rm -rf "$KDIR.tmp"
+  "$E2E_HELPERS/kernel.sh" "$KDIR.tmp" && mv "$KDIR.tmp" "$KDIR"
+}
+INITRD=$(newest "$E2E_CACHE"/initrd-*.gz "$CACHE"/initrd.gz)
+[ -n "$INITRD" ] || {
+  echo "=== no cached initramfs: building one with test/e2e/qemu/initramfs.sh"
+  INITRD=$CACHE/initrd.gz
+  "$E2E_HELPERS/initramfs.sh" "$KDIR" "$INITRD"
+}
+ROOTFS=$(newest "$E2E_CACHE"/rootfs-*.tar "$CACHE"/rootfs.tar)
+[ -n "$ROOTFS" ] || {
+  echo "=== no cached Debian root: debootstrap with test/e2e/qemu/rootfs.sh (about a minute)"
+  ROOTFS=$CACHE/rootfs.tar
+  "$E2E_HELPERS/rootfs.sh" "$ROOTFS" systemd,systemd-sysv,dbus,udev,kmod,ipvsadm,iproute2,procps,perl-base
+}
+KVER=$(cat "$KDIR/kver")
+echo "=== assets: $(basename "$KDIR") ($KVER), $(basename "$INITRD"), $(basename "$ROOTFS")"
+
+# --- root image -------------------------------------------------------------
+R=$WORK/root
+mkdir "$R"
+tar -C "$R" -xf "$ROOTFS"
+mkdir -p "$R/usr/lib/modules"
+cp -a "$KDIR/modules/lib/modules/$KVER" "$R/usr/lib/modules/"
+# feedbackd as the packages install it: binaries, the units unchanged,
+# the modules-load.d file (a minimal equivalent of installing the .debs).
+install -m755 "$WORK/bin/feedbackd-master" "$WORK/bin/feedbackd-agent" "$R/usr/sbin/"
+install -d "$R/usr/lib/systemd/system" "$R/usr/lib/modules-load.d" "$R/etc/feedbackd/agent.d"
+install -m644 "$WORK/src/systemd/feedbackd-master.service" "$WORK/src/systemd/feedbackd-master.socket" \
+  "$WORK/src/systemd/feedbackd-agent@.service" "$R/usr/lib/systemd/system/"
+install -m644 "$WORK/src/systemd/lvs-feedbackd.conf" "$R/usr/lib/modules-load.d/"
+# The experiment.
+L=$R/usr/local/lib/experiment
+install -d "$L" "$R/mnt/out"
+install -m755 "$WORK/bin/cpuhttp" "$WORK/bin/loadgen" "$L/"
+install -m755 "$HERE/guest.sh" "$L/guest.sh"
+cat >"$WORK/params" <<PARAMS
+RATE=${EXP_RATE:-20}
+DURATION=${EXP_DURATION:-150}
+HOG_AT=${EXP_HOG_AT:-60}
+SEED=${EXP_SEED:-1}
+QUOTA=${EXP_QUOTA:-25%}
+QUOTA_PERIOD=20ms
+WORK_MS=${EXP_WORK_MS:-8}
+TIMEOUT=10
+HOG_WEIGHT=400
+HOG_THREADS=2
+AGENT_INTERVAL=${EXP_AGENT_INTERVAL:-2}
+PARAMS
+install -m644 "$WORK/params" "$L/params"
+u=$R/etc/systemd/system
+cat >"$u/experiment.service" <<'UNIT'
+[Unit]
+Description=feedbackd load-balancing experiment
+After=multi-user.target
+[Service]
+Type=oneshot
+ExecStart=/usr/local/lib/experiment/guest.sh
+ExecStopPost=/bin/systemctl --no-block poweroff
+TimeoutStartSec=1000
+StandardOutput=journal+console
+StandardError=journal+console
+[Install]
+WantedBy=multi-user.target
+UNIT
+mkdir -p "$u/multi-user.target.wants"
+ln -sf ../experiment.service "$u/multi-user.target.wants/experiment.service"
+echo 'host /mnt/out 9p trans=virtio,version=9p2000.L,msize=512000,nofail 0 0' >>"$R/etc/fstab"
+for m in serial-getty@ttyS0.service console-getty.service getty@tty1.service \
+  apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer \
+  e2scrub_reap.service fstrim.timer man-db.timer logrotate.timer; do
+  ln -sf /dev/null "$u/$m"
+done
+echo experiment >"$R/etc/hostname"
+truncate -s 2G "$WORK/root.img"
+mkfs.ext4 -q -F -L exp-root -d "$R" "$WORK/root.img"
+rm -rf "$R"
+
+# --- boot -------------------------------------------------------------------
+SHARE=$WORK/share
+mkdir -m 755 "$SHARE"
+echo "=== booting under QEMU TCG (-smp ${EXP_SMP:-2}, ${EXP_MEM:-1536} MiB); two runs of ${EXP_DURATION:-150} s follow"
+{
+  timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
+    -accel tcg,thread=multi -smp "${EXP_SMP:-2}" -m "${EXP_MEM:-1536}" -nographic -no-reboot -nic none \
+    -kernel "$KDIR/vmlinux" -initrd "$INITRD" \
+    -append "console=ttyS0 e2e.root=/dev/vda panic=-1 quiet systemd.show_status=0" \
+    -drive "file=$WORK/root.img,if=virtio,format=raw,cache=unsafe" \
+    -virtfs "local,path=$SHARE,mount_tag=host,security_model=none,id=host" \
+    </dev/null 2>&1 &
+  echo $! >"$WORK/qemu.pid"
+  wait $!
+  echo $? >"$WORK/qemu.rc"
+} | stdbuf -o0 tr -d '\r' | tee "$WORK/console.txt" | grep --line-buffered -a -o 'e2e-init: .*\|experiment: .*' &
+console=$!
+# Once the guest has written its status it gets 60 s to power off.
+done_at=
+while kill -0 "$console" 2>/dev/null; do
+  if [ -z "$done_at" ] && [ -s "$SHARE/status.txt" ]; then done_at=$SECONDS; fi
+  if [ -n "$done_at" ] && [ $((SECONDS - done_at)) -ge 60 ]; then
+    echo "experiment: the guest did not power off within 60 s; stopping QEMU" >&2
+    kill -TERM "$(cat "$WORK/qemu.pid")" 2>/dev/null || true
+    done_at=$((SECONDS + 100000))
+  fi
+  sleep 1
+done
+wait "$console" || true
+flock -u 9
+rm -rf "$OUT"
+mkdir -p "$OUT"
+cp -a "$SHARE"/. "$WORK/console.txt" "$WORK/params" "$OUT/"
+echo "host_cpus=$(nproc) host_cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" >"$OUT/host.txt"
+status=$(cat "$OUT/status.txt" 2>/dev/null || echo "no status (qemu rc $(cat "$WORK/qemu.rc" 2>/dev/null || echo ?))")
+if [ "$status" != DONE ]; then
+  echo "experiment: the guest did not finish: $status; console tail:" >&2
+  tail -30 "$OUT/console.txt" >&2
+  exit 1
+fi
+
+# --- results ----------------------------------------------------------------
+"$WORK/bin/expreport" -dir "$OUT"
+(cd "$OUT" && gnuplot -e "hog=$(awk -F= '$1 == "event0_s" { print $2 }' static.meta); dur=$(awk -F= '$1 == "duration_s" { print $2 }' static.meta)" "$HERE/plot.gp")
+echo "experiment: results in test/experiment/out (results.md, latency.png), $((SECONDS - T0)) s in all"
