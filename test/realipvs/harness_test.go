@@ -279,7 +279,7 @@ type fakeAgent struct {
 	rd     *necp.Reader
 	health atomic.Uint32
 	acks   atomic.Int64
-	ackAt  atomic.Int64 // UnixNano of the end of the latest KEEPALIVE_ACK write
+	ackAt  atomic.Int64 // UnixNano just before the latest KEEPALIVE_ACK was written
 	msg    necp.Message
 	wbuf   []byte
 }
@@ -392,10 +392,12 @@ func (a *fakeAgent) loop() {
 		ack := necp.Message{Type: necp.TypeKeepaliveAck, Seq: a.msg.Seq, Health: []necp.HealthRecord{
 			{Protocol: necp.ProtoTCP, Health: uint8(a.health.Load()), Port: a.f.port},
 		}}
+		// Stamped before the write, so that the master cannot have acted
+		// on the report before the stamp is visible.
+		a.ackAt.Store(time.Now().UnixNano())
 		if err := a.send(&ack); err != nil {
 			return
 		}
-		a.ackAt.Store(time.Now().UnixNano())
 		a.acks.Add(1)
 	}
 }
