@@ -76,8 +76,13 @@ table() { ipvsadm -Sn | sort; }
 agents_are() { systemctl show -p StatusText --value "$M" | grep -q "^$1 agents"; }
 agent() { echo "feedbackd-agent@$1.service"; }
 
-# cursor: the journal's current position, for --after-cursor.
-cursor() { journalctl -q -n 1 -o cat --show-cursor | sed -n 's/^-- cursor: //p'; }
+# jn PATTERN JOURNALCTL-ARGS...: how many journal lines match PATTERN.
+# jmore N PATTERN JOURNALCTL-ARGS...: more than N now. A scenario counts
+# before it acts and waits for the count to grow. (Not --after-cursor:
+# here it did not return PID 1's "Watchdog timeout" entry, which
+# journalctl -u lists.)
+jn() { local pat=$1; shift; journalctl -q --no-pager "$@" 2>/dev/null | grep -c -- "$pat"; }
+jmore() { local n0=$1 pat=$2; shift 2; [ "$(jn "$pat" "$@")" -gt "$n0" ]; }
 # stays_for SECONDS DESCRIPTION CMD...: CMD holds at every sample for the
 # whole period (the opposite of wait_for).
 stays_for() {
@@ -187,8 +192,9 @@ end
 # ---------------------------------------------------------------------------
 scenario_start I1 "socket activation: no master and no virtual service until the first agent connects; then both services with their schedulers; ip_vs autoloaded"
 # The package's modules-load.d file takes effect at the next boot, or now
-# with a restart of systemd-modules-load (nothing else in the image loads
-# ip_vs: evidence below).
+# with a restart of systemd-modules-load. ip_vs itself may be loaded
+# already (an ipvsadm run at boot loads it; evidence below), but nothing
+# else here loads the schedulers, ip_vs_rr and ip_vs_lc in particular.
 evidence "IPVS modules before systemd-modules-load" sh -c "grep '^ip_vs' /proc/modules | cut -d' ' -f1"
 systemctl restart systemd-modules-load.service || fail "systemctl restart systemd-modules-load.service"
 for m in ip_vs ip_vs_wrr ip_vs_wlc ip_vs_rr ip_vs_lc; do
@@ -435,7 +441,7 @@ ipvs_evidence "before"
 before=$(table)
 pid=$(mainpid "$M")
 n0=$(prop "$M" NRestarts)
-cur=$(cursor)
+w0=$(jn "$M: Watchdog timeout (limit 20s)!" -u "$M")
 t0=$(ms)
 kill -STOP "$pid"
 log "  SIGSTOP to master $pid"
@@ -473,10 +479,8 @@ done
 # SIGSTOP; then RestartSec=1 and the start.
 [ -n "$t_new" ] && awk -v t="$t_new" 'BEGIN { exit !(t >= 9.5) }' &&
   pass_note "the frozen master was replaced after $t_new s (WatchdogSec=20s, pinged every 10 s)" || fail "master replaced after '${t_new:-never}' s, want >= 10 s (WatchdogSec=20s, pinged every 10 s)"
-# PID 1's own lines (journalctl -u did not always return this one when
-# combined with --after-cursor).
-wait_for 30 "systemd's journal (_PID=1): \"$M: Watchdog timeout (limit 20s)!\"" sh -c "journalctl -q --no-pager _PID=1 --after-cursor '$cur' | grep -q '$M: Watchdog timeout (limit 20s)!'"
-wait_for 30 "systemd's journal: it killed $pid with the watchdog signal (SIGABRT)" sh -c "journalctl -q --no-pager _PID=1 --after-cursor '$cur' | grep -q '$M: Killing process $pid (.*) with signal SIGABRT'"
+wait_for 30 "systemd's journal: \"$M: Watchdog timeout (limit 20s)!\" (one more than before)" jmore "$w0" "$M: Watchdog timeout (limit 20s)!" -u "$M"
+wait_for 30 "systemd's journal: it killed $pid with the watchdog signal (SIGABRT)" jmore 0 "$M: Killing process $pid (.*) with signal SIGABRT" -u "$M"
 ! kill -0 "$pid" 2>/dev/null && pass_note "the frozen process $pid is gone" || fail "process $pid still exists"
 [ "$(prop "$M" NRestarts)" -gt "$n0" ] && pass_note "systemd restarted the master (NRestarts $n0 -> $(prop "$M" NRestarts))" ||
   fail "NRestarts did not increase ($n0 -> $(prop "$M" NRestarts))"
@@ -484,7 +488,7 @@ is_active "$SOCK" && pass_note "$SOCK stayed active" || fail "$SOCK not active"
 wait_for 60 "the table after the restart equals the one before the freeze (ipvsadm -Sn)" table_is "$before" ||
   diff <(echo "$before") <(table) | sed 's/^/    /' >>"$REPORT"
 log "  restart phase: $restart_changes samples differed from the snapshot (grace for agents is (1+retries) x timeout = 4 s)"
-evidence "systemd and the master about the watchdog" sh -c "journalctl -q --no-pager --after-cursor '$cur' | grep -E 'feedbackd-master.*(Watchdog|SIGABRT|Main process exited|Scheduled restart|Started|adopted)' | head -20"
+evidence "systemd and the master about the watchdog" sh -c "journalctl -q --no-pager -u $M -n 400 | grep -E 'Watchdog|SIGABRT|Main process exited|Scheduled restart|Started|adopted' | tail -20"
 ipvs_evidence "after"
 end
 
@@ -495,7 +499,7 @@ wait_for 60 "master status: 3 agents" agents_are 3
 ipvs_evidence "before"
 before=$(table)
 pid=$(mainpid "$M")
-cur=$(cursor)
+r0=$(jn 'configuration reloaded' -u "$M")
 cp /etc/feedbackd/master.conf /tmp/master.conf.orig
 cat >>/etc/feedbackd/master.conf <<CONF
 
@@ -516,35 +520,37 @@ wait_for 60 "$VIP3: the three agents joined, Route 80/40/10" weights_are $VIP3 "
 [ "$(mainpid "$M")" = "$pid" ] && pass_note "same master process $pid (reload, not restart)" || fail "master process changed ($pid -> $(mainpid "$M"))"
 [ "$(table | grep -v "$VIP3:80")" = "$before" ] && pass_note "$VIP1 and $VIP2 unchanged by the reload" ||
   { fail "the other services changed"; diff <(echo "$before") <(table | grep -v "$VIP3:80") | sed 's/^/    /' >>"$REPORT"; }
-wait_for 30 "journal: configuration reloaded" sh -c "journalctl -q --no-pager -u $M --after-cursor '$cur' | grep -q 'configuration reloaded'"
+wait_for 30 "journal: configuration reloaded" jmore "$r0" 'configuration reloaded' -u "$M"
 ipvs_evidence "after the good reload"
 # A broken file: an unknown scheduler in the new block.
 good=$(table)
 cp /etc/feedbackd/master.conf /tmp/master.conf.good
 sed -i 's/^scheduler = sed$/scheduler = fastest/' /etc/feedbackd/master.conf
 line=$(grep -n '^scheduler = fastest' /etc/feedbackd/master.conf | cut -d: -f1)
-cur=$(cursor)
+e0=$(jn "master.conf:$line: scheduler" -u "$M")
 if systemctl reload "$M" >/tmp/reload.txt 2>&1; then
   fail "systemctl reload succeeded on a broken file"
 else
   pass_note "systemctl reload refused the broken file (ExecReload= feedbackd-master -t)"
 fi
 evidence "systemctl reload output" cat /tmp/reload.txt
-wait_for 30 "journal names master.conf:$line: scheduler (from the -t check)" sh -c "journalctl -q --no-pager -u $M --after-cursor '$cur' | grep -q 'master.conf:$line: scheduler'"
+wait_for 30 "journal names master.conf:$line: scheduler (from the -t check)" jmore "$e0" "master.conf:$line: scheduler" -u "$M"
+evidence "journal of the refused reload" sh -c "journalctl -q --no-pager -u $M -n 6"
 [ "$(mainpid "$M")" = "$pid" ] && is_active "$M" && pass_note "same master process, active" || fail "master restarted or stopped by the refused reload"
 # A bare SIGHUP reaches the master itself, which keeps what it runs.
-cur=$(cursor)
+k0=$(jn "keeping the running configuration.*master.conf:$line:" -u "$M")
 kill -HUP "$pid"
-wait_for 30 "journal: reload failed; keeping the running configuration, with master.conf:$line" sh -c "journalctl -q --no-pager -u $M --after-cursor '$cur' | grep 'keeping the running configuration' | grep -q 'master.conf:$line'"
+wait_for 30 "journal: reload failed; keeping the running configuration, with master.conf:$line" jmore "$k0" "keeping the running configuration.*master.conf:$line:" -u "$M"
 wait_for 30 "status: last reload failed: ...master.conf:$line" sh -c "systemctl show -p StatusText --value $M | grep -q 'last reload failed: .*master.conf:$line'"
 [ "$(mainpid "$M")" = "$pid" ] && is_active "$M" && pass_note "same master process still running after kill -HUP" || fail "master restarted or stopped on a broken reload"
-evidence "journal after kill -HUP" journalctl -q --no-pager -u "$M" --after-cursor "$cur"
+evidence "journal after kill -HUP" journalctl -q --no-pager -u "$M" -n 3
 # Watch the table for a few keepalive intervals: nothing may move.
 stays_for 5 "ipvsadm -Sn unchanged after the broken reloads (5 s of samples)" table_is "$good"
 sched_is $VIP3 sed && pass_note "$VIP3 still scheduler sed" || fail "$VIP3 scheduler is '$(scheduler $VIP3)'"
 cp /tmp/master.conf.good /etc/feedbackd/master.conf
 out=$(systemctl reload "$M" 2>&1) && pass_note "the good file reloads again" || fail "reload of the good file failed: $out"
-wait_for 30 "status clean after the good reload" sh -c "! systemctl show -p StatusText --value $M | grep -q 'reload failed'"
+wait_for 30 "status clean after the good reload" sh -c "! systemctl show -p StatusText --value $M | grep -q 'reload failed'" ||
+  evidence "master state after the good reload" systemctl show -p ActiveState,SubState,StatusText,MainPID "$M"
 ipvs_evidence "after"
 end
 
@@ -583,12 +589,12 @@ scenario_start I12 "agent.d drop-in: a new file starts feedbackd-agent@rs4 throu
 for i in 1 2 3; do eval "inv$i=\$(prop \"\$(agent rs$i)\" InvocationID)"; done
 ipvs_evidence "before"
 before=$(table)
-cur=$(cursor)
+f0=$(jn 'Finished feedbackd-agent-sync.service' -u feedbackd-agent-sync.service)
 out=$(systemctl enable --now feedbackd-agent-sync.path feedbackd-agent-sync.service 2>&1) ||
   fail "systemctl enable --now feedbackd-agent-sync.path feedbackd-agent-sync.service: $out"
 wait_for 30 "feedbackd-agent-sync.path active" is_active feedbackd-agent-sync.path
 # Its first run finds rs1-rs3 running, started by hand: adopted, not restarted.
-wait_for 60 "first feedbackd-agent-sync run finished" sh -c "journalctl -q --no-pager -u feedbackd-agent-sync.service --after-cursor '$cur' | grep -q 'Finished\|Deactivated successfully'"
+wait_for 60 "first feedbackd-agent-sync run finished" jmore "$f0" 'Finished feedbackd-agent-sync.service' -u feedbackd-agent-sync.service
 for i in 1 2 3; do
   [ "$(prop "$(agent rs$i)" InvocationID)" = "$(eval echo \$inv$i)" ] || fail "$(agent rs$i) was restarted by the first sync run"
 done
@@ -600,7 +606,7 @@ t0=$(ms)
 agent_file rs4 "monitor = constant" "value = 25"
 wait_for 60 "$(agent rs4) active (started by feedbackd-agent-sync)" is_active "$(agent rs4)" &&
   log "  active $(secs_since "$t0") s after the file was written"
-wait_for 30 "feedbackd-agent-sync logged starting $(agent rs4)" sh -c "journalctl -q --no-pager -u feedbackd-agent-sync.service --after-cursor '$cur' | grep -q 'started.*feedbackd-agent@rs4'"
+wait_for 30 "feedbackd-agent-sync logged starting $(agent rs4)" jmore 0 'started unit=feedbackd-agent@rs4.service' -u feedbackd-agent-sync.service
 wait_for 60 "$VIP1: $RS4 Route 25" dest_is $VIP1 $RS4 25 && log "  in the kernel $(secs_since "$t0") s after the file was written"
 wait_for 30 "$VIP2: $RS4 Route 50, $VIP3: $RS4 Route 25" sh -c "[ \"\$(ipvsadm -Ln -t $VIP2:80 | awk '\$2 == \"$RS4:80\" { print \$3, \$4 }')\" = 'Route 50' ] && [ \"\$(ipvsadm -Ln -t $VIP3:80 | awk '\$2 == \"$RS4:80\" { print \$3, \$4 }')\" = 'Route 25' ]"
 apid=$(mainpid "$(agent rs4)")
@@ -638,7 +644,7 @@ for i in 1 2 3; do
 done
 [ "$(table)" = "$before" ] && pass_note "rs1-rs3 untouched throughout: table equal to before (ipvsadm -Sn)" ||
   { fail "table differs from before"; diff <(echo "$before") <(table) | sed 's/^/    /' >>"$REPORT"; }
-evidence "feedbackd-agent-sync journal" journalctl -q --no-pager -u feedbackd-agent-sync.service --after-cursor "$cur"
+evidence "feedbackd-agent-sync journal" journalctl -q --no-pager -u feedbackd-agent-sync.service -n 30
 ipvs_evidence "after"
 end
 
