@@ -67,8 +67,12 @@ tar -C "$R" -xf "$ROOTFS"
 # install, over the packaged conffiles).
 install -d "$R/root/debs" "$R/root/e2e-etc"
 install -m644 $DEBS "$R/root/debs/"
+# trust-agent-address: every agent here connects from 127.0.0.1 (one
+# network namespace) and names its realserver with "address =", which the
+# master otherwise refuses as an untrusted claim.
 cat >"$R/root/e2e-etc/master.conf" <<'CONF'
 loglevel = INFO
+trust-agent-address = yes
 keepalive-interval = 1
 keepalive-timeout = 2
 keepalive-retries = 1
