@@ -514,6 +514,12 @@ type cluster struct {
 // clusterConfig is a master.conf with one TCP virtual service vip:port.
 func clusterConfig(tb testing.TB, vip string, port uint16, interval string, maxWeight int) *config.Master {
 	tb.Helper()
+	return clusterConfigSched(tb, vip, port, interval, maxWeight, "wrr")
+}
+
+// clusterConfigSched is clusterConfig with another IPVS scheduler.
+func clusterConfigSched(tb testing.TB, vip string, port uint16, interval string, maxWeight int, sched string) *config.Master {
+	tb.Helper()
 	text := fmt.Sprintf(`loglevel = WARN
 keepalive-interval = %s
 keepalive-timeout = 30
@@ -525,9 +531,9 @@ name = bench
 address = %s
 protocol = tcp
 port = %d
-scheduler = wrr
+scheduler = %s
 max-weight = %d
-`, interval, vip, port, maxWeight)
+`, interval, vip, port, sched, maxWeight)
 	// The agents claim realserver addresses other than their loopback
 	// source address (1000 distinct realservers from one host; loopback
 	// addresses would not do, as the kernel turns a destination with a
