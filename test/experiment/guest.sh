@@ -17,10 +17,11 @@
 # monitors with "cgroup = /exp.slice/exp-rsN.slice" see each realserver's
 # own load.
 #
-# Two runs with the same arrivals (same seed): "static" with equal wrr
-# weights set by ipvsadm and no feedbackd, then "feedback" with
-# feedbackd-master and one feedbackd-agent per realserver (the packaged
-# units; the agents in their namespaces by a NetworkNamespacePath= drop-in).
+# Three runs with the same arrivals (same seed): "static" with equal wrr
+# weights set by ipvsadm and no feedbackd; "feedback" with feedbackd-master
+# (its defaults) and one feedbackd-agent per realserver (the packaged units;
+# the agents in their namespaces by a NetworkNamespacePath= drop-in); and
+# "feedback-damped", the same with weight-max-step = MAX_STEP in master.conf.
 set -u
 LIB=/usr/local/lib/experiment
 . $LIB/params
@@ -162,20 +163,52 @@ run static
 ipvsadm -C
 stop_servers
 
-# --- run 2: feedbackd with cgroup-aware cpuload monitors -------------------
-start_servers
-cat >/etc/feedbackd/master.conf <<CONF
-loglevel = INFO
-keepalive-interval = 1
-keepalive-timeout = 2
+# --- runs 2 and 3: feedbackd with cgroup-aware cpuload monitors ----------
+# feedback_run NAME MASTER-GLOBALS: start the master (with MASTER-GLOBALS as
+# extra lines before the first [virtual-service], "" for the defaults) and
+# the three agents on fresh servers, run the load, collect the evidence and
+# stop everything again, so that the next run starts from the same state.
+feedback_run() {
+  local name=$1 globals=$2 i t
+  start_servers
+  {
+    printf 'loglevel = INFO\nkeepalive-interval = 1\nkeepalive-timeout = 2\n'
+    [ -z "$globals" ] || printf '%s\n' "$globals"
+    printf '\n[virtual-service]\nname = web\naddress = %s\nprotocol = tcp\nport = 80\nscheduler = wrr\n' $VIP
+  } >/etc/feedbackd/master.conf
+  cp /etc/feedbackd/master.conf $OUT/$name.master.conf
+  chmod 644 /etc/feedbackd/master.conf
+  systemctl start feedbackd-master.socket
+  for i in 1 2 3; do systemctl start feedbackd-agent@rs$i.service; done
+  wait_for 90 "three weighted destinations from feedbackd" three || finish "FAILED-$name-feedbackd"
+  # A few samples, so that the weights reflect the idle realservers.
+  t=$((SECONDS + 5))
+  while [ $SECONDS -lt $t ]; do sleep 0.5; done
+  ipvsadm -Ln >$OUT/$name.ipvs.txt
+  local since
+  since=$(date +%s)
+  run $name
+  {
+    for i in 1 2 3; do
+      echo "== exp-rs$i.slice: cpu.max $(cat /sys/fs/cgroup/exp.slice/exp-rs$i.slice/cpu.max)"
+    done
+    echo "== master.conf"
+    cat /etc/feedbackd/master.conf
+    echo "== agent sandbox"
+    systemctl show -p ProtectControlGroups -p DynamicUser -p PrivateUsers -p NetworkNamespacePath feedbackd-agent@rs1.service
+    echo "== agent journal during the run (warnings and errors)"
+    journalctl -q -u 'feedbackd-agent@*' -p warning --no-pager --since "@$since"
+    echo "== master: weight writes during the run"
+    journalctl -q -u feedbackd-master --no-pager --since "@$since" | grep -c 'weight changed'
+    echo "== master journal (last 30 lines)"
+    journalctl -q -u feedbackd-master --no-pager -n 30
+  } >$OUT/$name.evidence.txt 2>&1
+  for i in 1 2 3; do systemctl stop feedbackd-agent@rs$i.service; done
+  systemctl stop feedbackd-master.socket feedbackd-master.service
+  ipvsadm -C
+  stop_servers
+}
 
-[virtual-service]
-name = web
-address = $VIP
-protocol = tcp
-port = 80
-scheduler = wrr
-CONF
 printf 'director = 10.0.0.1\nmaster-timeout = 10\nloglevel = INFO\n' >/etc/feedbackd/agent.conf
 mkdir -p /etc/feedbackd/agent.d
 for i in 1 2 3; do
@@ -186,24 +219,11 @@ for i in 1 2 3; do
 done
 chmod 644 /etc/feedbackd/*.conf /etc/feedbackd/agent.d/*.conf
 systemctl daemon-reload
-systemctl start feedbackd-master.socket
-for i in 1 2 3; do systemctl start feedbackd-agent@rs$i.service; done
 three() { [ "$(ipvsadm -Ln -t $VIP:80 2>/dev/null | awk '$1 == "->" && $4 > 0' | wc -l)" = 3 ]; }
-wait_for 90 "three weighted destinations from feedbackd" three || finish FAILED-feedbackd
-# A few samples, so that the weights reflect the idle realservers.
-t=$((SECONDS + 5))
-while [ $SECONDS -lt $t ]; do sleep 0.5; done
-ipvsadm -Ln >$OUT/feedback.ipvs.txt
-run feedback
-{
-  for i in 1 2 3; do
-    echo "== exp-rs$i.slice: cpu.max $(cat /sys/fs/cgroup/exp.slice/exp-rs$i.slice/cpu.max)"
-  done
-  echo "== agent sandbox"
-  systemctl show -p ProtectControlGroups -p DynamicUser -p PrivateUsers -p NetworkNamespacePath feedbackd-agent@rs1.service
-  echo "== agent journal (warnings and errors)"
-  journalctl -q -u 'feedbackd-agent@*' -p warning --no-pager
-  echo "== master journal (last 30 lines)"
-  journalctl -q -u feedbackd-master --no-pager -n 30
-} >$OUT/evidence.txt 2>&1
+
+# Run 2, "feedback": the master's defaults (weight-threshold 5 %, no step cap).
+feedback_run feedback ""
+# Run 3, "feedback-damped": the same, with weight-max-step = $MAX_STEP (per
+# cent of max-weight per keepalive-interval; see docs/experiment.md).
+feedback_run feedback-damped "weight-max-step = $MAX_STEP"
 finish DONE

@@ -1,14 +1,16 @@
 #!/bin/bash
 # make experiment: the load-balancing experiment on a real kernel. Needs
-# root. Not part of make test or make e2e: it takes about 10 minutes.
+# root. Not part of make test or make e2e: it takes about 15 minutes.
 #
 # Boots Debian 12's kernel under QEMU (TCG only, as the e2e IPVS tier
 # does) with systemd as PID 1, three realservers in network namespaces,
 # each in a systemd slice with its own CPU budget, LVS-DR through a VIP,
 # and a client namespace sending an open-loop load; midway a CPU hog
-# starts in rs3's slice. Two runs with the same arrivals: equal static wrr
-# weights, then feedbackd with cgroup-aware cpuload monitors. The guest
-# side is guest.sh; see docs/experiment.md for the method and the results.
+# starts in rs3's slice. Three runs with the same arrivals: equal static
+# wrr weights; feedbackd with cgroup-aware cpuload monitors and the
+# master's defaults; the same with weight-max-step (EXP_MAX_STEP). The
+# guest side is guest.sh; see docs/experiment.md for the method and the
+# results.
 #
 # Reuses the e2e tier's cached kernel, initramfs and Debian root from
 # .cache/e2e/qemu (made by make e2e-ipvs); when there are none it makes
@@ -19,14 +21,15 @@
 # feedbackd itself is built from the last commit (git archive HEAD), not
 # from the working tree; the experiment's own tools from this directory.
 #
-# Output in test/experiment/out: results.md (the table), latency.png,
+# Output in test/experiment/out: results.md (the tables), latency.png,
 # the raw CSVs, the guest's evidence and journal, console.txt.
 #
 # Environment: EXP_RATE (requests/s, default 20), EXP_DURATION (s per run,
 # 150), EXP_HOG_AT (s, 60), EXP_SEED (1), EXP_QUOTA (each realserver's
 # CPUQuota=, 25%), EXP_WORK_MS (CPU ms per request, 8), EXP_SMP (2),
 # EXP_MEM (MiB, 1536), EXP_AGENT_INTERVAL (the monitors' interval, 2),
-# EXP_TIMEOUT (s for the whole VM, 1080).
+# EXP_MAX_STEP (the damped run's weight-max-step, per cent, 25),
+# EXP_TIMEOUT (s for the whole VM, 1500).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TOP=$PWD
@@ -35,7 +38,7 @@ E2E_HELPERS=$TOP/test/e2e/qemu
 E2E_CACHE=$TOP/.cache/e2e/qemu
 CACHE=$TOP/.cache/experiment
 OUT=$HERE/out
-VM_TIMEOUT=${EXP_TIMEOUT:-1080}
+VM_TIMEOUT=${EXP_TIMEOUT:-1500}
 [ "$(id -u)" = 0 ] || { echo "experiment: needs root (mkfs.ext4 -d of a root file system, chroot)" >&2; exit 1; }
 T0=$SECONDS
 
@@ -128,6 +131,7 @@ TIMEOUT=10
 HOG_WEIGHT=400
 HOG_THREADS=2
 AGENT_INTERVAL=${EXP_AGENT_INTERVAL:-2}
+MAX_STEP=${EXP_MAX_STEP:-25}
 PARAMS
 install -m644 "$WORK/params" "$L/params"
 u=$R/etc/systemd/system
@@ -139,7 +143,7 @@ After=multi-user.target
 Type=oneshot
 ExecStart=/usr/local/lib/experiment/guest.sh
 ExecStopPost=/bin/systemctl --no-block poweroff
-TimeoutStartSec=1000
+TimeoutStartSec=1400
 StandardOutput=journal+console
 StandardError=journal+console
 [Install]
@@ -161,7 +165,7 @@ rm -rf "$R"
 # --- boot -------------------------------------------------------------------
 SHARE=$WORK/share
 mkdir -m 755 "$SHARE"
-echo "=== booting under QEMU TCG (-smp ${EXP_SMP:-2}, ${EXP_MEM:-1536} MiB); two runs of ${EXP_DURATION:-150} s follow"
+echo "=== booting under QEMU TCG (-smp ${EXP_SMP:-2}, ${EXP_MEM:-1536} MiB); three runs of ${EXP_DURATION:-150} s follow"
 {
   timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
     -accel tcg,thread=multi -smp "${EXP_SMP:-2}" -m "${EXP_MEM:-1536}" -nographic -no-reboot -nic none \
@@ -201,5 +205,5 @@ fi
 
 # --- results ----------------------------------------------------------------
 "$WORK/bin/expreport" -dir "$OUT"
-(cd "$OUT" && gnuplot -e "hog=$(awk -F= '$1 == "event0_s" { print $2 }' static.meta); dur=$(awk -F= '$1 == "duration_s" { print $2 }' static.meta)" "$HERE/plot.gp")
+(cd "$OUT" && gnuplot -e "hog=$(awk -F= '$1 == "event0_s" { print $2 }' static.meta); dur=$(awk -F= '$1 == "duration_s" { print $2 }' static.meta); maxstep='$(awk -F= '$1 == "MAX_STEP" { print $2 }' params)'" "$HERE/plot.gp")
 echo "experiment: results in test/experiment/out (results.md, latency.png), $((SECONDS - T0)) s in all"

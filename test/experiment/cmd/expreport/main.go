@@ -4,13 +4,17 @@
 //
 //	expreport -dir OUT
 //
-// It reads, for each run R in static and feedback, OUT/R.csv and OUT/R.meta
-// (from loadgen) and OUT/R.weights.csv (from the guest's sampler: unix
-// milliseconds, the three IPVS weights, the three realserver slices'
-// usage_usec), and writes OUT/results.md (the table), OUT/R.lat.dat
-// (per request: time, latency, realserver), OUT/R.win.dat (per 5 s window:
-// p50, p95) and OUT/R.cpu.dat (per sample: weights and each slice's CPU
-// use in per cent of one CPU).
+// It reads, for each run R in static, feedback and feedback-damped,
+// OUT/R.csv and OUT/R.meta (from loadgen) and OUT/R.weights.csv (from the
+// guest's sampler: unix milliseconds, the three IPVS weights, the three
+// realserver slices' usage_usec), and writes OUT/results.md (the latency
+// table and the weight-oscillation table), OUT/R.lat.dat (per request:
+// time, latency, realserver), OUT/R.win.dat (per 5 s window: p50, p95)
+// and OUT/R.cpu.dat (per sample: weights and each slice's CPU use in per
+// cent of one CPU).
+//
+// A run whose files are missing is left out with a note (an older results
+// directory has no feedback-damped run).
 package main
 
 import (
@@ -214,17 +218,118 @@ func writeCPU(dir, name string, r *run) {
 	o.Close()
 }
 
+// weightSample is one line of the sampler: seconds from the start and the
+// three IPVS weights (NaN where the destination was missing).
+type weightSample struct {
+	t float64
+	w [3]float64
+}
+
+func readWeights(dir string, r *run) []weightSample {
+	f, err := os.Open(filepath.Join(dir, r.name+".weights.csv"))
+	if err != nil {
+		log.Printf("no weights file for %s: %v", r.name, err)
+		return nil
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		log.Fatal(err)
+	}
+	start := num(r.meta["start_unix_ms"])
+	var out []weightSample
+	for _, row := range rows {
+		if len(row) != 7 || row[0] == "unix_ms" {
+			continue
+		}
+		s := weightSample{t: (num(row[0]) - start) / 1000}
+		for i := range 3 {
+			s.w[i] = math.NaN()
+			if v, err := strconv.ParseFloat(row[1+i], 64); err == nil {
+				s.w[i] = v
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// oscillation of the IPVS weights over samples in [from, to).
+type oscillation struct {
+	samples   int
+	changes   [3]int     // sample-to-sample changes of each weight
+	perMin    float64    // all three weights' changes per minute
+	mean, sd  [3]float64 // each weight's mean and standard deviation
+	allZero   int        // samples in which no destination had a weight above 0
+	allZeroPc float64
+}
+
+func oscillate(ws []weightSample, from, to float64) oscillation {
+	var o oscillation
+	var sum, sq [3]float64
+	var n [3]int
+	var prev *weightSample
+	for k := range ws {
+		s := &ws[k]
+		if s.t < from || s.t >= to {
+			continue
+		}
+		o.samples++
+		zero := true
+		for i := range 3 {
+			if math.IsNaN(s.w[i]) {
+				continue
+			}
+			n[i]++
+			sum[i] += s.w[i]
+			sq[i] += s.w[i] * s.w[i]
+			if s.w[i] > 0 {
+				zero = false
+			}
+			if prev != nil && !math.IsNaN(prev.w[i]) && prev.w[i] != s.w[i] {
+				o.changes[i]++
+			}
+		}
+		if zero {
+			o.allZero++
+		}
+		prev = s
+	}
+	for i := range 3 {
+		o.mean[i], o.sd[i] = math.NaN(), math.NaN()
+		if n[i] > 0 {
+			o.mean[i] = sum[i] / float64(n[i])
+			o.sd[i] = math.Sqrt(max(0, sq[i]/float64(n[i])-o.mean[i]*o.mean[i]))
+		}
+	}
+	o.perMin = float64(o.changes[0]+o.changes[1]+o.changes[2]) / ((to - from) / 60)
+	o.allZeroPc = 100 * float64(o.allZero) / float64(max(o.samples, 1))
+	return o
+}
+
 func main() {
 	dir := flag.String("dir", "test/experiment/out", "results directory")
 	warm := flag.Float64("warmup", 10, "seconds at the start left out of the 'before' phase")
 	settle := flag.Float64("settle", 15, "seconds after the hog started left out of the 'after, settled' phase")
 	flag.Parse()
-	runs := []*run{load(*dir, "static"), load(*dir, "feedback")}
+	var runs []*run
+	var missing []string
+	for _, name := range []string{"static", "feedback", "feedback-damped"} {
+		if _, err := os.Stat(filepath.Join(*dir, name+".meta")); err != nil {
+			missing = append(missing, name)
+			continue
+		}
+		runs = append(runs, load(*dir, name))
+	}
+	if len(runs) == 0 || runs[0].name != "static" {
+		log.Fatalf("no static run in %s", *dir)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "| run | phase | requests | rs1 | rs2 | rs3 | failed | p50 ms | p95 ms | p99 ms |\n")
 	fmt.Fprintf(&b, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	after := map[string]phase{}
 	settled := map[string]phase{}
+	weights := map[string][]weightSample{}
 	for _, r := range runs {
 		for _, p := range []struct {
 			label    string
@@ -247,12 +352,44 @@ func main() {
 		}
 		writeDat(*dir, r.name, r)
 		writeCPU(*dir, r.name, r)
+		weights[r.name] = readWeights(*dir, r)
 	}
-	red := func(m map[string]phase) float64 { return 100 * (1 - m["feedback"].p95/m["static"].p95) }
-	fmt.Fprintf(&b, "\np95 after the hog: static %.0f ms, feedback %.0f ms: %.0f %% lower with feedbackd (goal: at least 30 %%): %s\n",
-		after["static"].p95, after["feedback"].p95, red(after), map[bool]string{true: "met", false: "NOT met"}[red(after) >= 30])
-	fmt.Fprintf(&b, "p95 after the hog, settled: static %.0f ms, feedback %.0f ms: %.0f %% lower\n",
-		settled["static"].p95, settled["feedback"].p95, red(settled))
+
+	fmt.Fprintf(&b, "\nIPVS weights as the sampler saw them (every 0.5 s): changes of any weight per minute, each weight's mean ± standard deviation, and the share of samples in which no realserver had a weight above 0.\n\n")
+	fmt.Fprintf(&b, "| run | phase | samples | changes/min (rs1/rs2/rs3) | rs1 weight | rs2 weight | rs3 weight | all 0 |\n")
+	fmt.Fprintf(&b, "|---|---|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range runs {
+		for _, p := range []struct {
+			label    string
+			from, to float64
+		}{
+			{fmt.Sprintf("before the hog (%.0f–%.0f s)", *warm, r.hog), *warm, r.hog},
+			{fmt.Sprintf("after the hog (%.0f–%.0f s)", r.hog, r.end), r.hog, r.end},
+		} {
+			o := oscillate(weights[r.name], p.from, p.to)
+			fmt.Fprintf(&b, "| %s | %s | %d | %.1f (%d/%d/%d) | %.1f ± %.1f | %.1f ± %.1f | %.1f ± %.1f | %.1f %% |\n",
+				r.name, p.label, o.samples, o.perMin, o.changes[0], o.changes[1], o.changes[2],
+				o.mean[0], o.sd[0], o.mean[1], o.sd[1], o.mean[2], o.sd[2], o.allZeroPc)
+		}
+	}
+
+	b.WriteString("\n")
+	lower := func(m map[string]phase, a, z string) float64 { return 100 * (1 - m[z].p95/m[a].p95) }
+	for _, r := range runs[1:] {
+		red := lower(after, "static", r.name)
+		fmt.Fprintf(&b, "p95 after the hog: static %.0f ms, %s %.0f ms: %.0f %% lower with feedbackd (goal: at least 30 %%): %s\n",
+			after["static"].p95, r.name, after[r.name].p95, red, map[bool]string{true: "met", false: "NOT met"}[red >= 30])
+		fmt.Fprintf(&b, "p95 after the hog, settled: static %.0f ms, %s %.0f ms: %.0f %% lower\n",
+			settled["static"].p95, r.name, settled[r.name].p95, lower(settled, "static", r.name))
+	}
+	if _, ok := after["feedback-damped"]; ok {
+		fmt.Fprintf(&b, "feedback-damped against feedback, after the hog: p95 %.0f against %.0f ms (%+.0f %%), failed %.1f against %.1f %%\n",
+			after["feedback-damped"].p95, after["feedback"].p95, -lower(after, "feedback", "feedback-damped"),
+			after["feedback-damped"].failedShare, after["feedback"].failedShare)
+	}
+	for _, m := range missing {
+		fmt.Fprintf(&b, "(no %s run in this directory)\n", m)
+	}
 	if err := os.WriteFile(filepath.Join(*dir, "results.md"), []byte(b.String()), 0o644); err != nil {
 		log.Fatal(err)
 	}
