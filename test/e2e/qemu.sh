@@ -331,6 +331,9 @@ boot_s=$(awk -F= '$1 == "boot_s" { print $2 }' "$OUT/timings.txt" 2>/dev/null ||
 scen_s=$(awk -F= '$1 == "scenarios_s" { print $2 }' "$OUT/timings.txt" 2>/dev/null || true)
 TIMINGS+=("$(printf '%-36s %6s s' "  guest boot to scenarios start" "${boot_s:-?}")")
 TIMINGS+=("$(printf '%-36s %6s s' "  guest scenarios" "${scen_s:-?}")")
+while IFS='=' read -r k v; do
+  case $k in scenario_*_s) k=${k#scenario_}; TIMINGS+=("$(printf '%-36s %6s s' "    ${k%_s}" "$v")") ;; esac
+done < <(cat "$OUT/timings.txt" 2>/dev/null)
 TIMINGS+=("$(printf '%-36s %6s s' "total" "$(elapsed "$T0")")")
 {
   echo "timings (kernel $KVER):"

@@ -103,7 +103,7 @@ end() {
     evidence "agent journals (last 20 lines)" journalctl -q -u 'feedbackd-agent@*' -n 20 --no-pager
   fi
   scenario_end
-  progress "$SCEN $(tail -1 "$RESULTS" | cut -d' ' -f1)"
+  progress "$SCEN $(tail -1 "$RESULTS" | cut -d' ' -f1) (${SCEN_TIMES[-1]#* } s)"
 }
 
 # agent_file NAME MONITOR-LINES...: agent.d/NAME.conf offering tcp/80 by
@@ -153,8 +153,11 @@ fi
 # conffile's path would make dpkg ask what to do. DEBIAN_FRONTEND only
 # keeps debconf from ever asking on a console nobody reads.
 t0=$(ms)
-if DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-  $DEBDIR/lvs-feedbackd-master_*.deb $DEBDIR/lvs-feedbackd-agent_*.deb </dev/null >/tmp/apt.txt 2>&1; then
+# Each output line is stamped with the seconds since the start, to show
+# where the time goes under emulation.
+stamp() { local l; while IFS= read -r l; do printf '%6s %s\n' "$(secs_since "$t0")" "$l"; done; }
+if DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 \
+  $DEBDIR/lvs-feedbackd-master_*.deb $DEBDIR/lvs-feedbackd-agent_*.deb </dev/null 2>&1 | stamp >/tmp/apt.txt; [ "${PIPESTATUS[0]}" = 0 ]; then
   pass_note "apt-get install -y $(cd $DEBDIR && echo lvs-feedbackd-master_*.deb lvs-feedbackd-agent_*.deb) ($(secs_since "$t0") s)"
 else
   fail "apt-get install failed"
@@ -684,7 +687,10 @@ evidence "master warnings and errors (whole run)" journalctl -q -u "$M" -p warni
 evidence "units" systemctl list-units --no-pager --all 'feedbackd*'
 evidence "failed units" systemctl list-units --no-pager --failed
 journalctl --no-pager -o short-monotonic >/mnt/out/journal.txt 2>&1
-printf 'boot_s=%s\nscenarios_s=%s\n' "$BOOT_S" "$(awk -v a="${T_START/./}" -v b="${EPOCHREALTIME/./}" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')" >/mnt/out/timings.txt
+{
+  printf 'boot_s=%s\nscenarios_s=%s\n' "$BOOT_S" "$(awk -v a="${T_START/./}" -v b="${EPOCHREALTIME/./}" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')"
+  for t in "${SCEN_TIMES[@]}"; do echo "scenario_${t% *}_s=${t#* }"; done
+} >/mnt/out/timings.txt
 echo DONE >>"$RESULTS"
 progress "done"
 systemctl --no-block poweroff

@@ -4,6 +4,7 @@ REPORT=/mnt/out/report.txt
 RESULTS=/mnt/out/results.txt
 : >"$REPORT"
 : >"$RESULTS"
+SCEN_TIMES=() # "NAME SECONDS" of each scenario ended
 
 log() { printf '%s\n' "$*" >>"$REPORT"; }
 
@@ -14,12 +15,17 @@ evidence() {
   "$@" 2>&1 | sed 's/^/    /' >>"$REPORT" || true
 }
 
-scenario_start() { SCEN=$1; SCEN_OK=1; log ""; log "=== $SCEN: $2"; }
+scenario_start() { SCEN=$1; SCEN_OK=1; SCEN_T0=${EPOCHREALTIME/./}; log ""; log "=== $SCEN: $2"; }
+# scenario_secs: seconds since the scenario started, one decimal.
+scenario_secs() { local t=${EPOCHREALTIME/./}; echo $(( (t - SCEN_T0) / 1000000 )).$(( (t - SCEN_T0) / 100000 % 10 )); }
 fail() { SCEN_OK=0; log "  FAIL: $*"; }
 pass_note() { log "  ok: $*"; }
 scenario_end() {
-  if [ "$SCEN_OK" = 1 ]; then echo "PASS $SCEN" >>"$RESULTS"; log "  => PASS"
-  else echo "FAIL $SCEN" >>"$RESULTS"; log "  => FAIL"; fi
+  local d
+  d=$(scenario_secs)
+  if [ "$SCEN_OK" = 1 ]; then echo "PASS $SCEN" >>"$RESULTS"; log "  => PASS ($d s)"
+  else echo "FAIL $SCEN" >>"$RESULTS"; log "  => FAIL ($d s)"; fi
+  SCEN_TIMES+=("$SCEN $d")
 }
 
 # wait_for SECONDS DESCRIPTION CMD...: poll CMD until it succeeds.
