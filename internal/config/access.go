@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // parseAllow reads `allow`: addresses and CIDR networks separated by
@@ -129,9 +130,12 @@ const maxSecretFile = 4096
 
 // readSmallFile reads a regular file of at most limit bytes. Anything else
 // is refused before it is read: "secret-file = /dev/zero" or a FIFO would
-// otherwise hang the configuration check for ever.
+// otherwise hang the configuration check for ever. O_NONBLOCK keeps the
+// open itself from waiting for a FIFO's writer, and a read of a /proc file
+// that would wait (kmsg) from blocking; on a regular file it changes
+// nothing.
 func readSmallFile(path string, limit int64) ([]byte, fs.FileMode, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if pe, ok := err.(*fs.PathError); ok {
 			err = pe.Err

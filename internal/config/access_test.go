@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -107,6 +108,13 @@ func TestSecretFileChecks(t *testing.T) {
 	}
 	if _, _, err := readSecret("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("/dev/zero: %v", err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := readSecret(fifo); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("FIFO without a writer: %v", err) // and above all: it returned
 	}
 	big := filepath.Join(dir, "big")
 	os.WriteFile(big, make([]byte, 5000), 0o600)
