@@ -144,6 +144,19 @@ func TestRealIPVSReconcile1000Changed(t *testing.T) {
 	distribution(t, "reconcile-1000-changed", toWritten)
 	distribution(t, "reconcile-1000-changed-readback", toReadBack)
 
+	// What the read-back costs by itself: one netlink dump of the 1000
+	// destinations, parsed by moby/ipvs.
+	var dumps []time.Duration
+	for range rounds {
+		t1 := time.Now()
+		ds, err := rb.Destinations(c.vs)
+		dumps = append(dumps, time.Since(t1))
+		if err != nil || len(ds) != n {
+			t.Fatalf("reading back: %d destinations, %v", len(ds), err)
+		}
+	}
+	distribution(t, "readback-dump-1000", dumps)
+
 	// The apply step alone. Reload flips max-weight 100 ↔ 200, so every
 	// weight doubles or halves; the pass that carries the reload reads the
 	// services and the destinations, then diffs and writes. apply is from
