@@ -537,15 +537,11 @@ max-weight = %d
 	// The agents claim realserver addresses other than their loopback
 	// source address (1000 distinct realservers from one host; loopback
 	// addresses would not do, as the kernel turns a destination with a
-	// local address into a local-node one). A master with access control
-	// refuses such claims unless trust-agent-address is on; a master
-	// without it does not know the key. So the key is tried first.
+	// local address into a local-node one), which the master refuses
+	// unless trust-agent-address is on.
 	cfg, err := config.ParseMaster("realipvs.conf", []byte("trust-agent-address = yes\n"+text))
 	if err != nil {
-		var err2 error
-		if cfg, err2 = config.ParseMaster("realipvs.conf", []byte(text)); err2 != nil {
-			tb.Fatalf("master configuration: %v (with trust-agent-address: %v)", err2, err)
-		}
+		tb.Fatalf("master configuration: %v", err)
 	}
 	return cfg
 }
