@@ -22,7 +22,8 @@
 # from the working tree; the experiment's own tools from this directory.
 #
 # Output in test/experiment/out: results.md (the tables), latency.png,
-# the raw CSVs, the guest's evidence and journal, console.txt.
+# the raw CSVs, the guest's evidence and journal, console.txt, and
+# hostload.txt (the host's load and other QEMU processes, every 10 s).
 #
 # Environment: EXP_RATE (requests/s, default 20), EXP_DURATION (s per run,
 # 150), EXP_HOG_AT (s, 60), EXP_SEED (1), EXP_QUOTA (each realserver's
@@ -179,9 +180,18 @@ echo "=== booting under QEMU TCG (-smp ${EXP_SMP:-2}, ${EXP_MEM:-1536} MiB); thr
   echo $? >"$WORK/qemu.rc"
 } | stdbuf -o0 tr -d '\r' | tee "$WORK/console.txt" | grep --line-buffered -a -o 'e2e-init: .*\|experiment: .*' &
 console=$!
-# Once the guest has written its status it gets 60 s to power off.
+# Once the guest has written its status it gets 60 s to power off. Every
+# 10 s the host's load and the number of other QEMU processes go to
+# hostload.txt: the e2e lock keeps out this checkout's VMs, not another
+# checkout's, and a second VM on the same cores changes every figure.
 done_at=
+tick=0
+echo "# unix_s loadavg1 other_qemu_processes" >"$WORK/hostload.txt"
 while kill -0 "$console" 2>/dev/null; do
+  tick=$((tick + 1))
+  if [ $((tick % 10)) = 1 ]; then
+    echo "$(date +%s) $(cut -d' ' -f1 /proc/loadavg) $(($(pgrep -c -x qemu-system-x86 || true) - 1))" >>"$WORK/hostload.txt"
+  fi
   if [ -z "$done_at" ] && [ -s "$SHARE/status.txt" ]; then done_at=$SECONDS; fi
   if [ -n "$done_at" ] && [ $((SECONDS - done_at)) -ge 60 ]; then
     echo "experiment: the guest did not power off within 60 s; stopping QEMU" >&2
@@ -194,8 +204,12 @@ wait "$console" || true
 flock -u 9
 rm -rf "$OUT"
 mkdir -p "$OUT"
-cp -a "$SHARE"/. "$WORK/console.txt" "$WORK/params" "$OUT/"
+cp -a "$SHARE"/. "$WORK/console.txt" "$WORK/params" "$WORK/hostload.txt" "$OUT/"
 echo "host_cpus=$(nproc) host_cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" >"$OUT/host.txt"
+awk '!/^#/ { n++; if ($3 > 0) o++ } END { printf "samples_with_another_qemu=%d/%d\n", o, n }' "$OUT/hostload.txt" >>"$OUT/host.txt"
+if grep -q '^samples_with_another_qemu=[1-9]' "$OUT/host.txt"; then
+  echo "experiment: WARNING: another QEMU shared the host during this invocation (hostload.txt); the figures are disturbed" >&2
+fi
 status=$(cat "$OUT/status.txt" 2>/dev/null || echo "no status (qemu rc $(cat "$WORK/qemu.rc" 2>/dev/null || echo ?))")
 if [ "$status" != DONE ]; then
   echo "experiment: the guest did not finish: $status; console tail:" >&2

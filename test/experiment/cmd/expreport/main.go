@@ -13,6 +13,11 @@
 // and OUT/R.cpu.dat (per sample: weights and each slice's CPU use in per
 // cent of one CPU).
 //
+// It also reads OUT/journal.txt (the guest's journal, short-monotonic) for
+// the master's "weight changed" lines: every weight it wrote, with the
+// target the health asked for, timed from the guest's "NAME: ...s at" line
+// that precedes the run's load generator by a fraction of a second.
+//
 // A run whose files are missing is left out with a note (an older results
 // directory has no feedback-damped run).
 package main
@@ -307,6 +312,72 @@ func oscillate(ws []weightSample, from, to float64) oscillation {
 	return o
 }
 
+// write is one weight the master wrote, from its journal.
+type write struct {
+	t              float64 // seconds from the run's start line
+	server         int     // 0..2
+	old, w, target int
+}
+
+// readJournal returns the master's weight writes of each run, keyed by
+// run name. Writes outside a run (start-up, between runs) are dropped.
+func readJournal(dir string) map[string][]write {
+	f, err := os.Open(filepath.Join(dir, "journal.txt"))
+	if err != nil {
+		log.Printf("no journal: %v", err)
+		return nil
+	}
+	defer f.Close()
+	out := map[string][]write{}
+	cur, start := "", 0.0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		open, close := strings.IndexByte(l, '['), strings.IndexByte(l, ']')
+		if open != 0 || close < 0 {
+			continue
+		}
+		mono, err := strconv.ParseFloat(strings.TrimSpace(l[1:close]), 64)
+		if err != nil {
+			continue
+		}
+		if _, msg, ok := strings.Cut(l, "experiment: "); ok {
+			name, rest, _ := strings.Cut(msg, ": ")
+			switch {
+			case strings.Contains(rest, "s at ") && strings.Contains(rest, "req/s"):
+				cur, start = name, mono
+			case strings.HasPrefix(rest, "done"):
+				cur = ""
+			}
+			continue
+		}
+		if cur == "" || !strings.Contains(l, "feedbackd-master[") || !strings.Contains(l, "weight changed") {
+			continue
+		}
+		kv := map[string]string{}
+		for _, f := range strings.Fields(l) {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				kv[k] = v
+			}
+		}
+		idx := -1
+		for i := range servers {
+			if kv["realserver"] == fmt.Sprintf("10.0.0.1%d", i+1) {
+				idx = i
+			}
+		}
+		old, e1 := strconv.Atoi(kv["old_weight"])
+		w, e2 := strconv.Atoi(kv["weight"])
+		target, e3 := strconv.Atoi(kv["target"])
+		if idx < 0 || e1 != nil || e2 != nil || e3 != nil {
+			continue
+		}
+		out[cur] = append(out[cur], write{t: mono - start, server: idx, old: old, w: w, target: target})
+	}
+	return out
+}
+
 func main() {
 	dir := flag.String("dir", "test/experiment/out", "results directory")
 	warm := flag.Float64("warmup", 10, "seconds at the start left out of the 'before' phase")
@@ -355,9 +426,10 @@ func main() {
 		weights[r.name] = readWeights(*dir, r)
 	}
 
-	fmt.Fprintf(&b, "\nIPVS weights as the sampler saw them (every 0.5 s): changes of any weight per minute, each weight's mean ± standard deviation, and the share of samples in which no realserver had a weight above 0.\n\n")
-	fmt.Fprintf(&b, "| run | phase | samples | changes/min (rs1/rs2/rs3) | rs1 weight | rs2 weight | rs3 weight | all 0 |\n")
-	fmt.Fprintf(&b, "|---|---|--:|--:|--:|--:|--:|--:|\n")
+	journal := readJournal(*dir)
+	fmt.Fprintf(&b, "\nIPVS weights as the sampler saw them (ipvsadm -Ln, one sample every 0.5 s or as fast as the guest manages): changes of any weight per minute, each weight's mean ± standard deviation, and the share of samples in which no realserver had a weight above 0; and the weights the master wrote (its journal): writes per minute, of which cut short by weight-max-step.\n\n")
+	fmt.Fprintf(&b, "| run | phase | samples | changes/min (rs1/rs2/rs3) | rs1 weight | rs2 weight | rs3 weight | all 0 | master writes/min | of them capped |\n")
+	fmt.Fprintf(&b, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range runs {
 		for _, p := range []struct {
 			label    string
@@ -367,9 +439,24 @@ func main() {
 			{fmt.Sprintf("after the hog (%.0f–%.0f s)", r.hog, r.end), r.hog, r.end},
 		} {
 			o := oscillate(weights[r.name], p.from, p.to)
-			fmt.Fprintf(&b, "| %s | %s | %d | %.1f (%d/%d/%d) | %.1f ± %.1f | %.1f ± %.1f | %.1f ± %.1f | %.1f %% |\n",
+			writes, capped := 0, 0
+			for _, w := range journal[r.name] {
+				if w.t >= p.from && w.t < p.to {
+					writes++
+					if w.w != w.target {
+						capped++
+					}
+				}
+			}
+			wr := "–"
+			if r.name != "static" {
+				wr = fmt.Sprintf("%.1f | %d", float64(writes)/((p.to-p.from)/60), capped)
+			} else {
+				wr += " | –"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d | %.1f (%d/%d/%d) | %.1f ± %.1f | %.1f ± %.1f | %.1f ± %.1f | %.1f %% | %s |\n",
 				r.name, p.label, o.samples, o.perMin, o.changes[0], o.changes[1], o.changes[2],
-				o.mean[0], o.sd[0], o.mean[1], o.sd[1], o.mean[2], o.sd[2], o.allZeroPc)
+				o.mean[0], o.sd[0], o.mean[1], o.sd[1], o.mean[2], o.sd[2], o.allZeroPc, wr)
 		}
 	}
 
@@ -381,6 +468,18 @@ func main() {
 			after["static"].p95, r.name, after[r.name].p95, red, map[bool]string{true: "met", false: "NOT met"}[red >= 30])
 		fmt.Fprintf(&b, "p95 after the hog, settled: static %.0f ms, %s %.0f ms: %.0f %% lower\n",
 			settled["static"].p95, r.name, settled[r.name].p95, lower(settled, "static", r.name))
+	}
+	for _, r := range runs[1:] {
+		// How long after the hog the master first wrote rs3 a weight of at
+		// most a tenth of max-weight (100).
+		react := "never"
+		for _, w := range journal[r.name] {
+			if w.server == 2 && w.t >= r.hog && w.w <= 10 {
+				react = fmt.Sprintf("%.1f s", w.t-r.hog)
+				break
+			}
+		}
+		fmt.Fprintf(&b, "%s: rs3's weight first at most 10 after the hog: %s\n", r.name, react)
 	}
 	if _, ok := after["feedback-damped"]; ok {
 		fmt.Fprintf(&b, "feedback-damped against feedback, after the hog: p95 %.0f against %.0f ms (%+.0f %%), failed %.1f against %.1f %%\n",
