@@ -141,7 +141,7 @@ func (c *cgroupCPU) Measure(ctx context.Context) (int, error) {
 	if allowed <= 0 {
 		return 0, errNoTime
 	}
-	return clampHealth(100 * (1 - used/allowed)), nil
+	return max(busyFloor, clampHealth(100*(1-used/allowed))), nil
 }
 
 // sample reads usage_usec from the cgroup's cpu.stat, which cgroup v2

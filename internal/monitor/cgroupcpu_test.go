@@ -113,9 +113,9 @@ func TestCgroupCPUBudgets(t *testing.T) {
 	}{
 		{"own quota", "proc-2cpu", "/web.slice/nginx.service", "t0", "t1", sec, 50,
 			"0.25 s used of cpu.max 50000/100000 = 0.5 CPU-seconds"},
-		{"own quota, half the time", "proc-2cpu", "web.slice/nginx.service", "t0", "t1", sec / 2, 0,
-			"0.25 s used of 0.5 CPU for 0.5 s: the whole budget"},
-		{"over budget clamps to 0", "proc-2cpu", "/web.slice/nginx.service", "t1", "t2", sec, 0,
+		{"own quota, half the time", "proc-2cpu", "web.slice/nginx.service", "t0", "t1", sec / 2, 1,
+			"0.25 s used of 0.5 CPU for 0.5 s: the whole budget (busy, not out of service: the floor of 1)"},
+		{"over budget clamps to the floor", "proc-2cpu", "/web.slice/nginx.service", "t1", "t2", sec, 1,
 			"1.2 s used of 0.5 (a burst, or a limit lowered mid-interval)"},
 		{"parent's quota", "proc-2cpu", "/web.slice/php.service", "t1", "t2", sec, 20,
 			"php.service has max, web.slice 1.5 CPUs: 1.2 of 1.5"},

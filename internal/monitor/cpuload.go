@@ -101,8 +101,19 @@ func (c *cpuload) Measure(ctx context.Context) (int, error) {
 		return 100, nil
 	}
 	// 100 × dIdle / dTotal rounded to nearest, in integers.
-	return int((200*dIdle + dTotal) / (2 * dTotal)), nil
+	return max(busyFloor, int((200*dIdle+dTotal)/(2*dTotal))), nil
 }
+
+// busyFloor is the lowest health a load measurement reports. Health 0
+// quiesces a realserver (weight 0: no new connections), and a realserver
+// whose CPU is fully used is busy, not out of service: if every
+// realserver of a virtual service were saturated at once, 0 would take
+// them all out and turn overload into an outage (seen in the
+// load-balancing experiment, docs/experiment.md). At 1 a saturated
+// realserver gets the smallest share there is, and a cluster saturated
+// everywhere is spread evenly. Taking a realserver out on purpose stays
+// the job of the exec, perl and constant monitors, which can report 0.
+const busyFloor = 1
 
 // read returns the aggregate counters through gopsutil's cpu.Times, with
 // /proc redirected to ProcRoot through gopsutil's context key.

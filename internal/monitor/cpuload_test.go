@@ -133,7 +133,7 @@ func TestCPULoadClamps(t *testing.T) {
 		want            int
 	}{
 		{"all idle", "cpu  10 0 10 100 0 0 0 0\n", "cpu  10 0 10 200 0 0 0 0\n", 100},
-		{"all busy", "cpu  10 0 10 100 0 0 0 0\n", "cpu  60 0 60 100 0 0 0 0\n", 0},
+		{"all busy: the floor of 1, never 0", "cpu  10 0 10 100 0 0 0 0\n", "cpu  60 0 60 100 0 0 0 0\n", 1},
 		// Idle may not outgrow the total, but if a kernel ever reports
 		// it so, the answer must stay in range.
 		{"idle outruns total", "cpu  100 0 0 100 0 0 0 0\n", "cpu  50 0 0 200 0 0 0 0\n", 100},
