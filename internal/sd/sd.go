@@ -23,6 +23,12 @@ type Notifier struct {
 	// or 0 when the watchdog is off.
 	watchdog time.Duration
 
+	// mu guards the fields below and is held while a status is sent, so
+	// that the order of the sends is the order of the lastStatus updates:
+	// otherwise a status computed before a reload (with its old error
+	// note) could reach systemd after the one computed after it, and stay
+	// there, since an equal status is never sent again. A datagram to the
+	// notify socket does not block for long.
 	mu         sync.Mutex
 	lastPing   time.Time
 	lastStatus string
@@ -56,8 +62,8 @@ func (n *Notifier) notify(lines ...string) {
 // Ready reports that start-up (or a reload) is complete, with a status line.
 func (n *Notifier) Ready(status string) {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	n.lastStatus, n.statusAt = status, time.Now()
-	n.mu.Unlock()
 	n.notify(daemon.SdNotifyReady, "STATUS="+status)
 }
 
@@ -77,12 +83,11 @@ func (n *Notifier) Stopping() { n.notify(daemon.SdNotifyStopping, "STATUS=stoppi
 func (n *Notifier) Status(status string, minGap time.Duration) {
 	now := time.Now()
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	if status == n.lastStatus || now.Sub(n.statusAt) < minGap {
-		n.mu.Unlock()
 		return
 	}
 	n.lastStatus, n.statusAt = status, now
-	n.mu.Unlock()
 	n.notify("STATUS=" + status)
 }
 

@@ -4,6 +4,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,4 +119,52 @@ func TestNoSocket(t *testing.T) {
 	n.Status("y", 0)
 	n.Alive(time.Now())
 	n.Stopping()
+}
+
+// TestStatusOrder: a status computed before a reload (sent by the work
+// loop) and the READY after the reload race; whatever the interleaving,
+// the last status systemd receives must be the last one recorded, or the
+// stale one stays on screen (an equal status is never sent again). The
+// loop's send is held up inside the socket write; the reload's READY must
+// not overtake it.
+func TestStatusOrder(t *testing.T) {
+	var mu sync.Mutex
+	var sent []string
+	entered, release := make(chan struct{}), make(chan struct{})
+	n := &Notifier{log: logging.Discard(), send: func(state string) (bool, error) {
+		if strings.Contains(state, "stale") {
+			close(entered)
+			<-release
+		}
+		mu.Lock()
+		sent = append(sent, state)
+		mu.Unlock()
+		return true, nil
+	}}
+	loopDone := make(chan struct{})
+	go func() { n.Status("3 agents; last reload failed (stale)", 0); close(loopDone) }()
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the loop's status was never sent")
+	}
+	readyDone := make(chan struct{})
+	go func() { n.Ready("3 agents"); close(readyDone) }()
+	// With the bug, READY goes out now, before the stale status; give it
+	// the chance, then let the stale send finish.
+	select {
+	case <-readyDone:
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	<-loopDone
+	<-readyDone
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 2 || !strings.HasPrefix(sent[1], "READY=1\nSTATUS=3 agents") {
+		t.Fatalf("sent %q: the stale status overtook the READY that followed it", sent)
+	}
+	if n.lastStatus != "3 agents" {
+		t.Fatalf("lastStatus %q", n.lastStatus)
+	}
 }
