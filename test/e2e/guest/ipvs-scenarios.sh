@@ -651,6 +651,73 @@ ipvs_evidence "after"
 end
 
 # ---------------------------------------------------------------------------
+scenario_start I13 "access control on the real system: the shared secret handed to the DynamicUser master and agents as a systemd credential (LoadCredential=, secret-file = necp-secret), allow = 10.0.0.0/24; an agent without the secret and one from outside allow are refused, logged with REASON=, and never reach IPVS"
+wait_for 60 "master status: 3 agents" agents_are 3
+before=$(table)
+ipvs_evidence "before"
+install -m 600 /dev/null /etc/feedbackd/necp.secret
+head -c 32 /dev/urandom | base64 >/etc/feedbackd/necp.secret
+for u in feedbackd-agent@ feedbackd-master; do
+  mkdir -p /etc/systemd/system/$u.service.d
+  printf '[Service]\nLoadCredential=necp-secret:/etc/feedbackd/necp.secret\n' >/etc/systemd/system/$u.service.d/secret.conf
+done
+systemctl daemon-reload
+# Agents first, as an operator would: an agent with a secret works with a
+# master that does not ask. feedbackd-agent-sync restarts every instance
+# when agent.conf changes.
+inv1=$(prop "$(agent rs1)" InvocationID)
+t0=$(ms)
+echo 'secret-file = necp-secret' >>/etc/feedbackd/agent.conf
+wait_for 90 "feedbackd-agent-sync restarted the instances for the new agent.conf" sh -c "[ \"\$(systemctl show -p InvocationID --value $(agent rs1))\" != '$inv1' ] && systemctl -q is-active $(agent rs1)"
+wait_for 90 "the table as before: agents with the secret, master not asking yet" table_is "$before" &&
+  log "  agents restarted with the secret and back $(secs_since "$t0") s after agent.conf changed"
+# Then the master: the credential is loaded when the service starts, so a
+# restart (which leaves IPVS as it is), not a reload.
+cp /etc/feedbackd/master.conf /tmp/master.conf.open
+sed -i '1i allow = 10.0.0.0/24\nsecret-file = necp-secret' /etc/feedbackd/master.conf
+evidence "feedbackd-master -t from a shell (no credentials here: a warning, not an error)" /usr/sbin/feedbackd-master -t
+pid=$(mainpid "$M")
+na0=$(jn 'not authenticated' -u "$M")
+t0=$(ms)
+out=$(systemctl restart "$M" 2>&1) || fail "systemctl restart $M: $out"
+wait_for 60 "a new master process, active" sh -c "[ \"\$(systemctl show -p MainPID --value $M)\" != '$pid' ] && systemctl -q is-active $M"
+wait_for 90 "master status: 3 agents (each proved the secret)" agents_are 3
+wait_for 60 "the table as before, with authentication on" table_is "$before" &&
+  log "  agents authenticated and weights as before $(secs_since "$t0") s after the master restart"
+[ "$(jn 'not authenticated' -u "$M")" = "$na0" ] && pass_note "no agent of rs1-rs3 was refused" || fail "an agent was refused: $(journalctl -q --no-pager -u $M | grep 'not authenticated' | tail -2)"
+mpid=$(mainpid "$M")
+evidence "the master's credentials (readable by its transient user only)" sh -c "ls -ln /run/credentials/$M/; grep -E '^(Uid|CapEff)' /proc/$mpid/status"
+# An agent without the secret, inside allow: rs5 runs the agent binary
+# itself (every templated instance shares agent.conf, which now names the
+# secret), as root in its namespace.
+realserver 5 || fail "creating realserver rs5"
+printf 'director = 10.0.0.1\nmaster-timeout = 10\n[service]\nname = www\nprotocol = tcp\nport = 80\nforwarding = DR\nmonitor = constant\nvalue = 50\n' >/tmp/plain.conf
+ip netns exec rs5 /usr/sbin/feedbackd-agent -d -c /tmp/plain.conf >/tmp/plain.txt 2>&1 &
+plain=$!
+wait_for 60 "the agent without the secret says the master requires one" grep -q 'master requires a shared secret' /tmp/plain.txt
+wait_for 30 "master journal: AGENT=10.0.0.15 refused with REASON=not authenticated" sh -c "journalctl -q --no-pager -u $M -o verbose 'REASON=not authenticated' | grep -q 'AGENT=10.0.0.15:'"
+# An agent with the secret, from outside allow: rs9 at 10.0.9.9 on the same
+# bridge (the director answers on 10.0.9.1 too).
+ip addr add 10.0.9.1/24 dev br0 &&
+  ip netns add rs9 && ip link add vrs9 type veth peer name eth0 netns rs9 && ip link set vrs9 master br0 up &&
+  ip -n rs9 addr add 10.0.9.9/24 dev eth0 && ip -n rs9 link set eth0 up && ip -n rs9 link set lo up || fail "creating rs9"
+printf 'director = 10.0.9.1\nmaster-timeout = 10\nsecret-file = /etc/feedbackd/necp.secret\n[service]\nname = www\nprotocol = tcp\nport = 80\nforwarding = DR\nmonitor = constant\nvalue = 50\n' >/tmp/outside.conf
+ip netns exec rs9 /usr/sbin/feedbackd-agent -d -c /tmp/outside.conf >/tmp/outside.txt 2>&1 &
+outside=$!
+wait_for 30 "master journal: AGENT=10.0.9.9 refused at accept with REASON=address not in allow" sh -c "journalctl -q --no-pager -u $M -o verbose 'REASON=address not in allow' | grep -q 'AGENT=10.0.9.9:'"
+stays_for 5 "nothing of theirs reaches IPVS: ipvsadm -Sn as before (5 s of samples)" table_is "$before"
+for a in 10.0.0.15 10.0.9.9; do
+  ipvsadm -Sn | grep -q "$a" && fail "$a is in the IPVS table" || pass_note "$a is not in the IPVS table"
+done
+kill "$plain" "$outside" 2>/dev/null
+wait "$plain" "$outside" 2>/dev/null
+evidence "the agent without the secret" tail -3 /tmp/plain.txt
+evidence "the agent outside allow" tail -3 /tmp/outside.txt
+evidence "journalctl -u $M REASON=... (refusals)" sh -c "journalctl -q --no-pager -u $M 'REASON=not authenticated' 'REASON=address not in allow' | tail -6"
+ipvs_evidence "after"
+end
+
+# ---------------------------------------------------------------------------
 NETLINK=/usr/local/lib/e2e/realipvs.test
 if [ -x $NETLINK ] || [ -e /usr/local/lib/e2e/realipvs.build-failed ]; then
   scenario_start I-netlink "real-netlink speed (test/realipvs, go test -c -tags realipvs) as root, with the master stopped"
