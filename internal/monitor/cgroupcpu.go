@@ -35,13 +35,10 @@ type cgroupCPU struct {
 	dir      string // cgRoot + rel
 	procStat string // <ProcRoot>/stat, for the number of CPUs online
 
-	now      func() time.Time
-	firstGap time.Duration
-	pause    func(ctx context.Context, d time.Duration) error
+	now func() time.Time
 
-	mu   sync.Mutex // one Measure at a time: they share prev
-	prev cgroupSample
-	have bool
+	mu sync.Mutex // one Measure at a time: they share the baseline
+	baseline[cgroupSample]
 }
 
 type cgroupSample struct {
@@ -93,8 +90,7 @@ func newCgroupCPU(cgroup, cgRoot, procRoot string) (*cgroupCPU, error) {
 		dir:      filepath.Join(cgRoot, filepath.FromSlash(rel)),
 		procStat: filepath.Join(procRoot, "stat"),
 		now:      time.Now,
-		firstGap: 100 * time.Millisecond,
-		pause:    sleepCtx,
+		baseline: newBaseline[cgroupSample](),
 	}, nil
 }
 
@@ -105,19 +101,9 @@ func (c *cgroupCPU) Measure(ctx context.Context) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
-	cur, err := c.sample()
+	cur, err := c.advance(ctx, c.sample)
 	if err != nil {
 		return 0, err
-	}
-	if !c.have {
-		// The usage since the cgroup was made says nothing about now.
-		c.prev, c.have = cur, true
-		if err := c.pause(ctx, c.firstGap); err != nil {
-			return 0, err
-		}
-		if cur, err = c.sample(); err != nil {
-			return 0, err
-		}
 	}
 	if cur.usage < c.prev.usage {
 		// The cgroup was removed and made again (a restarted service

@@ -25,14 +25,43 @@ type cpuload struct {
 	root string // ProcRoot, for gopsutil
 	path string // <ProcRoot>/stat, for messages
 
+	mu sync.Mutex // one Measure at a time: they share the baseline
+	baseline[cpuTimes]
+}
+
+// baseline is the previous sample of a monitor that reports the change of
+// cumulative counters between two samples (cpuload, and cpuload with a
+// cgroup).
+type baseline[T any] struct {
 	// firstGap separates the two reads of the very first Measure, which
 	// has no baseline yet; pause waits it out. Tests replace both.
 	firstGap time.Duration
 	pause    func(ctx context.Context, d time.Duration) error
 
-	mu   sync.Mutex // one Measure at a time: they share prev
-	prev cpuTimes
+	prev T
 	have bool // prev holds a baseline
+}
+
+func newBaseline[T any]() baseline[T] {
+	return baseline[T]{firstGap: 100 * time.Millisecond, pause: sleepCtx}
+}
+
+// advance reads the current sample. On the very first call there is no
+// baseline: the counters since boot (or since the cgroup was made) say
+// nothing about the load now, so it keeps that read as the baseline and
+// reads again firstGap later. The caller compares the result with prev and
+// then stores it there.
+func (b *baseline[T]) advance(ctx context.Context, read func() (T, error)) (T, error) {
+	cur, err := read()
+	if err != nil || b.have {
+		return cur, err
+	}
+	b.prev, b.have = cur, true
+	if err := b.pause(ctx, b.firstGap); err != nil {
+		var zero T
+		return zero, err
+	}
+	return read()
 }
 
 // cpuTimes are sums of /proc/stat's aggregate counters, in USER_HZ ticks.
@@ -52,8 +81,7 @@ func newCPULoad(procRoot string) *cpuload {
 	return &cpuload{
 		root:     procRoot,
 		path:     filepath.Join(procRoot, "stat"),
-		firstGap: 100 * time.Millisecond,
-		pause:    sleepCtx,
+		baseline: newBaseline[cpuTimes](),
 	}
 }
 
@@ -64,20 +92,9 @@ func (c *cpuload) Measure(ctx context.Context) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
-	cur, err := c.read(ctx)
+	cur, err := c.advance(ctx, func() (cpuTimes, error) { return c.read(ctx) })
 	if err != nil {
 		return 0, err
-	}
-	if !c.have {
-		// No baseline: the cumulative counters since boot say nothing
-		// about the load now, so take a short second sample.
-		c.prev, c.have = cur, true
-		if err := c.pause(ctx, c.firstGap); err != nil {
-			return 0, err
-		}
-		if cur, err = c.read(ctx); err != nil {
-			return 0, err
-		}
 	}
 
 	// Only the sums are checked for going backwards. A single field may
