@@ -171,7 +171,7 @@ func (l *agentLayer) globals(el *errorList, b block) {
 		case "connection-retries":
 			a.ConnectionRetries, err = parseCount(e.value)
 		case "master-timeout":
-			if a.MasterTimeout, err = ParseDuration(e.value); err == nil && a.MasterTimeout <= 2*DefaultKeepaliveInterval {
+			if a.MasterTimeout, err = parseTimer(e.value, MinMasterTimeout, "it bounds the handshake and must outlast the master's keepalive-interval"); err == nil && a.MasterTimeout <= 2*DefaultKeepaliveInterval {
 				// The HOWTO: a master-timeout close to the master's
 				// keepalive-interval makes the agent reconnect needlessly.
 				l.warnings.add(e.line, e.key, "%v is close to the master's default keepalive-interval of %v; the agent may time out needlessly", a.MasterTimeout, DefaultKeepaliveInterval)
@@ -262,7 +262,7 @@ func parseService(el *errorList, b block) (s Service, ok bool) {
 		switch {
 		case haveKind && specFor(kind, e.key) != nil:
 			spec := specFor(kind, e.key)
-			if err := checkMonitorValue(spec.Type, e.value); err != nil {
+			if err := checkMonitorValue(spec, e.value); err != nil {
 				el.badValue(e, err)
 			} else {
 				s.Params[e.key] = e.value
@@ -334,13 +334,13 @@ func acceptedKeys(k monitor.Kind) string {
 // checkMonitorValue checks a monitor key by the type monitor.Lookup gives.
 // The monitor package parses the value again when it starts; checking here
 // makes -t catch the mistake.
-func checkMonitorValue(t monitor.ValueType, v string) error {
-	switch t {
+func checkMonitorValue(spec *monitor.KeySpec, v string) error {
+	switch spec.Type {
 	case monitor.TypeHealth:
 		_, err := parseRange(v, 0, 100)
 		return err
 	case monitor.TypeDuration:
-		_, err := ParseDuration(v)
+		_, err := parseTimer(v, spec.Min, spec.MinWhy)
 		return err
 	case monitor.TypeString:
 		_, err := nonEmpty(v, "value")
@@ -349,7 +349,7 @@ func checkMonitorValue(t monitor.ValueType, v string) error {
 		_, err := nonEmpty(v, "path")
 		return err
 	}
-	return fmt.Errorf("internal error: unknown value type %d", t)
+	return fmt.Errorf("internal error: unknown value type %d", spec.Type)
 }
 
 // duplicateServices reports a second [service] for a protocol and port:

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/logging"
+	"github.com/lvs-feedbackd/feedbackd/internal/monitor"
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 )
 
@@ -722,5 +724,83 @@ func TestREADMESamples(t *testing.T) {
 	}
 	if _, err := LoadAgent(path); err != nil {
 		t.Errorf("README agent sample: %v", err)
+	}
+}
+
+// TestTimerFloors: each timer is accepted at its floor and refused just
+// below it, with the error at the key's line (issue 13: -t passed
+// keepalive-timeout = 0.0000001).
+func TestTimerFloors(t *testing.T) {
+	master := []struct {
+		key   string
+		floor time.Duration
+		get   func(*Master) time.Duration
+	}{
+		{"keepalive-interval", MinKeepaliveInterval, func(m *Master) time.Duration { return m.KeepaliveInterval }},
+		{"keepalive-timeout", MinKeepaliveTimeout, func(m *Master) time.Duration { return m.KeepaliveTimeout }},
+		{"removal-interval", MinRemovalInterval, func(m *Master) time.Duration { return m.RemovalInterval }},
+		{"handshake-timeout", MinHandshakeTimeout, func(m *Master) time.Duration { return m.HandshakeTimeout }},
+	}
+	for _, c := range master {
+		m := mustMaster(t, fmt.Sprintf("%s = %v\n%s", c.key, c.floor, minimalVS))
+		if got := c.get(m); got != c.floor {
+			t.Errorf("%s = %v: got %v", c.key, c.floor, got)
+		}
+		_, err := ParseMaster("m.conf", []byte(fmt.Sprintf("loglevel = INFO\n%s = %v\n%s", c.key, c.floor-time.Nanosecond, minimalVS)))
+		if err == nil {
+			t.Errorf("%s = %v accepted", c.key, c.floor-time.Nanosecond)
+			continue
+		}
+		es := parseErrors(t, err)
+		if len(es) != 1 || es[0].Line != 2 || es[0].Key != c.key || !strings.Contains(es[0].Msg, "too short (at least "+c.floor.String()) {
+			t.Errorf("%s below its floor: %v", c.key, err)
+		}
+	}
+
+	a := mustAgent(t, fmt.Sprintf("master-timeout = %v\n", MinMasterTimeout))
+	if a.MasterTimeout != MinMasterTimeout {
+		t.Errorf("master-timeout at the floor: %v", a.MasterTimeout)
+	}
+	_, err := ParseAgent("a.conf", []byte(fmt.Sprintf("master-timeout = %v\n", MinMasterTimeout-time.Nanosecond)))
+	if es := parseErrors(t, err); len(es) != 1 || es[0].Line != 1 || es[0].Key != "master-timeout" {
+		t.Errorf("master-timeout below its floor: %v", err)
+	}
+
+	// The monitors' own timers, with the floors the monitor package declares.
+	svc := "director = 192.0.2.1\n[service]\nname = web\nprotocol = tcp\nport = 80\nforwarding = DR\n"
+	for _, c := range []struct {
+		lines, key string
+		floor      time.Duration
+	}{
+		{"monitor = constant\nvalue = 50\n", "interval", monitor.MinInterval},
+		{"monitor = cpuload\n", "interval", monitor.MinInterval},
+		{"monitor = exec\ncommand = true\n", "timeout", monitor.MinTimeout},
+		{"monitor = perl\nfile = x.pl\n", "timeout", monitor.MinTimeout},
+	} {
+		text := svc + c.lines
+		a := mustAgent(t, fmt.Sprintf("%s%s = %v\n", text, c.key, c.floor))
+		if got := a.Services[0].Params[c.key]; got != c.floor.String() {
+			t.Errorf("%s%s at the floor: %q", c.lines, c.key, got)
+		}
+		_, err := ParseAgent("a.conf", []byte(fmt.Sprintf("%s%s = %v\n", text, c.key, c.floor-time.Microsecond)))
+		line := strings.Count(text, "\n") + 1
+		if es := parseErrors(t, err); len(es) != 1 || es[0].Line != line || es[0].Key != c.key {
+			t.Errorf("%s%s below its floor: want line %d: %v", c.lines, c.key, line, err)
+		}
+	}
+}
+
+// TestKeepaliveDeathRelation: (1 + keepalive-retries) × keepalive-timeout
+// must fit in a time.Duration; the largest product that fits is accepted.
+func TestKeepaliveDeathRelation(t *testing.T) {
+	// keepalive-retries is at most 2^31 - 1, so 1 + retries is 2^31, and
+	// 2^32 - 1 ns is the longest timeout whose product still fits.
+	m := mustMaster(t, "keepalive-timeout = 4294967295ns\nkeepalive-retries = 2147483647\n"+minimalVS)
+	if got := time.Duration(1+m.KeepaliveRetries) * m.KeepaliveTimeout; got <= 0 {
+		t.Errorf("accepted, but the product wraps: %v", got)
+	}
+	_, err := ParseMaster("m.conf", []byte("keepalive-timeout = 4294967296ns\nkeepalive-retries = 2147483647\n"+minimalVS))
+	if es := parseErrors(t, err); len(es) != 1 || es[0].Line != 2 || es[0].Key != "keepalive-retries" {
+		t.Errorf("%v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -114,6 +115,20 @@ func ParseMaster(file string, data []byte) (*Master, error) {
 		warn.add(0, "", "no [virtual-service] block: every agent will be answered \"no match\"")
 	}
 
+	// Relations between the timers. keepalive-interval and keepalive-timeout
+	// have none that can break: the interval runs after an answer, the
+	// timeout while one is awaited (internal/master/keepalive.go), so any
+	// pair above the floors works. What can break is their product with the
+	// retries: (1 + keepalive-retries) × keepalive-timeout is when a silent
+	// agent is declared dead and how long a restarted master waits for its
+	// agents, and past time.Duration's range (about 292 years) it wraps
+	// negative, so that every destination taken back at start-up would be
+	// quiesced at once.
+	if t, r := m.KeepaliveTimeout, m.KeepaliveRetries; t > 0 && int64(r)+1 > math.MaxInt64/int64(t) {
+		line, key := laterKey(blocks, "keepalive-timeout", "keepalive-retries")
+		el.add(line, key, "(1 + keepalive-retries) × keepalive-timeout = (1 + %d) × %v, the time after which a silent agent is dead, is longer than the master can count (about 292 years)", r, t)
+	}
+
 	// The agent drops the connection after master-timeout without data;
 	// a keepalive-interval near the agents' default would make every agent
 	// reconnect in a loop.
@@ -147,7 +162,7 @@ func (m *Master) globals(el *errorList, warn *warnings, b block) {
 				warn.add(e.line, e.key, "%s", w)
 			}
 		case "handshake-timeout":
-			m.HandshakeTimeout, err = ParseDuration(e.value)
+			m.HandshakeTimeout, err = parseTimer(e.value, MinHandshakeTimeout, "an agent needs two round trips to register")
 		case "max-sessions":
 			m.MaxSessions, err = parseRange(e.value, 1, 1<<20)
 		case "max-services":
@@ -161,13 +176,13 @@ func (m *Master) globals(el *errorList, warn *warnings, b block) {
 		case "loglevel":
 			m.LogLevel, err = logging.ParseLevel(e.value)
 		case "keepalive-interval":
-			m.KeepaliveInterval, err = ParseDuration(e.value)
+			m.KeepaliveInterval, err = parseTimer(e.value, MinKeepaliveInterval, "shorter, the master polls every agent in a busy loop")
 		case "keepalive-timeout":
-			m.KeepaliveTimeout, err = ParseDuration(e.value)
+			m.KeepaliveTimeout, err = parseTimer(e.value, MinKeepaliveTimeout, "shorter, healthy agents miss it and are declared dead")
 		case "keepalive-retries":
 			m.KeepaliveRetries, err = parseCount(e.value)
 		case "removal-interval":
-			m.RemovalInterval, err = ParseDuration(e.value)
+			m.RemovalInterval, err = parseTimer(e.value, MinRemovalInterval, "each pass reads the whole IPVS table back")
 		case "listen":
 			m.Listen, err = parseListen(e.value)
 		default:
@@ -270,13 +285,27 @@ func (w *warnings) strings() []string {
 }
 
 // lineOf finds the line of a global key, 0 when it was not set.
-func (w *warnings) lineOf(blocks []block, key string) int {
+func (w *warnings) lineOf(blocks []block, key string) int { return globalLine(blocks, key) }
+
+// globalLine finds the line of a global key, 0 when it was not set.
+func globalLine(blocks []block, key string) int {
 	for _, e := range blocks[0].entries {
 		if e.key == key {
 			return e.line
 		}
 	}
 	return 0
+}
+
+// laterKey picks, of two global keys whose values conflict, the one set
+// further down the file (the one set at all, if the other is left at its
+// default), so that the error points at the line most likely just edited.
+func laterKey(blocks []block, a, b string) (int, string) {
+	la, lb := globalLine(blocks, a), globalLine(blocks, b)
+	if lb > la {
+		return lb, b
+	}
+	return la, a
 }
 
 func nonEmpty(s, what string) (string, error) {

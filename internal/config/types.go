@@ -58,6 +58,40 @@ const (
 	MinSecretLen = 16
 )
 
+// Floors of the timers. A timer below its floor cannot do its job even on
+// a healthy network: it fires before the event it waits for can happen, or
+// the work it paces runs back to back. -t and a reload refuse such values
+// (issue 13: keepalive-timeout = 0.0000001 passed -t and, reloaded, made
+// every KEEPALIVE time out and quiesced every healthy realserver).
+const (
+	// A period between two KEEPALIVEs to one agent. Below 10 ms the
+	// period is the scale of the scheduler's own delays on a loaded host,
+	// so the timer measures those instead of the agent, and every agent
+	// costs the master more than a hundred messages a second.
+	MinKeepaliveInterval = 10 * time.Millisecond
+	// A wait for an answer, and the deadline of every write to an agent.
+	// It must cover a round trip plus the delays of two loaded hosts
+	// (scheduling, GC, a full socket buffer draining); on a LAN the round
+	// trip is well under a millisecond, the delays reach tens of
+	// milliseconds. Below 100 ms healthy agents are declared dead.
+	MinKeepaliveTimeout = 100 * time.Millisecond
+	// INIT, INIT_ACK, (AUTH,) START: two round trips, same reasoning as
+	// MinKeepaliveTimeout.
+	MinHandshakeTimeout = 100 * time.Millisecond
+	// Each removal pass also reads the whole IPVS table back and diffs
+	// it (40 ms for 1000 destinations, docs/benchmarks.md); below a
+	// second the passes would run back to back on a large director and
+	// starve the owner loop that applies the agents' reports.
+	MinRemovalInterval = 1 * time.Second
+	// The agent's master-timeout is also its deadline for the whole
+	// handshake, in which the master records the realserver in its state
+	// file before START_ACK (a write and fsync: tens to hundreds of
+	// milliseconds on a busy disk); and it must outlast the
+	// master's keepalive-interval. Below a second an agent would drop
+	// healthy connections, and each drop quiesces its realserver.
+	MinMasterTimeout = 1 * time.Second
+)
+
 // DefaultListen is all addresses, port 3262.
 var DefaultListen = ":3262"
 

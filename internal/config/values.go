@@ -48,6 +48,19 @@ func ParseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// parseTimer is ParseDuration with a floor, for a timer that cannot work
+// below it; why says what goes wrong, for the operator.
+func parseTimer(s string, floor time.Duration, why string) (time.Duration, error) {
+	d, err := ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if d < floor {
+		return 0, fmt.Errorf("%v is too short (at least %v: %s)", d, floor, why)
+	}
+	return d, nil
+}
+
 // parseCount reads a non-negative integer such as keepalive-retries.
 func parseCount(s string) (int, error) {
 	if !digitsRE.MatchString(s) {

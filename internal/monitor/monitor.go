@@ -39,7 +39,7 @@ func New(kind string, params map[string]string, opts Options) (Monitor, error) {
 		return nil, fmt.Errorf("unknown monitor %q (known: %s)", kind, strings.Join(Names(), ", "))
 	}
 	if v, ok := params["interval"]; ok {
-		if _, err := parsePositiveDuration("interval", v); err != nil {
+		if _, err := parsePositiveDuration("interval", v, MinInterval); err != nil {
 			return nil, fmt.Errorf("monitor %s: %w", name, err)
 		}
 	}
@@ -84,7 +84,7 @@ func Interval(params map[string]string) time.Duration {
 	if !ok {
 		return DefaultInterval
 	}
-	d, err := parsePositiveDuration("interval", v)
+	d, err := parsePositiveDuration("interval", v, MinInterval)
 	if err != nil {
 		return DefaultInterval
 	}
@@ -97,7 +97,7 @@ func timeoutParam(params map[string]string) (time.Duration, error) {
 	if !ok {
 		return DefaultTimeout, nil
 	}
-	return parsePositiveDuration("timeout", v)
+	return parsePositiveDuration("timeout", v, MinTimeout)
 }
 
 // parseDuration accepts the config's duration syntax: seconds as a bare
@@ -118,15 +118,18 @@ func parseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// parsePositiveDuration is parseDuration for keys where zero or less makes
-// no sense (a zero ticker period panics; a zero timeout fails every sample).
-func parsePositiveDuration(key, s string) (time.Duration, error) {
+// parsePositiveDuration is parseDuration for keys with a floor (a zero
+// ticker period panics; a zero timeout fails every sample).
+func parsePositiveDuration(key, s string, floor time.Duration) (time.Duration, error) {
 	d, err := parseDuration(s)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", key, err)
 	}
 	if d <= 0 {
 		return 0, fmt.Errorf("%s: %q must be greater than zero", key, s)
+	}
+	if d < floor {
+		return 0, fmt.Errorf("%s: %v is too short (at least %v)", key, d, floor)
 	}
 	return d, nil
 }

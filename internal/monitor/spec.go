@@ -27,6 +27,10 @@ type KeySpec struct {
 	Type     ValueType
 	Required bool
 	Help     string
+	// Min is the floor of a TypeDuration key, and MinWhy what goes wrong
+	// below it (for the error message).
+	Min    time.Duration
+	MinWhy string
 }
 
 // Kind describes one built-in monitor.
@@ -43,11 +47,27 @@ const (
 	DefaultInterval = 1 * time.Second
 	DefaultTimeout  = 5 * time.Second // exec and perl: below the master's keepalive-timeout
 	StaleAfter      = 3
+
+	// MinInterval is the floor of "interval": below 10 ms the period is
+	// the scale of the scheduler's own delays on a loaded host, so a
+	// sampler would run back to back, and cpuload's /proc/stat counts
+	// (10 ms ticks) would have nothing to compare.
+	MinInterval = 10 * time.Millisecond
+	// MinTimeout is the floor of exec's and perl's "timeout": starting
+	// /bin/sh alone takes milliseconds, tens of them on a loaded host, and
+	// a get_health() call is a round trip to the perl process. Below
+	// 100 ms healthy commands would be killed and the health unknown.
+	MinTimeout = 100 * time.Millisecond
+)
+
+const (
+	whyInterval = "shorter, the monitor would sample in a busy loop"
+	whyTimeout  = "shorter, a healthy check is killed before it can answer"
 )
 
 // commonKeys are accepted by every monitor.
 var commonKeys = []KeySpec{
-	{Name: "interval", Type: TypeDuration, Help: "seconds between samples (default 1)"},
+	{Name: "interval", Type: TypeDuration, Help: "seconds between samples (default 1)", Min: MinInterval, MinWhy: whyInterval},
 }
 
 var kinds = map[string]Kind{
@@ -59,11 +79,11 @@ var kinds = map[string]Kind{
 	}},
 	"exec": {Name: "exec", Keys: []KeySpec{
 		{Name: "command", Type: TypeString, Required: true, Help: "run by /bin/sh -c; the first number on stdout is the health"},
-		{Name: "timeout", Type: TypeDuration, Help: "seconds before the command is killed and the health is unknown (default 5)"},
+		{Name: "timeout", Type: TypeDuration, Help: "seconds before the command is killed and the health is unknown (default 5)", Min: MinTimeout, MinWhy: whyTimeout},
 	}},
 	"perl": {Name: "perl", Keys: []KeySpec{
 		{Name: "file", Type: TypePath, Required: true, Help: "Perl script defining get_health()"},
-		{Name: "timeout", Type: TypeDuration, Help: "seconds get_health() may take (default 5)"},
+		{Name: "timeout", Type: TypeDuration, Help: "seconds get_health() may take (default 5)", Min: MinTimeout, MinWhy: whyTimeout},
 	}},
 }
 
