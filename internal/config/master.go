@@ -18,7 +18,7 @@ import (
 // its default is the hardest kind of mistake to find on a live director.
 var (
 	masterGlobalKeys = []string{"logfile", "loglevel", "keepalive-interval", "keepalive-timeout", "keepalive-retries", "removal-interval", "listen",
-		"allow", "trust-agent-address", "secret-file", "handshake-timeout", "max-sessions", "max-services", "weight-threshold", "weight-max-step"}
+		"allow", "trust-agent-address", "secret-file", "handshake-timeout", "max-sessions", "max-sessions-per-address", "max-services", "weight-threshold", "weight-max-step"}
 	virtualKeys = []string{"name", "address", "protocol", "port", "scheduler", "max-weight"}
 )
 
@@ -49,18 +49,19 @@ func ParseMaster(file string, data []byte) (*Master, error) {
 	blocks, errs := scan(file, data)
 	el := &errorList{file: file, errs: errs}
 	m := &Master{
-		File:              file,
-		LogLevel:          DefaultLogLevel,
-		KeepaliveInterval: DefaultKeepaliveInterval,
-		KeepaliveTimeout:  DefaultKeepaliveTimeout,
-		KeepaliveRetries:  DefaultKeepaliveRetries,
-		RemovalInterval:   DefaultRemovalInterval,
-		Listen:            DefaultListen,
-		HandshakeTimeout:  DefaultHandshakeTimeout,
-		MaxSessions:       DefaultMaxSessions,
-		MaxServices:       DefaultMaxServices,
-		WeightThreshold:   DefaultWeightThreshold,
-		WeightMaxStep:     DefaultWeightMaxStep,
+		File:                  file,
+		LogLevel:              DefaultLogLevel,
+		KeepaliveInterval:     DefaultKeepaliveInterval,
+		KeepaliveTimeout:      DefaultKeepaliveTimeout,
+		KeepaliveRetries:      DefaultKeepaliveRetries,
+		RemovalInterval:       DefaultRemovalInterval,
+		Listen:                DefaultListen,
+		HandshakeTimeout:      DefaultHandshakeTimeout,
+		MaxSessions:           DefaultMaxSessions,
+		MaxSessionsPerAddress: DefaultMaxSessionsPerAddress,
+		MaxServices:           DefaultMaxServices,
+		WeightThreshold:       DefaultWeightThreshold,
+		WeightMaxStep:         DefaultWeightMaxStep,
 	}
 	var warn warnings
 	warn.file = file
@@ -165,6 +166,8 @@ func (m *Master) globals(el *errorList, warn *warnings, b block) {
 			m.HandshakeTimeout, err = parseTimer(e.value, MinHandshakeTimeout, "an agent needs two round trips to register")
 		case "max-sessions":
 			m.MaxSessions, err = parseRange(e.value, 1, 1<<20)
+		case "max-sessions-per-address":
+			m.MaxSessionsPerAddress, err = parseRange(e.value, 1, 1<<20)
 		case "max-services":
 			m.MaxServices, err = parseRange(e.value, 1, necp.MaxServices)
 		case "weight-threshold":

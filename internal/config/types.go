@@ -43,6 +43,11 @@ const (
 	// default leaves room above that and stays well under the unit's
 	// LimitNOFILE of 65536.
 	DefaultMaxSessions = 25000
+	// DefaultMaxSessionsPerAddress bounds the connections from one source
+	// address, so that one host cannot take every max-sessions slot and
+	// lock the others out. A realserver runs a few agent instances, not
+	// hundreds; NAT in front of many realservers needs it raised.
+	DefaultMaxSessionsPerAddress = 64
 	// A realserver offers a handful of services; 64 is generous and bounds
 	// what one agent can make the master allocate and write to IPVS.
 	DefaultMaxServices = 64
@@ -121,7 +126,9 @@ type Master struct {
 	// Limits.
 	HandshakeTimeout time.Duration // INIT (and AUTH) and START must arrive within this after accept
 	MaxSessions      int           // open agent connections, handshakes included
-	MaxServices      int           // distinct services one agent may START
+	// MaxSessionsPerAddress: open connections from one source address.
+	MaxSessionsPerAddress int
+	MaxServices           int // distinct services one agent may START
 
 	// Damping, in percent of each virtual service's max-weight.
 	WeightThreshold int // a change of this much or less is not written
@@ -202,6 +209,9 @@ func (a *Agent) WarningLines() []string {
 func (m *Master) FillLimits() {
 	if m.HandshakeTimeout <= 0 {
 		m.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if m.MaxSessionsPerAddress <= 0 {
+		m.MaxSessionsPerAddress = DefaultMaxSessionsPerAddress
 	}
 	if m.MaxSessions <= 0 {
 		m.MaxSessions = DefaultMaxSessions

@@ -20,7 +20,7 @@ func BenchmarkOwnerPass(b *testing.B) {
 			tb := newTestTable()
 			for i := 0; i < n; i++ {
 				peer := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 4000)
-				tb.join(sessionID(i+1), peer, []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+				joinT(tb, sessionID(i+1), peer, []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
 			}
 			for _, o := range tb.diff() {
 				tb.applied(o, nil)

@@ -45,7 +45,7 @@ func dampedTable(t *testing.T, thresholdPct, maxStepPct int) *table {
 	cfg := testConfig()
 	cfg.WeightThreshold, cfg.WeightMaxStep = thresholdPct, maxStepPct
 	tb := newTable(cfg, slog.New(slog.DiscardHandler))
-	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoTCP, 80, necp.ForwardDR)}, t0)
+	joinT(tb, 1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoTCP, 80, necp.ForwardDR)}, t0)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 80, Health: 50}}, t0)
 	apply(t, tb)
 	return tb

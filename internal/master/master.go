@@ -78,8 +78,10 @@ type Master struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	perAddr  map[netip.Addr]int // open sessions per source address (under mu)
 	summary  atomic.Pointer[Summary]
 	refused  refusals // used by the accept goroutine only
+	peerLogs peerLogs
 }
 
 // New checks the options; nothing is touched until Run.
@@ -104,6 +106,7 @@ func New(cfg *config.Master, opts Options) (*Master, error) {
 		log:      opts.Logger,
 		events:   make(chan event, 1024),
 		sessions: map[*session]struct{}{},
+		perAddr:  map[netip.Addr]int{},
 	}
 	cfg.FillLimits()
 	m.cfg.Store(cfg)
@@ -205,17 +208,23 @@ func (m *Master) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup
 			continue
 		}
 		m.mu.Lock()
-		full := len(m.sessions) >= cfg.MaxSessions
-		if !full {
+		reason := ""
+		switch {
+		case m.perAddr[peer.Addr()] >= cfg.MaxSessionsPerAddress:
+			reason = "max-sessions-per-address reached"
+		case len(m.sessions) >= cfg.MaxSessions:
+			reason = "max-sessions reached"
+		default:
 			s := m.newSession(c, peer)
 			m.sessions[s] = struct{}{}
+			m.perAddr[peer.Addr()]++
 			wg.Add(1)
 			go m.serve(ctx, s, wg)
 		}
 		m.mu.Unlock()
-		if full {
+		if reason != "" {
 			c.Close()
-			m.refused.note(m.log, peer, "max-sessions reached", time.Now())
+			m.refused.note(m.log, peer, reason, time.Now())
 		}
 	}
 }
@@ -226,6 +235,9 @@ func (m *Master) serve(ctx context.Context, s *session, wg *sync.WaitGroup) {
 	s.run(ctx)
 	m.mu.Lock()
 	delete(m.sessions, s)
+	if m.perAddr[s.peer.Addr()]--; m.perAddr[s.peer.Addr()] <= 0 {
+		delete(m.perAddr, s.peer.Addr())
+	}
 	m.mu.Unlock()
 	wg.Done()
 }
@@ -264,10 +276,19 @@ func (m *Master) Reload(ctx context.Context, cfg *config.Master) error {
 type event interface{ isEvent() }
 
 type joinEvent struct {
-	sid   sessionID
-	peer  netip.AddrPort
+	sid  sessionID
+	peer netip.AddrPort
+	// auth is the shared secret this session proved with AUTH, nil when
+	// it proved none. The owner checks it against the configuration in
+	// force when the START arrives and at every reload, so a secret added
+	// or changed by a reload reaches sessions that started before it.
+	auth  []byte
 	recs  []necp.ServiceRecord
 	reply chan []necp.Status
+	// kick closes the session's connection; the owner calls it for a
+	// session the current access policy no longer admits. It must be
+	// safe to call from the owner goroutine, more than once.
+	kick func(reason string)
 }
 type healthEvent struct {
 	sid  sessionID

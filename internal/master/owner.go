@@ -25,8 +25,10 @@ type owner struct {
 }
 
 type pendingJoin struct {
+	sid   sessionID
 	reply chan []necp.Status
 	st    []necp.Status
+	ids   [][]destID // per record, the destinations it offered
 }
 
 // maxBatch bounds how many queued events one pass takes before writing to
@@ -58,10 +60,35 @@ func (o *owner) start(now time.Time) error {
 	if err != nil {
 		return err
 	}
+	if len(owned) == 0 {
+		n := 0
+		for _, ds := range kernel {
+			n += len(ds)
+		}
+		if n > 0 {
+			// Either another tool manages these, or the state file of an
+			// earlier run was lost: then they are ours, but nothing can
+			// prove it, and they will not be touched.
+			o.m.log.Warn("the state file lists no destinations, but IPVS has some under the configured virtual services; they are treated as not feedbackd's and left alone",
+				"destinations", n, "state_file", fmt.Sprint(o.store))
+		}
+	}
 	o.t.adopt(kernel, owned, now)
+	if svcs, err := o.kv.Services(); err == nil {
+		have := map[ipvs.ServiceKey]bool{}
+		for _, s := range svcs {
+			have[s.ServiceKey] = true
+		}
+		o.t.pruneDormant(have)
+	}
 	o.t.resync(kernel, now)
 	o.t.clean()
-	o.saveIfChanged()
+	// Written at once, even unchanged: a master that cannot record what it
+	// creates must say so now, not accept agents and lose track of them.
+	if err := o.store.Save(o.t.owned()); err != nil {
+		return fmt.Errorf("cannot record owned destinations in the state file: %w", err)
+	}
+	o.t.recordedAll()
 	o.nextResync = now.Add(o.t.cfg.RemovalInterval)
 	o.publish()
 	return nil
@@ -136,16 +163,25 @@ func (o *owner) run(ctx context.Context) {
 			}
 		case <-timer.C:
 		}
-		now := time.Now()
-		o.timers(now)
-		o.apply()
-		o.saveIfChanged()
-		o.replyJoins()
-		o.publish()
+		o.pass(time.Now())
 		if o.m.opts.OnLoop != nil {
 			o.m.opts.OnLoop()
 		}
 	}
+}
+
+// pass does the work that follows a batch of events (or a timer): timers,
+// ownership recorded before anything is added to the kernel, the IPVS
+// writes, START answers, the status line. It takes the time as an argument
+// so that the simulation test (sim_test.go) drives the real owner on a
+// virtual clock.
+func (o *owner) pass(now time.Time) {
+	o.timers(now)
+	o.saveIfChanged()
+	o.apply()
+	o.saveIfChanged()
+	o.replyJoins()
+	o.publish()
 }
 
 // arm sets the timer to the earliest of: the table's next deadline, the
@@ -164,8 +200,8 @@ func (o *owner) arm(timer *time.Timer, now time.Time) {
 func (o *owner) handle(ev event, now time.Time) {
 	switch ev := ev.(type) {
 	case joinEvent:
-		st := o.t.join(ev.sid, ev.peer, ev.recs, now)
-		o.pendingJoins = append(o.pendingJoins, pendingJoin{ev.reply, st})
+		st, ids := o.t.join(ev, now)
+		o.pendingJoins = append(o.pendingJoins, pendingJoin{ev.sid, ev.reply, st, ids})
 	case healthEvent:
 		o.t.health(ev.sid, ev.recs, now)
 	case stopEvent:
@@ -225,12 +261,9 @@ func (o *owner) apply() {
 		var err error
 		switch op.kind {
 		case "add":
+			// EEXIST is not turned into an update: the destination is
+			// another tool's (applied disowns it).
 			err = o.kv.AddDestination(op.id.Service, op.dest)
-			if errors.Is(err, os.ErrExist) {
-				// Already there (e.g. added by a write whose reply was
-				// lost): write it in full instead.
-				err = o.kv.UpdateDestination(op.id.Service, op.dest)
-			}
 		case "update":
 			err = o.kv.UpdateDestination(op.id.Service, op.dest)
 		case "delete":
@@ -253,21 +286,44 @@ func (o *owner) apply() {
 	o.t.clean()
 }
 
+// saveIfChanged writes the state file when the set of owned destinations
+// changed. When it cannot, new destinations are given up rather than added
+// unrecorded; removed ones stay listed, which is harmless.
 func (o *owner) saveIfChanged() {
 	if !o.t.ownedChanged {
 		return
 	}
 	if err := o.store.Save(o.t.owned()); err != nil {
-		o.m.log.Error("saving state failed", "err", err)
+		n := o.t.unrecordable()
+		o.m.log.Error("cannot record owned destinations in the state file; new realservers are refused until it can",
+			"err", err, "refused", n, "reason", "state file not writable")
 		return
 	}
-	o.t.ownedChanged = false
+	o.t.recordedAll()
 }
 
-// replyJoins answers START only after the destinations are in IPVS and the
-// state file records them, so an agent that sees START_ACK is really there.
+// replyJoins answers START only after the destinations are recorded in
+// the state file and in IPVS, so an agent that sees "accepted" is really
+// there: a record whose destinations could not be recorded or written, or
+// turned out to be another tool's, is answered "refused".
 func (o *owner) replyJoins() {
 	for _, p := range o.pendingJoins {
+		si := o.t.sessions[p.sid]
+		for i, ids := range p.ids {
+			if p.st[i] != necp.StatusAccepted {
+				continue
+			}
+			ok := false
+			for _, id := range ids {
+				e := o.t.entries[id]
+				if _, offered := si.offerOf(id); offered && e != nil && e.inKernel && e.recorded {
+					ok = true
+				}
+			}
+			if !ok {
+				p.st[i] = necp.StatusRefused
+			}
+		}
 		p.reply <- p.st // buffered: never blocks
 	}
 	o.pendingJoins = o.pendingJoins[:0]
@@ -296,8 +352,13 @@ func (o *owner) reload(cfg *config.Master, now time.Time) error {
 		return err
 	}
 	o.m.cfg.Store(cfg)
-	o.t.rematch(now)
 	kernel, err := o.readKernel()
+	if err != nil {
+		// Still applied: nothing is adopted or marked foreign without a
+		// read, and an add that meets another tool's entry is refused.
+		kernel = nil
+	}
+	o.t.rematch(kernel, now)
 	if err != nil {
 		return err
 	}

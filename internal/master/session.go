@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/logging"
@@ -37,6 +38,21 @@ type session struct {
 	state  int // sWaitInit, sWaitStart, sActive
 	ka     keepalive
 	joined bool
+	// authed is the secret this session proved with AUTH (nil: none). The
+	// owner compares it with the secret in force at START and at every
+	// reload, so a secret added or changed by a reload reaches sessions
+	// that are already connected.
+	authed []byte
+	// kicked is set, with the reason, when the owner closes the session
+	// because the access policy no longer admits it.
+	kicked atomic.Pointer[string]
+	// starts bounds how often the agent may START: each START can turn
+	// into IPVS writes (a changed forwarding method is one per
+	// destination), and one session must not set the kernel's write rate.
+	starts bucket
+	// strays counts messages only a master sends, or AUTH nobody asked
+	// for: a few are a confused agent, many are a peer writing the log.
+	strays int
 	// lastHealth is the last health list forwarded to the owner. An
 	// unchanged report is not forwarded: in steady state a KEEPALIVE then
 	// costs a write and a read here and nothing in the owner (the table
@@ -45,10 +61,44 @@ type session struct {
 	sentHealth bool
 }
 
-// log returns the logger with this agent's address. It is built on
-// demand: a per-session slog.Logger would cost a handler clone for each of
-// 20 000 sessions, and sessions rarely log.
-func (s *session) log() *slog.Logger { return s.m.log.With("agent", s.peer.String()) }
+// logAt logs one line about this agent, within the per-address budget
+// (peerLogs): every line here is one a peer can cause. The logger with the
+// agent's address is built on demand: a per-session slog.Logger would cost
+// a handler clone for each of 20 000 sessions, and sessions rarely log.
+func (s *session) logAt(level slog.Level, msg string, args ...any) {
+	ctx := context.Background()
+	if !s.m.log.Enabled(ctx, level) {
+		return
+	}
+	ok, suppressed := s.m.peerLogs.allow(s.peer.Addr(), time.Now())
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed_lines", suppressed)
+	}
+	s.m.log.With("agent", s.peer.String()).Log(ctx, level, msg, args...)
+}
+
+func (s *session) warn(msg string, args ...any)  { s.logAt(slog.LevelWarn, msg, args...) }
+func (s *session) info(msg string, args ...any)  { s.logAt(slog.LevelInfo, msg, args...) }
+func (s *session) debug(msg string, args ...any) { s.logAt(slog.LevelDebug, msg, args...) }
+
+// kick closes the connection for the owner; the read that fails next ends
+// the session with this reason.
+func (s *session) kick(reason string) {
+	s.kicked.CompareAndSwap(nil, &reason)
+	s.conn.Close()
+}
+
+const (
+	// startBurst STARTs at once, then one per startEvery: an agent sends
+	// one START per connection, so only a misbehaving one meets the limit.
+	startBurst = 8
+	startEvery = time.Second
+	// maxStrays: stray messages tolerated before the connection is closed.
+	maxStrays = 8
+)
 
 const (
 	sWaitInit  = iota
@@ -100,7 +150,7 @@ func (s *session) begin(ctx context.Context) {
 	// a minute, is dropped after handshake-timeout all the same.
 	s.handshake = time.Now().Add(s.m.cfg.Load().HandshakeTimeout)
 	if s.m.log.Enabled(ctx, slog.LevelDebug) {
-		s.log().Debug("agent connected")
+		s.debug("agent connected")
 	}
 }
 
@@ -143,41 +193,44 @@ func (s *session) loop(ctx context.Context) string {
 // onReadError handles a read that returned err: a deadline runs the
 // keepalive timer; anything else ends the session with a reason.
 func (s *session) onReadError(ctx context.Context, err error) (reason string) {
+	if r := s.kicked.Load(); r != nil {
+		return "closed by the master: " + *r // the owner has logged it
+	}
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		switch {
 		case errors.Is(err, io.EOF) && s.state == sWaitAuth:
 			// What an agent without the secret does on seeing the
 			// challenge: worth a WARN here too, since the agent's own log
 			// is on another machine.
-			s.log().Warn("agent refused: it closed the connection instead of proving the shared secret (secret-file)",
+			s.warn("agent refused: it closed the connection instead of proving the shared secret (secret-file)",
 				"reason", "not authenticated")
 			return "not authenticated"
 		case errors.Is(err, io.EOF):
-			s.log().Info("agent closed the connection")
+			s.info("agent closed the connection")
 			return "agent closed the connection"
 		case errors.Is(err, necp.ErrMalformed):
-			s.log().Warn("malformed message from agent; closing its connection", "err", err)
+			s.warn("malformed message from agent; closing its connection", "err", err)
 			return "protocol error"
 		case ctx.Err() != nil:
 			return "master stopping"
 		}
-		s.log().Info("connection lost", "err", err)
+		s.info("connection lost", "err", err)
 		return "connection lost"
 	}
 	if s.state != sActive {
-		s.log().Warn("agent did not complete the handshake in time; closing", "timeout", s.m.cfg.Load().HandshakeTimeout)
+		s.warn("agent did not complete the handshake in time; closing", "timeout", s.m.cfg.Load().HandshakeTimeout)
 		return "handshake timed out"
 	}
 	switch act, seq := s.ka.onTimer(time.Now()); act {
 	case kaSend:
 		if s.ka.sends > 1 {
-			s.log().Info("keepalive unanswered; resending", "seq", seq, "attempt", s.ka.sends)
+			s.info("keepalive unanswered; resending", "seq", seq, "attempt", s.ka.sends)
 		}
 		if !s.write(necp.TypeKeepalive, seq, nil) {
 			return "write failed"
 		}
 	case kaDead:
-		s.log().Warn("agent declared dead: keepalives unanswered",
+		s.warn("agent declared dead: keepalives unanswered",
 			"timeout", s.ka.timeout, "retries", s.ka.retries)
 		return "keepalives unanswered"
 	}
@@ -188,17 +241,17 @@ func (s *session) onReadError(ctx context.Context, err error) (reason string) {
 func (s *session) handle(ctx context.Context, now time.Time) bool {
 	m := &s.msg
 	if m.Version != necp.Version {
-		s.log().Debug("agent speaks another protocol version; parsing anyway", "version", m.Version)
+		s.debug("agent speaks another protocol version; parsing anyway", "version", m.Version)
 	}
 	if s.m.log.Enabled(ctx, logging.LevelVDebug) {
 		// Guarded: the arguments would be boxed on every message even
 		// when the level is off, and this runs 10 000 times a second.
-		s.log().Log(ctx, logging.LevelVDebug, "received", "type", m.Type.String(), "seq", m.Seq)
+		s.logAt(logging.LevelVDebug, "received", "type", m.Type.String(), "seq", m.Seq)
 	}
 	switch m.Type {
 	case necp.TypeInit:
 		if s.state != sWaitInit {
-			s.log().Warn("INIT in the middle of a session; closing")
+			s.warn("INIT in the middle of a session; closing")
 			return false
 		}
 		if secret := s.m.cfg.Load().Secret; secret != nil {
@@ -210,29 +263,36 @@ func (s *session) handle(ctx context.Context, now time.Time) bool {
 		return s.write(necp.TypeInitAck, m.Seq, nil)
 	case necp.TypeAuth:
 		if s.state != sWaitAuth {
-			s.log().Debug("AUTH not asked for; skipped")
-			return true
+			s.debug("AUTH not asked for; skipped")
+			return s.stray()
 		}
-		if !necp.Verify(s.m.cfg.Load().Secret, s.challenge, m.Auth) {
-			s.log().Warn("agent refused: it does not know the shared secret (secret-file)", "reason", "authentication failed")
+		secret := s.m.cfg.Load().Secret
+		if !necp.Verify(secret, s.challenge, m.Auth) {
+			s.warn("agent refused: it does not know the shared secret (secret-file)", "reason", "authentication failed")
 			return false
 		}
-		s.log().Debug("agent authenticated")
+		s.debug("agent authenticated")
+		s.authed = secret
 		s.state = sWaitStart
 		return true
 	case necp.TypeStart:
 		switch s.state {
 		case sWaitInit:
-			s.log().Warn("START before INIT; closing")
+			s.warn("START before INIT; closing")
 			return false
 		case sWaitAuth:
-			s.log().Warn("agent refused: START without AUTH, and this master requires the shared secret (secret-file)",
+			s.warn("agent refused: START without AUTH, and this master requires the shared secret (secret-file)",
 				"reason", "not authenticated")
+			return false
+		}
+		if !s.starts.take(now, startBurst, startEvery) {
+			s.warn("agent closed: it sends START faster than a working agent does",
+				"limit_per_second", float64(time.Second)/float64(startEvery), "reason", "START flood")
 			return false
 		}
 		reply := make(chan []necp.Status, 1)
 		recs := append([]necp.ServiceRecord(nil), m.Services...)
-		if !s.send(ctx, joinEvent{sid: s.id, peer: s.peer, recs: recs, reply: reply}) {
+		if !s.send(ctx, joinEvent{sid: s.id, peer: s.peer, auth: s.authed, recs: recs, reply: reply, kick: s.kick}) {
 			return false
 		}
 		var st []necp.Status
@@ -258,7 +318,7 @@ func (s *session) handle(ctx context.Context, now time.Time) bool {
 		return true
 	case necp.TypeKeepaliveAck:
 		if s.state != sActive {
-			s.log().Warn("KEEPALIVE_ACK before START; closing")
+			s.warn("KEEPALIVE_ACK before START; closing")
 			return false
 		}
 		// Timers come from the current configuration at every answered
@@ -267,7 +327,7 @@ func (s *session) handle(ctx context.Context, now time.Time) bool {
 		cfg := s.m.cfg.Load()
 		s.ka.interval, s.ka.timeout, s.ka.retries = cfg.KeepaliveInterval, cfg.KeepaliveTimeout, cfg.KeepaliveRetries
 		if !s.ka.onAck(m.Seq, now) {
-			s.log().Debug("KEEPALIVE_ACK matches no outstanding KEEPALIVE; skipped", "seq", m.Seq)
+			s.debug("KEEPALIVE_ACK matches no outstanding KEEPALIVE; skipped", "seq", m.Seq)
 			return true
 		}
 		if s.sentHealth && slices.Equal(s.lastHealth, m.Health) {
@@ -279,7 +339,7 @@ func (s *session) handle(ctx context.Context, now time.Time) bool {
 		return s.send(ctx, healthEvent{sid: s.id, recs: recs})
 	case necp.TypeStop:
 		if s.state != sActive {
-			s.log().Warn("STOP before START; closing")
+			s.warn("STOP before START; closing")
 			return false
 		}
 		recs := append([]necp.ServiceRecord(nil), m.Services...)
@@ -290,12 +350,23 @@ func (s *session) handle(ctx context.Context, now time.Time) bool {
 	case necp.TypeNoop:
 		return true
 	case necp.TypeInitAck, necp.TypeKeepalive, necp.TypeStartAck, necp.TypeStopAck:
-		s.log().Warn("agent sent a master's message; skipped", "type", m.Type.String())
-		return true
+		s.warn("agent sent a master's message; skipped", "type", m.Type.String())
+		return s.stray()
 	default:
-		s.log().Debug("unknown message type; skipped", "type", m.Type.String())
+		s.debug("unknown message type; skipped", "type", m.Type.String())
 		return true
 	}
+}
+
+// stray counts a message that has no place in this session; past
+// maxStrays the connection is closed.
+func (s *session) stray() bool {
+	s.strays++
+	if s.strays > maxStrays {
+		s.warn("agent closed: too many messages that have no place in the protocol", "reason", "protocol error")
+		return false
+	}
+	return true
 }
 
 // writeAuth sends an INIT_ACK carrying a challenge.
@@ -322,7 +393,7 @@ func (s *session) flush() bool {
 		_, err = s.conn.Write(s.wbuf)
 	}
 	if err != nil {
-		s.log().Info("write to agent failed", "type", typ.String(), "err", err)
+		s.info("write to agent failed", "type", typ.String(), "err", err)
 		return false
 	}
 	return true

@@ -32,6 +32,8 @@ type Store interface {
 // leaves either the old or the new list.
 type FileStore struct{ Path string }
 
+func (f FileStore) String() string { return f.Path }
+
 func (f FileStore) Load() ([]Ref, error) {
 	data, err := os.ReadFile(f.Path)
 	if os.IsNotExist(err) {
@@ -80,7 +82,18 @@ func (f FileStore) Save(refs []Ref) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), f.Path)
+	if err := os.Rename(tmp.Name(), f.Path); err != nil {
+		return err
+	}
+	// The rename is durable only once the directory is: without this a
+	// power cut can bring back the old list, and with it a master that
+	// has forgotten destinations it created.
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func formatRef(r Ref) string {
@@ -130,6 +143,8 @@ type MemoryStore struct {
 	mu   sync.Mutex
 	refs []Ref
 }
+
+func (m *MemoryStore) String() string { return "(in memory)" }
 
 func (m *MemoryStore) Load() ([]Ref, error) {
 	m.mu.Lock()

@@ -53,6 +53,7 @@ func rec(proto uint8, port uint16, fwd necp.Forwarding) necp.ServiceRecord {
 func apply(t testing.TB, tb *table) []string {
 	t.Helper()
 	var out []string
+	tb.recordedAll() // the owner records ownership before it writes
 	for _, o := range tb.diff() {
 		out = append(out, fmt.Sprintf("%s %s w=%d %s", o.kind, o.id, o.dest.Weight, o.dest.Forwarding))
 		tb.applied(o, nil)
@@ -70,11 +71,20 @@ func expectOps(t *testing.T, tb *table, want ...string) {
 	}
 }
 
+// joinT STARTs recs for session sid as an agent at peer that proved no
+// secret, and returns the statuses the table decided.
+func joinT(tb *table, sid sessionID, p netip.AddrPort, recs []necp.ServiceRecord, now time.Time) []necp.Status {
+	st, _ := tb.join(joinEvent{sid: sid, peer: p, recs: recs}, now)
+	// What the owner does before it writes: record ownership.
+	tb.recordedAll()
+	return st
+}
+
 func newTestTable() *table { return newTable(testConfig(), slog.New(slog.DiscardHandler)) }
 
 func TestJoinMatchesByProtocolAndPort(t *testing.T) {
 	tb := newTestTable()
-	st := tb.join(1, peer(rs1), []necp.ServiceRecord{
+	st := joinT(tb, 1, peer(rs1), []necp.ServiceRecord{
 		rec(necp.ProtoTCP, 80, necp.ForwardDR),  // two VIPs on port 80
 		rec(necp.ProtoUDP, 53, necp.ForwardNAT), // one
 		rec(necp.ProtoTCP, 25, necp.ForwardNAT), // none
@@ -121,7 +131,7 @@ func TestRecordAddressClaims(t *testing.T) {
 			tb := newTable(cfg, slog.New(slog.DiscardHandler))
 			r := rec(necp.ProtoUDP, 53, necp.ForwardTUN)
 			r.Address = c.claim
-			if st := tb.join(1, peer(rs1), []necp.ServiceRecord{r}, t0); st[0] != c.want {
+			if st := joinT(tb, 1, peer(rs1), []necp.ServiceRecord{r}, t0); st[0] != c.want {
 				t.Fatalf("status %v, want %v", st, c.want)
 			}
 			expectOps(t, tb, c.ops...)
@@ -137,12 +147,12 @@ func TestMaxServices(t *testing.T) {
 	tb := newTable(cfg, slog.New(slog.DiscardHandler))
 	recs := []necp.ServiceRecord{rec(necp.ProtoTCP, 80, necp.ForwardDR), rec(necp.ProtoUDP, 53, necp.ForwardDR)}
 	for range 1000 {
-		tb.join(1, peer(rs1), recs, t0)
+		joinT(tb, 1, peer(rs1), recs, t0)
 	}
 	if n := len(tb.sessions[1].started); n != 2 {
 		t.Fatalf("1000 identical STARTs left %d records", n)
 	}
-	st := tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoTCP, 8080, necp.ForwardDR), rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
+	st := joinT(tb, 1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoTCP, 8080, necp.ForwardDR), rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
 	if st[0] != necp.StatusRefused || st[1] != necp.StatusAccepted {
 		t.Fatalf("statuses %v: want the third service refused and a known one accepted", st)
 	}
@@ -157,7 +167,7 @@ func TestMaxServices(t *testing.T) {
 
 func TestHealthSetsWeightAndOnlyChangesAreWritten(t *testing.T) {
 	tb := newTestTable()
-	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
+	joinT(tb, 1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
 	apply(t, tb)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 80, Health: 75}}, t0)
 	// max-weight 100 → 75; max-weight 10 → round(7.5) = 8.
@@ -184,7 +194,7 @@ func TestHealthSetsWeightAndOnlyChangesAreWritten(t *testing.T) {
 
 func TestUpdateKeepsKernelFields(t *testing.T) {
 	tb := newTestTable()
-	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardDR)}, t0)
+	joinT(tb, 1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardDR)}, t0)
 	apply(t, tb)
 	e := tb.entries[id(vip1, necp.ProtoUDP, 53, rs1)]
 	e.kernel.UpperThreshold, e.kernel.LowerThreshold = 500, 100 // set by an admin
@@ -198,7 +208,7 @@ func TestUpdateKeepsKernelFields(t *testing.T) {
 
 func TestGoneQuiescesThenRemovalWaitsForConnections(t *testing.T) {
 	tb := newTestTable()
-	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	joinT(tb, 1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 60}}, t0)
 	apply(t, tb)
 
@@ -231,7 +241,7 @@ func TestGoneQuiescesThenRemovalWaitsForConnections(t *testing.T) {
 
 func TestRejoinInsideRemovalWindowReusesEntries(t *testing.T) {
 	tb := newTestTable()
-	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	joinT(tb, 1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 60}}, t0)
 	apply(t, tb)
 	tb.stop(1, nil, "agent sent STOP", t0)
@@ -239,7 +249,7 @@ func TestRejoinInsideRemovalWindowReusesEntries(t *testing.T) {
 	tb.gone(1, "closed", t0)
 
 	// A new connection from the same realserver: no add, the entry is reused.
-	if st := tb.join(2, netip.AddrPortFrom(rs1, 40001), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0.Add(5*time.Second)); st[0] != necp.StatusAccepted {
+	if st := joinT(tb, 2, netip.AddrPortFrom(rs1, 40001), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0.Add(5*time.Second)); st[0] != necp.StatusAccepted {
 		t.Fatal(st)
 	}
 	expectOps(t, tb)
@@ -252,7 +262,7 @@ func TestRejoinInsideRemovalWindowReusesEntries(t *testing.T) {
 
 func TestStopOneServiceKeepsTheOthers(t *testing.T) {
 	tb := newTestTable()
-	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT), rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
+	joinT(tb, 1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT), rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 50}, {Protocol: necp.ProtoTCP, Port: 80, Health: 50}}, t0)
 	apply(t, tb)
 	tb.stop(1, []necp.ServiceRecord{{Protocol: necp.ProtoUDP, Port: 53}}, "agent sent STOP", t0)
@@ -266,8 +276,8 @@ func TestStopOneServiceKeepsTheOthers(t *testing.T) {
 
 func TestSessionsFromOneIPAreSeparate(t *testing.T) {
 	tb := newTestTable()
-	tb.join(1, netip.AddrPortFrom(rs1, 1000), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
-	tb.join(2, netip.AddrPortFrom(rs1, 1001), []necp.ServiceRecord{rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
+	joinT(tb, 1, netip.AddrPortFrom(rs1, 1000), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	joinT(tb, 2, netip.AddrPortFrom(rs1, 1001), []necp.ServiceRecord{rec(necp.ProtoTCP, 80, necp.ForwardNAT)}, t0)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 50}}, t0)
 	apply(t, tb)
 	tb.gone(1, "closed", t0)
@@ -281,9 +291,9 @@ func TestSessionsFromOneIPAreSeparate(t *testing.T) {
 
 func TestNewestSessionTakesOver(t *testing.T) {
 	tb := newTestTable()
-	tb.join(1, netip.AddrPortFrom(rs1, 1000), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	joinT(tb, 1, netip.AddrPortFrom(rs1, 1000), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
 	apply(t, tb)
-	tb.join(2, netip.AddrPortFrom(rs1, 1001), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	joinT(tb, 2, netip.AddrPortFrom(rs1, 1001), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 10}}, t0) // stale session: ignored
 	tb.health(2, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 70}}, t0)
 	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=70 Masq")
@@ -298,7 +308,7 @@ func TestForeignDestinationsAreNeverTouched(t *testing.T) {
 	}
 	tb.adopt(k, nil, t0)
 	tb.resync(k, t0)
-	st := tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	st := joinT(tb, 1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
 	if st[0] != necp.StatusRefused {
 		t.Fatalf("claiming a foreign destination: %v", st)
 	}
@@ -319,7 +329,7 @@ func TestRestartAdoptsOwnEntriesAtTheirWeight(t *testing.T) {
 	tb.clean()
 	expectOps(t, tb) // a restart writes nothing
 	// The agent comes back and reports: the weight follows, forwarding kept.
-	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardDR)}, t0.Add(time.Second))
+	joinT(tb, 1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardDR)}, t0.Add(time.Second))
 	expectOps(t, tb)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 43}}, t0)
 	expectOps(t, tb, "update UDP 192.0.2.1:53 -> 10.0.0.11:53 w=43 Route")
@@ -341,8 +351,8 @@ func TestOrphanQuiescedAfterGrace(t *testing.T) {
 
 func TestResyncRestoresForeignEditsAndRespectsManualRemoval(t *testing.T) {
 	tb := newTestTable()
-	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
-	tb.join(2, peer(rs2), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	joinT(tb, 1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	joinT(tb, 2, peer(rs2), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoUDP, Port: 53, Health: 50}}, t0)
 	apply(t, tb)
 	tb.gone(2, "closed", t0)
@@ -363,13 +373,13 @@ func TestResyncRestoresForeignEditsAndRespectsManualRemoval(t *testing.T) {
 
 func TestRematchPicksUpNewVirtualService(t *testing.T) {
 	tb := newTestTable()
-	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoTCP, 443, necp.ForwardNAT)}, t0)
+	joinT(tb, 1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoTCP, 443, necp.ForwardNAT)}, t0)
 	tb.health(1, []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 443, Health: 80}}, t0)
 	expectOps(t, tb)
 	cfg := testConfig()
 	cfg.VirtualServices = append(cfg.VirtualServices, config.VirtualService{Name: "https", Address: vip1, Protocol: necp.ProtoTCP, Port: 443, Scheduler: "wrr", MaxWeight: 100})
 	tb.cfg = cfg
-	tb.rematch(t0)
+	tb.rematch(nil, t0)
 	// The session's latest report is remembered: sessions forward only
 	// changed reports, so the new destination must not wait for one.
 	expectOps(t, tb, "add TCP 192.0.2.1:443 -> 10.0.0.11:443 w=80 Masq")
@@ -377,7 +387,7 @@ func TestRematchPicksUpNewVirtualService(t *testing.T) {
 
 func TestFailedWriteIsRetried(t *testing.T) {
 	tb := newTestTable()
-	tb.join(1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
+	joinT(tb, 1, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}, t0)
 	for _, o := range tb.diff() {
 		tb.applied(o, fmt.Errorf("netlink: EBUSY"))
 	}

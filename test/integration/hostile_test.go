@@ -191,6 +191,55 @@ func TestMaxSessions(t *testing.T) {
 	joinedAgent(t, c, "127.0.0.45", 50)
 }
 
+// TestMaxSessionsPerAddress: one host opening connections in a loop gets
+// max-sessions-per-address of them, the refusal log names that host (not
+// the next one to connect), and an agent from another address still joins.
+func TestMaxSessionsPerAddress(t *testing.T) {
+	cfg := masterConfig()
+	cfg.MaxSessions = 10
+	cfg.MaxSessionsPerAddress = 3
+	c := startCluster(t, cfg)
+	var hog []*rawAgent
+	for range 3 {
+		hog = append(hog, dialRaw(t, c, "127.0.0.46"))
+	}
+	c.waitFor("three sessions", 5*time.Second, func() bool { return c.m.Sessions() == 3 })
+	for range 20 {
+		extra := dialRaw(t, c, "127.0.0.46")
+		closedByMaster(t, extra.conn, 5*time.Second)
+	}
+	c.waitLog(`agent=127.0.0.46:`, 5*time.Second)
+	c.waitLog(`reason="max-sessions-per-address reached"`, 5*time.Second)
+	joinedAgent(t, c, "127.0.0.47", 50)
+	if n := strings.Count(c.logs.String(), `reason="max-sessions-per-address reached"`); n != 1 {
+		t.Fatalf("%d refusal lines for 20 refusals within 10 s, want 1 (rate-limited per address)", n)
+	}
+}
+
+// TestStrayMessagesClosed: a peer that writes a stream of master-only
+// frames after INIT is closed after a few, and writes a bounded number of
+// log lines, not one per frame.
+func TestStrayMessagesClosed(t *testing.T) {
+	c := startCluster(t, masterConfig())
+	good := joinedAgent(t, c, "127.0.0.48", 40)
+	r := dialRaw(t, c, "127.0.0.49")
+	r.send(necp.Message{Type: necp.TypeInit, Seq: 1})
+	r.recv()
+	frame, _ := (&necp.Message{Type: necp.TypeKeepalive, Seq: 7}).MarshalBinary()
+	var burst []byte
+	for range 10000 {
+		burst = append(burst, frame...)
+	}
+	r.conn.Write(burst) // may fail part-way once the master closes: fine
+	closedByMaster(t, r.conn, 5*time.Second)
+	c.waitLog(`agent closed: too many messages`, 5*time.Second)
+	if n := strings.Count(c.logs.String(), "agent=127.0.0.49:"); n > 30 {
+		t.Fatalf("%d log lines about one peer's 10 000 stray frames", n)
+	}
+	good.answer(41)
+	c.waitWeight("127.0.0.48", 41, 5*time.Second)
+}
+
 func TestOversizedFrameClosesOnlyThatConnection(t *testing.T) {
 	c := startCluster(t, masterConfig())
 	good := joinedAgent(t, c, "127.0.0.50", 44)
@@ -206,8 +255,9 @@ func TestOversizedFrameClosesOnlyThatConnection(t *testing.T) {
 
 // TestStartFlood: one agent STARTs the largest lists a frame can carry,
 // again and again. Its session stays bounded by max-services, the extra
-// services are refused in the START_ACK, and the master goes on polling
-// the agent next to it.
+// services are refused in the START_ACK, the START rate is bounded (the
+// burst of 8 is answered, the next START at once closes the connection),
+// and the master goes on polling the agent next to it.
 func TestStartFlood(t *testing.T) {
 	c := startCluster(t, masterConfig())
 	good := joinedAgent(t, c, "127.0.0.60", 30)
@@ -216,7 +266,7 @@ func TestStartFlood(t *testing.T) {
 	f.send(necp.Message{Type: necp.TypeInit, Seq: 1})
 	f.recv()
 	svcs := make([]necp.ServiceRecord, necp.MaxServices)
-	for round := range 20 {
+	for round := range 8 {
 		for i := range svcs {
 			svcs[i] = necp.ServiceRecord{Protocol: necp.ProtoTCP, Port: uint16(1000 + round*necp.MaxServices + i), Forwarding: necp.ForwardDR}
 		}
@@ -243,6 +293,9 @@ func TestStartFlood(t *testing.T) {
 		}
 	}
 	c.waitLog(`reason="max-services reached"`, 5*time.Second)
+	f.send(necp.Message{Type: necp.TypeStart, Seq: 99, Services: svcs[:1]})
+	closedByMaster(t, f.conn, 5*time.Second)
+	c.waitLog(`reason="START flood"`, 5*time.Second)
 	good.answer(31)
 	c.waitWeight("127.0.0.60", 31, 5*time.Second)
 	if n := len(c.weights()); n != 2 {
@@ -284,7 +337,8 @@ func TestIdleFloodDoesNotStarveAgents(t *testing.T) {
 		t.Fatalf("RLIMIT_NOFILE is %d; this test needs %d (raise it with ulimit -n)", lim.Cur, need)
 	}
 	cfg := masterConfig()
-	cfg.HandshakeTimeout = time.Minute // the flood stays for the whole test
+	cfg.HandshakeTimeout = time.Minute        // the flood stays for the whole test
+	cfg.MaxSessionsPerAddress = idle + agents // all of them come from 127.0.0.1
 	c := startCluster(t, cfg)
 
 	var conns []net.Conn
