@@ -263,6 +263,12 @@ func (t *table) withdraw(e *entry, sid sessionID, reason string, now time.Time) 
 		t.elect(e, now)
 		return
 	}
+	if !e.inKernel {
+		// Never added (a failed write, or removed by hand while active):
+		// there is nothing to quiesce, and adding it at 0 would be wrong.
+		t.drop(e.id)
+		return
+	}
 	t.quiesce(e, reason, now)
 }
 

@@ -180,7 +180,7 @@ func (o *owner) pass(now time.Time) {
 	o.saveIfChanged()
 	o.apply()
 	o.saveIfChanged()
-	o.replyJoins()
+	o.replyJoins(now)
 	o.publish()
 }
 
@@ -306,7 +306,7 @@ func (o *owner) saveIfChanged() {
 // the state file and in IPVS, so an agent that sees "accepted" is really
 // there: a record whose destinations could not be recorded or written, or
 // turned out to be another tool's, is answered "refused".
-func (o *owner) replyJoins() {
+func (o *owner) replyJoins(now time.Time) {
 	for _, p := range o.pendingJoins {
 		si := o.t.sessions[p.sid]
 		for i, ids := range p.ids {
@@ -322,6 +322,13 @@ func (o *owner) replyJoins() {
 			}
 			if !ok {
 				p.st[i] = necp.StatusRefused
+				// Refused means refused: the offer goes, so that a write
+				// retried later cannot add what the agent was told is out.
+				for _, id := range ids {
+					if _, offered := si.offerOf(id); offered {
+						o.t.withdrawOffer(si, p.sid, id, "could not be added to IPVS", now)
+					}
+				}
 			}
 		}
 		p.reply <- p.st // buffered: never blocks
