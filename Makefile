@@ -19,8 +19,17 @@ build: $(BIN)/feedbackd-master $(BIN)/feedbackd-agent $(BIN)/feedbackd-agent-syn
 $(BIN)/feedbackd-master $(BIN)/feedbackd-agent $(BIN)/feedbackd-agent-sync:
 	$(GOBUILD) -o $@ ./cmd/$(notdir $@)
 
-# The README's test command: static checks, then every test.
-test: vet unit
+# The README's test command: what it needs beyond Go (test/readme/needs.sh:
+# as root it installs the missing packages, otherwise it stops and prints
+# the apt-get line), static checks, then every test. The prerequisites run
+# left to right, so nothing runs before the check.
+test: test-needs vet unit
+
+.PHONY: test-needs demo-needs
+test-needs:
+	@GO='$(GO)' ./test/readme/needs.sh test
+demo-needs:
+	@GO='$(GO)' ./test/readme/needs.sh demo
 
 vet:
 	@out=$$(gofmt -l cmd internal test); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -29,8 +38,9 @@ vet:
 unit:
 	$(GO) test -count=1 ./...
 
-# The README's demo: a master (--without-ipvs) and three agents on loopback.
-demo: build
+# The README's demo: a master (--without-ipvs) and three agents on loopback;
+# it checks its own story and exits 1 naming the step that failed.
+demo: demo-needs build
 	./test/demo/demo.sh $(BIN)
 
 # Benchmarks whose figures go in docs/benchmarks.md.
