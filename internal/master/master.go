@@ -22,7 +22,6 @@ import (
 
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
-	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 )
 
 // Options are the master's outside connections, all injectable.
@@ -270,45 +269,3 @@ func (m *Master) Reload(ctx context.Context, cfg *config.Master) error {
 		return ctx.Err()
 	}
 }
-
-// ---- events from sessions to the owner ----
-
-type event interface{ isEvent() }
-
-type joinEvent struct {
-	sid  sessionID
-	peer netip.AddrPort
-	// auth is the shared secret this session proved with AUTH, nil when
-	// it proved none. The owner checks it against the configuration in
-	// force when the START arrives and at every reload, so a secret added
-	// or changed by a reload reaches sessions that started before it.
-	auth  []byte
-	recs  []necp.ServiceRecord
-	reply chan []necp.Status
-	// kick closes the session's connection; the owner calls it for a
-	// session the current access policy no longer admits. It must be
-	// safe to call from the owner goroutine, more than once.
-	kick func(reason string)
-}
-type healthEvent struct {
-	sid  sessionID
-	recs []necp.HealthRecord
-}
-type stopEvent struct {
-	sid  sessionID
-	recs []necp.ServiceRecord
-}
-type goneEvent struct {
-	sid    sessionID
-	reason string
-}
-type reloadEvent struct {
-	cfg  *config.Master
-	done chan error
-}
-
-func (joinEvent) isEvent()   {}
-func (healthEvent) isEvent() {}
-func (stopEvent) isEvent()   {}
-func (goneEvent) isEvent()   {}
-func (reloadEvent) isEvent() {}

@@ -237,7 +237,8 @@ func (s *session) onReadError(ctx context.Context, err error) (reason string) {
 	return ""
 }
 
-// handle acts on one message; false closes the connection.
+// handle acts on one message; false closes the connection. Each message
+// type has its own method below; this only dispatches.
 func (s *session) handle(ctx context.Context, now time.Time) bool {
 	m := &s.msg
 	if m.Version != necp.Version {
@@ -250,112 +251,139 @@ func (s *session) handle(ctx context.Context, now time.Time) bool {
 	}
 	switch m.Type {
 	case necp.TypeInit:
-		if s.state != sWaitInit {
-			s.warn("INIT in the middle of a session; closing")
-			return false
-		}
-		if secret := s.m.cfg.Load().Secret; secret != nil {
-			s.challenge = necp.NewChallenge()
-			s.state = sWaitAuth
-			return s.writeAuth(necp.TypeInitAck, m.Seq, s.challenge)
-		}
-		s.state = sWaitStart
-		return s.write(necp.TypeInitAck, m.Seq, nil)
+		return s.onInit(m)
 	case necp.TypeAuth:
-		if s.state != sWaitAuth {
-			s.debug("AUTH not asked for; skipped")
-			return s.stray()
-		}
-		secret := s.m.cfg.Load().Secret
-		if !necp.Verify(secret, s.challenge, m.Auth) {
-			s.warn("agent refused: it does not know the shared secret (secret-file)", "reason", "authentication failed")
-			return false
-		}
-		s.debug("agent authenticated")
-		s.authed = secret
-		s.state = sWaitStart
-		return true
+		return s.onAuth(m)
 	case necp.TypeStart:
-		switch s.state {
-		case sWaitInit:
-			s.warn("START before INIT; closing")
-			return false
-		case sWaitAuth:
-			s.warn("agent refused: START without AUTH, and this master requires the shared secret (secret-file)",
-				"reason", "not authenticated")
-			return false
-		}
-		if !s.starts.take(now, startBurst, startEvery) {
-			s.warn("agent closed: it sends START faster than a working agent does",
-				"limit_per_second", float64(time.Second)/float64(startEvery), "reason", "START flood")
-			return false
-		}
-		reply := make(chan []necp.Status, 1)
-		recs := append([]necp.ServiceRecord(nil), m.Services...)
-		if !s.send(ctx, joinEvent{sid: s.id, peer: s.peer, auth: s.authed, recs: recs, reply: reply, kick: s.kick}) {
-			return false
-		}
-		var st []necp.Status
-		select {
-		case st = <-reply:
-		case <-ctx.Done():
-			return false
-		}
-		s.joined = true
-		// A START may add destinations: the next report goes to the owner
-		// even if it is unchanged.
-		s.sentHealth = false
-		if !s.write(necp.TypeStartAck, m.Seq, st) {
-			return false
-		}
-		if s.state != sActive {
-			// First KEEPALIVE right after START_ACK, so the first real
-			// weight arrives without waiting a whole interval.
-			cfg := s.m.cfg.Load()
-			s.ka = newKeepalive(cfg.KeepaliveInterval, cfg.KeepaliveTimeout, cfg.KeepaliveRetries, now)
-			s.state = sActive
-		}
-		return true
+		return s.onStart(ctx, m, now)
 	case necp.TypeKeepaliveAck:
-		if s.state != sActive {
-			s.warn("KEEPALIVE_ACK before START; closing")
-			return false
-		}
-		// Timers come from the current configuration at every answered
-		// KEEPALIVE, so a reload's keepalive-* settings reach sessions
-		// that started before it.
-		cfg := s.m.cfg.Load()
-		s.ka.interval, s.ka.timeout, s.ka.retries = cfg.KeepaliveInterval, cfg.KeepaliveTimeout, cfg.KeepaliveRetries
-		if !s.ka.onAck(m.Seq, now) {
-			s.debug("KEEPALIVE_ACK matches no outstanding KEEPALIVE; skipped", "seq", m.Seq)
-			return true
-		}
-		if s.sentHealth && slices.Equal(s.lastHealth, m.Health) {
-			return true
-		}
-		s.lastHealth = append(s.lastHealth[:0], m.Health...)
-		s.sentHealth = true
-		recs := append([]necp.HealthRecord(nil), m.Health...)
-		return s.send(ctx, healthEvent{sid: s.id, recs: recs})
+		return s.onKeepaliveAck(ctx, m, now)
 	case necp.TypeStop:
-		if s.state != sActive {
-			s.warn("STOP before START; closing")
-			return false
-		}
-		recs := append([]necp.ServiceRecord(nil), m.Services...)
-		if !s.send(ctx, stopEvent{sid: s.id, recs: recs}) {
-			return false
-		}
-		return s.write(necp.TypeStopAck, m.Seq, nil)
+		return s.onStop(ctx, m)
 	case necp.TypeNoop:
 		return true
 	case necp.TypeInitAck, necp.TypeKeepalive, necp.TypeStartAck, necp.TypeStopAck:
 		s.warn("agent sent a master's message; skipped", "type", m.Type.String())
 		return s.stray()
 	default:
+		// Skipped for forward compatibility (necp-protocol.md §4); the
+		// line is DEBUG and within the peer's log budget.
 		s.debug("unknown message type; skipped", "type", m.Type.String())
 		return true
 	}
+}
+
+func (s *session) onInit(m *necp.Message) bool {
+	if s.state != sWaitInit {
+		s.warn("INIT in the middle of a session; closing", "reason", "protocol error")
+		return false
+	}
+	if secret := s.m.cfg.Load().Secret; secret != nil {
+		s.challenge = necp.NewChallenge()
+		s.state = sWaitAuth
+		return s.writeAuth(necp.TypeInitAck, m.Seq, s.challenge)
+	}
+	s.state = sWaitStart
+	return s.write(necp.TypeInitAck, m.Seq, nil)
+}
+
+func (s *session) onAuth(m *necp.Message) bool {
+	if s.state != sWaitAuth {
+		s.debug("AUTH not asked for; skipped")
+		return s.stray()
+	}
+	secret := s.m.cfg.Load().Secret
+	if !necp.Verify(secret, s.challenge, m.Auth) {
+		s.warn("agent refused: it does not know the shared secret (secret-file)", "reason", "authentication failed")
+		return false
+	}
+	s.debug("agent authenticated")
+	s.authed = secret
+	s.state = sWaitStart
+	return true
+}
+
+// onStart hands the services to the owner and answers with what it
+// decided; the owner answers only once the destinations are recorded and
+// in IPVS.
+func (s *session) onStart(ctx context.Context, m *necp.Message, now time.Time) bool {
+	switch s.state {
+	case sWaitInit:
+		s.warn("START before INIT; closing", "reason", "protocol error")
+		return false
+	case sWaitAuth:
+		s.warn("agent refused: START without AUTH, and this master requires the shared secret (secret-file)",
+			"reason", "not authenticated")
+		return false
+	}
+	if !s.starts.take(now, startBurst, startEvery) {
+		s.warn("agent closed: it sends START faster than a working agent does",
+			"limit_per_second", float64(time.Second)/float64(startEvery), "reason", "START flood")
+		return false
+	}
+	reply := make(chan []necp.Status, 1)
+	recs := append([]necp.ServiceRecord(nil), m.Services...)
+	if !s.send(ctx, joinEvent{sid: s.id, peer: s.peer, auth: s.authed, recs: recs, reply: reply, kick: s.kick}) {
+		return false
+	}
+	var st []necp.Status
+	select {
+	case st = <-reply:
+	case <-ctx.Done():
+		return false
+	}
+	s.joined = true
+	// A START may add destinations: the next report goes to the owner
+	// even if it is unchanged.
+	s.sentHealth = false
+	if !s.write(necp.TypeStartAck, m.Seq, st) {
+		return false
+	}
+	if s.state != sActive {
+		// First KEEPALIVE right after START_ACK, so the first real
+		// weight arrives without waiting a whole interval.
+		cfg := s.m.cfg.Load()
+		s.ka = newKeepalive(cfg.KeepaliveInterval, cfg.KeepaliveTimeout, cfg.KeepaliveRetries, now)
+		s.state = sActive
+	}
+	return true
+}
+
+// onKeepaliveAck forwards a report to the owner, unless it repeats the
+// last one: in steady state a KEEPALIVE then costs the owner nothing.
+func (s *session) onKeepaliveAck(ctx context.Context, m *necp.Message, now time.Time) bool {
+	if s.state != sActive {
+		s.warn("KEEPALIVE_ACK before START; closing", "reason", "protocol error")
+		return false
+	}
+	// Timers come from the current configuration at every answered
+	// KEEPALIVE, so a reload's keepalive-* settings reach sessions that
+	// started before it.
+	cfg := s.m.cfg.Load()
+	s.ka.interval, s.ka.timeout, s.ka.retries = cfg.KeepaliveInterval, cfg.KeepaliveTimeout, cfg.KeepaliveRetries
+	if !s.ka.onAck(m.Seq, now) {
+		s.debug("KEEPALIVE_ACK matches no outstanding KEEPALIVE; skipped", "seq", m.Seq)
+		return true
+	}
+	if s.sentHealth && slices.Equal(s.lastHealth, m.Health) {
+		return true
+	}
+	s.lastHealth = append(s.lastHealth[:0], m.Health...)
+	s.sentHealth = true
+	recs := append([]necp.HealthRecord(nil), m.Health...)
+	return s.send(ctx, healthEvent{sid: s.id, recs: recs})
+}
+
+func (s *session) onStop(ctx context.Context, m *necp.Message) bool {
+	if s.state != sActive {
+		s.warn("STOP before START; closing", "reason", "protocol error")
+		return false
+	}
+	recs := append([]necp.ServiceRecord(nil), m.Services...)
+	if !s.send(ctx, stopEvent{sid: s.id, recs: recs}) {
+		return false
+	}
+	return s.write(necp.TypeStopAck, m.Seq, nil)
 }
 
 // stray counts a message that has no place in this session; past
