@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/cli"
+	"github.com/lvs-feedbackd/feedbackd/internal/config"
+	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
+	"github.com/lvs-feedbackd/feedbackd/internal/master"
+)
+
+const summary = "LVS dynamic feedback: polls feedbackd-agents over NECP and sets IPVS weights from their health."
+
+type options struct {
+	cli.Common
+	dryRun, withoutIPVS bool
+	listen, stateFile   string
+}
+
+func flags(o *options) *cli.Flags {
+	f := cli.NewFlags(prog)
+	f.RegisterCommon(&o.Common, config.DefaultMasterPath)
+	f.Bool(&o.dryRun, "read IPVS but never write it; log what would be written", "n", "dry-run")
+	f.Bool(&o.withoutIPVS, "use an in-memory IPVS table (no kernel ip_vs needed); the table is logged on every change", "without-ipvs")
+	f.String(&o.listen, "", "ADDR", "listen on ADDR (host:port) when not socket-activated; overrides 'listen' in the config", "listen")
+	f.String(&o.stateFile, defaultStateFile, "FILE", "where to keep the list of destinations this master created", "state-file")
+	return f
+}
+
+// backends opens the IPVS implementation and the ownership store the
+// options ask for.
+func backends(o options, log *slog.Logger, logw io.Writer) (ipvs.IPVS, master.Store, error) {
+	var kv ipvs.IPVS
+	var store master.Store = master.FileStore{Path: o.stateFile}
+	if o.withoutIPVS {
+		// The in-memory table is the only place to see what the master
+		// does, so print it after writes; it does not outlive the process,
+		// and neither does the list of what the master created in it.
+		mem := ipvs.NewMemory(nil)
+		kv = ipvs.Observe(mem, ipvs.Printer(mem, logw))
+		store = &master.MemoryStore{}
+	} else {
+		k, err := ipvs.NewKernel(log)
+		if err != nil {
+			return nil, nil, err
+		}
+		kv = k
+	}
+	if o.dryRun {
+		kv = ipvs.NewDryRun(kv, log)
+		// Read which destinations are ours, so that a dry run shows what
+		// the real master would do with them, but never write the file.
+		store = master.ReadOnly(store)
+	}
+	return kv, store, nil
+}
+
+// reload re-reads the configuration on SIGHUP. A broken file keeps the
+// running configuration, and the error names file, line and key.
+func reload(ctx context.Context, m *master.Master, file, listen string, log *slog.Logger) error {
+	newCfg, err := config.LoadMaster(file)
+	if err == nil {
+		if listen != "" {
+			newCfg.Listen = listen
+		}
+		err = m.Reload(ctx, newCfg)
+	}
+	if err != nil {
+		log.Error("reload failed; keeping the running configuration", "err", err)
+		return err
+	}
+	for _, w := range newCfg.Warnings {
+		log.Warn("configuration warning", "warning", w)
+	}
+	return nil
+}
