@@ -2,7 +2,32 @@
 # `make demo` shows it working; `make test` runs the tests.
 
 GO      ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The release version is kept in one place, internal/cli/VERSION (see
+# internal/cli/version.go); -V, --help, the packages and the man pages'
+# .TH lines (checked by test/man) all show it. A build of the commit
+# tagged v$(RELEASE), with no tracked file modified, is exactly $(RELEASE).
+# Any other build is a snapshot, $(RELEASE)+gitYYYYMMDD.N.gHASH[.dirty]
+# (the commit's UTC date, N commits since internal/cli/VERSION last
+# changed): valid for dpkg and rpm alike, and sorted by both after
+# $(RELEASE) and before the next release.
+RELEASE := $(shell cat internal/cli/VERSION)
+VERSION ?= $(shell \
+	if git describe --tags --exact-match --match 'v$(RELEASE)' HEAD >/dev/null 2>&1 && git diff --quiet HEAD -- 2>/dev/null; then \
+		echo '$(RELEASE)'; \
+	elif h=$$(git rev-parse --short=7 HEAD 2>/dev/null); then \
+		b=$$(git log -1 --format=%H -- internal/cli/VERSION); \
+		n=$$(git rev-list --count $${b:+$$b..}HEAD); \
+		d=$$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y%m%d); \
+		git diff --quiet HEAD -- || h=$$h.dirty; \
+		echo '$(RELEASE)'+git$$d.$$n.g$$h; \
+	else \
+		echo '$(RELEASE)+unknown'; \
+	fi)
+# Computed once, so that every binary and package of one make run agrees.
+VERSION := $(VERSION)
+# packaging/build.sh takes the packages' version from here.
+PKG_VERSION ?= $(VERSION)
+export PKG_VERSION
 PKG     := github.com/lvs-feedbackd/feedbackd
 LDFLAGS := -s -w -X $(PKG)/internal/cli.Version=$(VERSION)
 BIN     := bin

@@ -16,9 +16,6 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/logging"
 )
 
-// Version is stamped at build time with -ldflags "-X ...cli.Version=1.2.3".
-var Version = "dev"
-
 // Exit codes, documented in the man pages.
 const (
 	ExitOK    = 0
@@ -85,9 +82,10 @@ func spell(names []string, arg string) string {
 	return strings.Join(parts, ", ")
 }
 
-// Usage prints the option list.
+// Usage prints the version, a summary and the option list.
 func (f *Flags) Usage(w io.Writer, summary string) {
-	fmt.Fprintf(w, "Usage: %s [OPTION]...\n%s\n\nOptions:\n%s\n", f.prog, summary, strings.Join(f.lines, "\n"))
+	fmt.Fprintf(w, "%s %s\nUsage: %s [OPTION]...\n%s\n\nOptions:\n%s\n",
+		f.prog, Version, f.prog, summary, strings.Join(f.lines, "\n"))
 }
 
 // RegisterCommon adds the HOWTO's common options.

@@ -81,3 +81,27 @@ func TestLoggerUnwritableLogfileFallsBack(t *testing.T) {
 		t.Fatalf("writer %v, stderr %q", w, errb.String())
 	}
 }
+
+// --help starts with the version, the one -V prints.
+func TestUsageStartsWithVersion(t *testing.T) {
+	var c Common
+	f := NewFlags("prog")
+	f.RegisterCommon(&c, "/etc/x.conf")
+	var help, version bytes.Buffer
+	f.Usage(&help, "summary")
+	PrintVersion(&version, "prog")
+	if !strings.HasPrefix(help.String(), version.String()) {
+		t.Errorf("--help does not start with %q:\n%s", version.String(), help.String())
+	}
+}
+
+// A build the Makefile did not stamp (this test binary) still says which
+// release it is, and that it is not exactly that release.
+func TestVersionUnstamped(t *testing.T) {
+	if Release == "" || strings.ContainsAny(Release, " \n") {
+		t.Fatalf("Release %q: internal/cli/VERSION must hold one version", Release)
+	}
+	if !strings.HasPrefix(Version, Release+"+") {
+		t.Errorf("Version %q, want %s+...", Version, Release)
+	}
+}
