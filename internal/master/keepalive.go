@@ -74,6 +74,3 @@ func (k *keepalive) onAck(seq uint32, now time.Time) bool {
 	k.next = now.Add(k.interval)
 	return true
 }
-
-// rtt is the time since the outstanding KEEPALIVE was last sent.
-func (k *keepalive) rtt(now time.Time) time.Duration { return now.Sub(k.sentAt) }

@@ -80,7 +80,7 @@ func TestAuthMalformed(t *testing.T) {
 		t.Errorf("encoding AUTH without a method: %v", err)
 	}
 	// Two challenges are never equal.
-	if NewChallenge() == NewChallenge() {
+	if a, b := NewChallenge(), NewChallenge(); a == b {
 		t.Error("two challenges with the same nonce")
 	}
 }

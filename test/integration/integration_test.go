@@ -348,7 +348,6 @@ type rawAgent struct {
 	t    *testing.T
 	conn net.Conn
 	rd   *necp.Reader
-	seq  uint32
 }
 
 func dialRaw(t *testing.T, c *cluster, local string) *rawAgent {

@@ -12,7 +12,6 @@
 package sdnotify
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -219,7 +218,7 @@ func waitListening(t *testing.T, addr string) {
 		}
 		l.Close()
 		if time.Now().After(deadline) {
-			t.Fatal(fmt.Sprintf("systemd-socket-activate never listened on %s", addr))
+			t.Fatalf("systemd-socket-activate never listened on %s", addr)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -74,7 +74,7 @@ func calibrate(d time.Duration) int {
 	// Grow n until one trial takes at least 40 ms of CPU.
 	for {
 		t0 := threadCPU()
-		spin(1, n)
+		runtime.KeepAlive(spin(1, n)) // not optimised away
 		if threadCPU()-t0 >= 40*time.Millisecond || n > 1<<40 {
 			break
 		}
