@@ -522,3 +522,84 @@ func TestReasonsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestReasonsNamedElsewhere checks every REASON= value that another page
+// or document names (REASON="x", `REASON=x`, the list in
+// feedbackd-master.conf(5)'s ACCESS CONTROL, the lists in
+// docs/access-control.md) against the reasons the code gives.
+func TestReasonsNamedElsewhere(t *testing.T) {
+	code := parseSources(t, masterSources...).reasons(t)
+	named := map[string][]string{} // reason -> where
+	note := func(where, r string) {
+		r = strings.TrimSpace(r)
+		if r != "" {
+			named[r] = append(named[r], where)
+		}
+	}
+	inline := []*regexp.Regexp{
+		regexp.MustCompile(`REASON="([^"]+)"`),
+		regexp.MustCompile("`REASON=([^`\"]+)`"),
+		// roff: .BR REASON=address\ not\ in\ allow .
+		regexp.MustCompile(`REASON=((?:[^\s\\"]|\\ )+)`),
+	}
+	docs, err := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := append(docs, filepath.Join(repoRoot, "README.md"))
+	for _, p := range pages(t) {
+		files = append(files, p)
+	}
+	for _, f := range files {
+		rel, _ := filepath.Rel(repoRoot, f)
+		src := readRepo(t, rel)
+		if strings.HasSuffix(f, ".md") {
+			for _, re := range inline[:2] {
+				for _, m := range re.FindAllStringSubmatch(src, -1) {
+					note(rel, m[1])
+				}
+			}
+			continue
+		}
+		src = plain(src)
+		for _, re := range []*regexp.Regexp{inline[0], inline[2]} {
+			for _, m := range re.FindAllStringSubmatch(src, -1) {
+				note(rel, strings.ReplaceAll(m[1], `\ `, " "))
+			}
+		}
+	}
+
+	// feedbackd-master.conf(5): "Refused agents are logged with REASON=
+	// (.RB ( "a" , .BR "b" , ... .BR "z" )) and never reach IPVS."
+	conf := plain(readPage(t, masterConfPage))
+	_, list, ok := strings.Cut(conf, "Refused agents are logged with\n")
+	if list, _, ok2 := strings.Cut(list, "and never reach IPVS"); ok && ok2 {
+		for _, m := range regexp.MustCompile(`(?m)^\.R?BR? \(? ?"([^"]+)"`).FindAllStringSubmatch(list, -1) {
+			note(masterConfPage+" ACCESS CONTROL", m[1])
+		}
+	} else {
+		t.Errorf("%s: no list \"Refused agents are logged with REASON= (...) and never reach IPVS\"", masterConfPage)
+	}
+	// docs/access-control.md: the backquoted reasons of the paragraph
+	// "Every refusal is logged ...".
+	ac := readRepo(t, "docs/access-control.md")
+	if _, para, ok := strings.Cut(ac, "Every refusal is logged"); ok {
+		para, _, _ = strings.Cut(para, "\n\n")
+		for i, code := range strings.Split(para, "`") {
+			if i%2 == 1 && !strings.Contains(code, "=") {
+				note("docs/access-control.md refusals", strings.Join(strings.Fields(code), " "))
+			}
+		}
+	} else {
+		t.Errorf("docs/access-control.md: no paragraph \"Every refusal is logged ...\"")
+	}
+
+	if len(named) < 5 {
+		t.Fatalf("found only %d reasons named in the pages and docs (%v); has their form changed?", len(named), named)
+	}
+	for r, where := range named {
+		if _, ok := code[r]; !ok {
+			t.Errorf("REASON=%q (in %s) is not a reason %v gives", r, strings.Join(where, ", "), masterSources)
+		}
+	}
+}

@@ -384,6 +384,14 @@ func seconds(d time.Duration) string {
 	return s + " seconds"
 }
 
+// atLeast formats a timer's floor as the pages state it.
+func atLeast(d time.Duration) string {
+	if d < time.Second {
+		return fmt.Sprintf("At least %d milliseconds", d.Milliseconds())
+	}
+	return "At least " + seconds(d)
+}
+
 // wordIn reports whether word appears in s, not as part of a longer key.
 func wordIn(s, word string) bool {
 	re := regexp.MustCompile(`(^|[^A-Za-z0-9_-])` + regexp.QuoteMeta(word) + `([^A-Za-z0-9_-]|$)`)
@@ -454,6 +462,20 @@ func TestConfigKeysDocumented(t *testing.T) {
 		"weight-max-step":    strconv.Itoa(config.DefaultWeightMaxStep),
 	}
 
+	// Floors of the timers, which -t refuses to go below, as the pages
+	// must state them ("At least 100 milliseconds"), and the shortest
+	// shared secret.
+	floors := map[string]string{
+		"keepalive-interval": atLeast(config.MinKeepaliveInterval),
+		"keepalive-timeout":  atLeast(config.MinKeepaliveTimeout),
+		"handshake-timeout":  atLeast(config.MinHandshakeTimeout),
+		"removal-interval":   atLeast(config.MinRemovalInterval),
+		"master-timeout":     atLeast(config.MinMasterTimeout),
+		"interval":           atLeast(monitor.MinInterval),
+		"timeout":            atLeast(monitor.MinTimeout),
+		"secret-file":        fmt.Sprintf("at least %d bytes", config.MinSecretLen),
+	}
+
 	check := func(t *testing.T, page string, keys []string) {
 		src := plain(readPage(t, page))
 		for _, key := range keys {
@@ -474,6 +496,9 @@ func TestConfigKeysDocumented(t *testing.T) {
 				}
 			case !strings.Contains(body, "Default"):
 				t.Errorf("%s: the entry for %s states no default: %s", page, key, body)
+			}
+			if floor, ok := floors[key]; ok && !strings.Contains(strings.ToLower(body), strings.ToLower(floor)) {
+				t.Errorf("%s: the entry for %s does not say %q (the code's floor): %s", page, key, floor, body)
 			}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
@@ -156,14 +157,7 @@ func TestVersionOnePlace(t *testing.T) {
 		}
 	}
 
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go not found on PATH: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "feedbackd-master")
-	if _, stderr, err := run(t, goRunTimeout, repoRoot, goCmd, "build", "-trimpath", "-ldflags", ldflags, "-o", bin, "./cmd/feedbackd-master"); err != nil {
-		t.Fatalf("go build: %v\n%s", err, stderr)
-	}
+	bin := filepath.Join(builtCommands(t, ldflags), "feedbackd-master")
 	want := "feedbackd-master " + version + "\n"
 	out, stderr, err := run(t, lintTimeout, ".", bin, "-V")
 	if err != nil || out != want {
@@ -173,7 +167,54 @@ func TestVersionOnePlace(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, want) {
 		t.Errorf("feedbackd-master --help does not start with %q: %v %s\n%s", want, err, stderr, out)
 	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatal(err)
+}
+
+// built holds the commands built once for all tests of this package.
+var built struct {
+	sync.Once
+	dir     string
+	ldflags string
+	err     error
+}
+
+// builtCommands builds every command of cmd/ with the given -ldflags
+// (the Makefile's, see TestVersionOnePlace) into a directory shared by the
+// package's tests, once, and returns the directory.
+func builtCommands(t *testing.T, ldflags string) string {
+	t.Helper()
+	built.Do(func() {
+		goCmd, err := exec.LookPath("go")
+		if err != nil {
+			built.err = fmt.Errorf("go not found on PATH: %v", err)
+			return
+		}
+		dir, err := os.MkdirTemp("", "feedbackd-man-test-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.dir, built.ldflags = dir, ldflags
+		for cmd := range commands {
+			if _, stderr, err := run(t, goRunTimeout, repoRoot, goCmd, "build", "-trimpath", "-ldflags", ldflags,
+				"-o", filepath.Join(dir, cmd), "./cmd/"+cmd); err != nil {
+				built.err = fmt.Errorf("go build ./cmd/%s: %v\n%s", cmd, err, stderr)
+				return
+			}
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
+	if built.ldflags != ldflags {
+		t.Fatalf("commands already built with -ldflags %q, not %q", built.ldflags, ldflags)
+	}
+	return built.dir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
 }
