@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -18,10 +17,10 @@ import (
 const (
 	execStdoutMax = 4 << 10
 	execStderrMax = 4 << 10
-	// execWaitDelay bounds how long Measure waits, after the shell has
-	// exited or been killed, for stdout and stderr to close. A process that
-	// escaped the process group (setsid) but holds the pipes would
-	// otherwise block Wait for as long as it lives.
+	// execWaitDelay bounds how long Measure waits, after the reaper has
+	// exited or been told to stop, for it to exit and for stdout and
+	// stderr to close. Only a process that survives SIGKILL (stuck in the
+	// kernel) can hold them longer.
 	execWaitDelay = 1 * time.Second
 )
 
@@ -51,14 +50,11 @@ func (e *execMon) Measure(ctx context.Context) (int, error) {
 	runCtx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 
-	cmd := exec.CommandContext(runCtx, "/bin/sh", "-c", e.command)
-	// Own process group, so that on timeout the shell and everything it
-	// started die together; killing only the shell would leave e.g. a
-	// `sleep` holding stdout open and running on.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
+	// Under a reaper (reaper.go): when the shell exits, the reaper kills
+	// whatever the command left running, in the background or detached
+	// with setsid, before it exits itself. On timeout Cancel asks it to
+	// kill the shell too.
+	cmd := reaperCommand(runCtx, "/bin/sh", "-c", e.command)
 	cmd.WaitDelay = execWaitDelay
 	// cmd.Stdin stays nil, which is /dev/null: a command that reads stdin
 	// must not hang on, or steal from, the agent's.
@@ -67,16 +63,20 @@ func (e *execMon) Measure(ctx context.Context) (int, error) {
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 
 	err := cmd.Run()
+	if cmd.Process != nil && (cmd.ProcessState == nil || !reaperFinished(cmd.ProcessState)) {
+		// The reaper did not finish its work (killed after WaitDelay,
+		// or it could not start): what is left in its group dies here.
+		killReaperGroup(cmd.Process.Pid)
+	}
 	switch {
 	case ctx.Err() != nil:
 		return 0, fmt.Errorf("command %q: %w", e.command, ctx.Err())
 	case runCtx.Err() != nil:
 		return 0, fmt.Errorf("command %q timed out after %s and was killed", e.command, e.timeout)
 	case errors.Is(err, exec.ErrWaitDelay):
-		// The shell exited cleanly, but something it started in the
-		// background kept stdout open. The answer is already in; clean
-		// up what is left of the group and use it.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		// The reaper exited, so everything the command started is dead,
+		// yet a pipe stayed open: a process that could not be killed
+		// (stuck in the kernel). The answer is in; use it.
 	case err != nil:
 		msg := err.Error() // "exit status 3", "signal: segmentation fault"
 		if line := firstLine(stderr.buf); line != "" {

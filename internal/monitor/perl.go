@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -34,14 +35,26 @@ import (
 // taken for an answer. The driver also localises $/, $\ and $, around its
 // own I/O, in case the script changes them.
 //
+// Nothing get_health() starts outlives the call (issue 13): the driver is
+// a child subreaper, so every process the script starts stays below it
+// even when its parent exits or it detaches with setsid, and after loading
+// the script and after every call the driver kills and reaps all of them
+// before it answers. The interpreter is the only process that lasts from
+// one sample to the next. prctl has no Perl binding; Go passes the
+// architecture's syscall number.
+//
 // If get_health() hangs past the timeout, or the process dies, the process
-// (with its whole process group) is killed and a new one is started on the
-// next Measure. A restart loads the file again, so an edited script takes
-// effect then, and state kept in the script starts afresh.
+// is killed, with everything below it, by its reaper (reaper.go), and a new
+// one is started on the next Measure. A restart loads the file again, so
+// an edited script takes effect then, and state kept in the script starts
+// afresh.
 const perlDriver = `
 use strict;
-my $file = $ARGV[0];
+my ($file, $prctl) = @ARGV;
 $0 = "feedbackd perl monitor $file";  # what ps shows, instead of this script
+# PR_SET_CHILD_SUBREAPER (36): orphans of the script's processes come back here.
+syscall($prctl, 36, 1, 0, 0, 0) == 0
+	or print STDERR "feedbackd perl driver: cannot become a subreaper ($!); processes get_health() leaves behind may survive it\n";
 open(my $req, '<&', \*STDIN)  or die "feedbackd perl driver: dup stdin: $!\n";
 open(my $ans, '>&', \*STDOUT) or die "feedbackd perl driver: dup stdout: $!\n";
 open(STDIN, '<', '/dev/null') or die "feedbackd perl driver: /dev/null: $!\n";
@@ -55,11 +68,53 @@ sub answer {
 	print $ans $_[0];
 }
 
+# The processes below this one, from /proc/PID/stat ("pid (comm) S ppid").
+sub descendants {
+	local $/ = "\n";
+	my %kids;
+	opendir(my $dh, '/proc') or return ();
+	while (defined(my $p = readdir $dh)) {
+		next unless $p =~ /^[0-9]+\z/;
+		open(my $fh, '<', "/proc/$p/stat") or next;
+		my $st = <$fh>;
+		close $fh;
+		push @{ $kids{$1} }, $p if defined $st && $st =~ /\)\s+\S+\s+([0-9]+)/;
+	}
+	closedir $dh;
+	my @out;
+	my @todo = ($$);
+	while (@todo) {
+		my $k = $kids{ pop @todo } or next;
+		push @out, @$k;
+		push @todo, @$k;
+	}
+	return @out;
+}
+
+# Kill and reap every process below this one. As a subreaper without
+# children has no descendants at all, waitpid's -1 (ECHILD) proves that all
+# are gone; in the usual case, a script that started nothing, that is the
+# first and only check. 1 is WNOHANG. Bounded, for a process stuck in the
+# kernel.
+sub reap_all {
+	local ($!, $?);
+	my $deadline = time + 2;
+	while (1) {
+		my $r = waitpid(-1, 1);
+		last if $r == -1;
+		next if $r > 0;
+		kill 'KILL', descendants();
+		last if time > $deadline;
+		select(undef, undef, undef, 0.001);
+	}
+}
+
 -r $file or die "cannot read $file: $!\n";
 do $file;
 die $@ if $@;
 die "$file does not define get_health()\n" unless defined &main::get_health;
-answer("R");
+reap_all();
+answer("R $$");
 
 while (1) {
 	my $seq;
@@ -70,6 +125,7 @@ while (1) {
 	last unless defined $seq;
 	$seq =~ s/\s+\z//;
 	my $h = eval { main::get_health() };
+	reap_all();
 	if ($@) {
 		my $e = "$@";
 		$e =~ s/\s+/ /g;
@@ -97,6 +153,7 @@ const (
 
 type perlMon struct {
 	file    string // absolute: do FILE searches @INC for a relative name
+	perl    string // the interpreter, absolute: the reaper does no PATH search
 	timeout time.Duration
 	log     *slog.Logger
 
@@ -121,14 +178,18 @@ func newPerl(params map[string]string, log *slog.Logger) (*perlMon, error) {
 		return nil, err
 	}
 	f.Close()
-	if _, err := exec.LookPath("perl"); err != nil {
+	perl, err := exec.LookPath("perl")
+	if err != nil {
 		return nil, fmt.Errorf("needs perl: %w", err)
+	}
+	if perl, err = filepath.Abs(perl); err != nil {
+		return nil, err
 	}
 	timeout, err := timeoutParam(params)
 	if err != nil {
 		return nil, err
 	}
-	m := &perlMon{file: abs, timeout: timeout, log: log.With("file", abs)}
+	m := &perlMon{file: abs, perl: perl, timeout: timeout, log: log.With("file", abs)}
 	// Load now, like the original, so that a broken script is a start-up
 	// error rather than a stream of unknown healths.
 	if m.p, err = m.start(context.Background()); err != nil {
@@ -158,7 +219,7 @@ func (m *perlMon) Measure(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		m.log.Info("perl monitor process started", "pid", p.pid)
+		m.log.Info("perl monitor process started", "pid", p.pid.Load())
 		m.p = p
 	}
 	p := m.p
@@ -199,7 +260,7 @@ func (m *perlMon) Measure(ctx context.Context) (int, error) {
 			}
 			return h, nil
 		case <-timer.C:
-			m.log.Warn("get_health() timed out; killing the perl process", "timeout", m.timeout, "pid", p.pid)
+			m.log.Warn("get_health() timed out; killing the perl process", "timeout", m.timeout, "pid", p.pid.Load())
 			m.drop()
 			return 0, fmt.Errorf("get_health() timed out after %s; perl process killed, restarting on the next sample", m.timeout)
 		case <-ctx.Done():
@@ -234,9 +295,10 @@ func (m *perlMon) Close() error {
 	return nil
 }
 
-// perlProc is one running driver.
+// perlProc is one running driver, under its reaper.
 type perlProc struct {
-	pid    int
+	pid    atomic.Int64 // the interpreter's, as it reported it; 0 until it has loaded
+	reaper int          // the reaper's; the process Go started and waits for
 	stdin  *os.File
 	stdout *os.File
 	stderr *os.File
@@ -265,12 +327,12 @@ func (m *perlMon) start(ctx context.Context) (*perlProc, error) {
 		ends = append(ends, r, w)
 	}
 	inR, inW, outR, outW, errR, errW := ends[0], ends[1], ends[2], ends[3], ends[4], ends[5]
-	cmd := exec.Command("perl", "-e", perlDriver, "--", m.file)
+	// Not tied to a context: the interpreter outlives the Measure that
+	// starts it, and kill stops it.
+	cmd := reaperCommand(context.Background(), m.perl, "-e", perlDriver, "--", m.file, strconv.Itoa(syscall.SYS_PRCTL))
 	// Passing *os.File ends means exec starts no copying goroutines, so
-	// Wait returns when perl exits even if a child of the script still
-	// holds a pipe. Own process group, so kill reaches the script's children.
+	// Wait returns when the reaper exits whatever holds a pipe.
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err := cmd.Start()
 	// The child has its copies; ours of the far ends must go, or we would
 	// never see EOF.
@@ -281,8 +343,8 @@ func (m *perlMon) start(ctx context.Context) (*perlProc, error) {
 	}
 
 	p := &perlProc{
-		pid:   cmd.Process.Pid,
-		stdin: inW, stdout: outR, stderr: errR,
+		reaper: cmd.Process.Pid,
+		stdin:  inW, stdout: outR, stderr: errR,
 		lines:      make(chan string),
 		gone:       make(chan struct{}),
 		exited:     make(chan struct{}),
@@ -300,7 +362,9 @@ func (m *perlMon) start(ctx context.Context) (*perlProc, error) {
 	defer timer.Stop()
 	select {
 	case line, ok := <-p.lines:
-		if ok && line == "R" {
+		if pid, found := strings.CutPrefix(line, "R "); ok && found {
+			n, _ := strconv.Atoi(pid)
+			p.pid.Store(int64(n))
 			return p, nil
 		}
 		// perl died while loading; collect its exit status and complaint.
@@ -351,7 +415,7 @@ func (p *perlProc) readStderr(log *slog.Logger) {
 		for more && err == nil {
 			_, more, err = r.ReadLine()
 		}
-		log.Info("perl monitor output", "pid", p.pid, "line", line)
+		log.Info("perl monitor output", "pid", p.pid.Load(), "line", line)
 		p.tailMu.Lock()
 		if len(p.tail) == perlStderrTail {
 			p.tail = append(p.tail[:0], p.tail[1:]...)
@@ -399,23 +463,28 @@ func (p *perlProc) exitReason() string {
 	return why
 }
 
-// kill ends the process group and releases the reader goroutines. It is
-// safe to call more than once and after the process has exited.
+// kill ends the interpreter and everything below it, and releases the
+// reader goroutines. It is safe to call more than once and after the
+// process has exited.
 func (p *perlProc) kill() {
 	p.killOnce.Do(func() {
-		// Once perl is reaped its pid could in principle be reused, so the
-		// group is signalled only while it is not; between this check and
-		// the kill the Wait goroutine could still reap it, a window of a
-		// few instructions that would need a pid reused as a group id to
-		// matter.
+		// The reaper kills the interpreter and all it started, then exits.
+		// Once it is reaped its pid could in principle be reused, so it is
+		// signalled only while it is not; between this check and the kill
+		// the Wait goroutine could still reap it, a window of a few
+		// instructions that would need a pid reused within it to matter.
 		if !p.hasExited() {
-			_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+			_ = syscall.Kill(p.reaper, syscall.SIGTERM)
 		}
 		close(p.gone)
 		p.stdin.Close()
-		// Bounded in case it is stuck in the kernel (D state); the Wait
-		// goroutine reaps it when it can.
-		p.waitExit(2 * time.Second)
+		// Bounded in case something is stuck in the kernel (D state); the
+		// Wait goroutine reaps the reaper when it can.
+		p.waitExit(reaperCleanupLimit + time.Second)
+		if !p.hasExited() {
+			killReaperGroup(p.reaper)
+			p.waitExit(time.Second)
+		}
 		// With the group dead, stderr reaches EOF by itself; waiting for
 		// that keeps its last lines for exitReason.
 		select {

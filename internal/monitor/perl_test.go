@@ -61,7 +61,7 @@ func pidOf(m *perlMon) int {
 	if m.p == nil {
 		return 0
 	}
-	return m.p.pid
+	return int(m.p.pid.Load())
 }
 
 func TestPerlStatePersists(t *testing.T) {

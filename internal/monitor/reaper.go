@@ -1,0 +1,264 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// Nothing a monitor starts may outlive its sample (issue 13): an exec
+// command such as "sleep 1000 & echo 50" used to leave one sleep behind per
+// sample, for ever, and so did a perl get_health() that forked. Killing the
+// command's process group is not enough: a child may leave the group
+// (setsid, a daemon's double fork), and once its parent has exited it is
+// re-parented to init, where nothing can tell it came from a monitor.
+//
+// So every monitor command runs under a reaper: this same binary, started
+// again through /proc/self/exe with argv[0] set to reaperName, which makes
+// the init function below run reaperMain instead of the program. The
+// reaper marks itself a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so
+// every process its command leaves behind is re-parented to the reaper,
+// not to init, and stays below it in the process tree, whatever group or
+// session it moved to. When the command exits, or the reaper is told to
+// stop (SIGTERM; also sent by the kernel when the agent dies, through
+// PDEATHSIG), the reaper kills everything below it and reaps it, and only
+// then exits, with the command's own exit status. Its exit therefore means
+// "the sample's processes are gone", and it also closes the last copy of
+// the output pipes, so the agent never waits on a background child that
+// holds stdout.
+//
+// Another subreaper would be the agent itself. But the agent's process
+// has other children (every monitor's), a process re-parented to it no
+// longer says which sample it came from, and reaping it would race with
+// os/exec's own Wait. A reaper per command keeps the tree the attribution.
+//
+// The perl interpreter lives across samples, so it is a subreaper too and
+// kills its own descendants after each get_health() call (see perl.go);
+// its reaper covers the interpreter's death and the timeout kill.
+
+// reaperName is argv[0] of a reaper process.
+const reaperName = "feedbackd-monitor-reaper"
+
+// reaperCleanupLimit bounds how long a reaper keeps killing. Only a
+// process stuck in the kernel (D state) outlasts SIGKILL; the reaper then
+// gives up on it rather than hold the sample for ever.
+const reaperCleanupLimit = 2 * time.Second
+
+// Linux prctl(2) options; the syscall package has no names for them.
+const (
+	prSetDumpable        = 4
+	prSetChildSubreaper  = 36
+	wnohang              = 1 // wait4(2) WNOHANG
+	rtSigactionSigsetLen = 8 // sizeof(sigset_t) as rt_sigaction(2) wants it
+)
+
+func init() {
+	if len(os.Args) > 1 && os.Args[0] == reaperName {
+		// syscall.Exit, not os.Exit: the reaper has nothing to flush, and
+		// under the race detector os.Exit sleeps a second before exiting.
+		syscall.Exit(reaperMain(os.Args[1:]))
+	}
+}
+
+// reaperCommand returns a Cmd that runs argv (argv[0] an absolute path)
+// under a reaper. The reaper is its own process group leader, so the
+// agent's terminal signals (Ctrl-C under -d) do not reach the command; it
+// gets SIGTERM when the agent's thread that started it dies (PDEATHSIG);
+// and Cancel asks it, with SIGTERM, to kill the command and everything
+// below it.
+func reaperCommand(ctx context.Context, argv ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "/proc/self/exe")
+	cmd.Args = append([]string{reaperName}, argv...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	return cmd
+}
+
+// killReaperGroup is the last resort when a reaper did not finish (it was
+// SIGKILLed, or hung): whatever is left in its process group dies.
+func killReaperGroup(pid int) {
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+}
+
+// reaperMain is the reaper process: run argv, then kill and reap every
+// process left below, and exit as the command did.
+func reaperMain(argv []string) int {
+	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); e != 0 {
+		fmt.Fprintf(os.Stderr, "feedbackd monitor: cannot become a subreaper (%v); processes the command leaves behind may survive it\n", e)
+	}
+	// Before the command starts, so that a stop request cannot be lost.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+
+	// The command stays in the reaper's process group, so the agent's
+	// last resort (killReaperGroup) reaches it too. Only stdin, stdout and
+	// stderr are passed on: everything else the reaper has is close-on-exec.
+	pid, err := syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{
+		Env:   os.Environ(),
+		Files: []uintptr{0, 1, 2},
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", argv[0], err)
+		return 127
+	}
+
+	// Wait for the command, reaping whatever else is re-parented here in
+	// the meantime (a background child that exits on its own).
+	exited := make(chan syscall.WaitStatus, 1)
+	go func() {
+		for {
+			var ws syscall.WaitStatus
+			p, err := syscall.Wait4(-1, &ws, 0, nil)
+			if errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			if err != nil {
+				// ECHILD: cannot happen while the command is ours.
+				exited <- syscall.WaitStatus(0xff00) // "exit status 255"
+				return
+			}
+			if p == pid {
+				exited <- ws
+				return
+			}
+		}
+	}()
+	var ws syscall.WaitStatus
+	select {
+	case ws = <-exited:
+	case <-stop:
+		killDescendants(os.Getpid())
+		ws = <-exited
+	}
+	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	if left := cleanUp(time.Now().Add(reaperCleanupLimit)); left > 0 {
+		fmt.Fprintf(os.Stderr, "feedbackd monitor: %d processes left by the command could not be killed\n", left)
+	}
+	return exitLike(ws)
+}
+
+// cleanUp kills and reaps every descendant of this process until none is
+// left or the deadline passes; it returns how many were left. As a
+// subreaper with no children has no descendants at all, a wait4 that says
+// ECHILD is the proof that all is gone.
+func cleanUp(deadline time.Time) int {
+	self := os.Getpid()
+	for {
+		var ws syscall.WaitStatus
+		p, err := syscall.Wait4(-1, &ws, wnohang, nil)
+		switch {
+		case errors.Is(err, syscall.ECHILD):
+			return 0
+		case errors.Is(err, syscall.EINTR) || p > 0:
+			continue // reaped one; look again
+		}
+		// Children, none of them dead yet.
+		n := killDescendants(self)
+		if time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// killDescendants sends SIGKILL to every process below pid and returns how
+// many there were. All of them at once, not only pid's children: killing a
+// parent first would let its children run on until the next round.
+func killDescendants(pid int) int {
+	ds := descendants("/proc", pid)
+	for _, d := range ds {
+		_ = syscall.Kill(d, syscall.SIGKILL)
+	}
+	return len(ds)
+}
+
+// descendants lists every process below pid, from procRoot/PID/stat.
+// Zombies are included: they are gone once reaped, not before.
+func descendants(procRoot string, pid int) []int {
+	d, err := os.Open(procRoot)
+	if err != nil {
+		return nil
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	children := map[int][]int{}
+	for _, name := range names {
+		p, err := strconv.Atoi(name)
+		if err != nil {
+			continue
+		}
+		if pp, ok := parentOf(procRoot, p); ok {
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var out []int
+	todo := []int{pid}
+	for len(todo) > 0 {
+		p := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		out = append(out, children[p]...)
+		todo = append(todo, children[p]...)
+	}
+	return out
+}
+
+// parentOf reads the parent pid from procRoot/PID/stat: "pid (comm) S ppid ...".
+// The command name may hold spaces and parentheses, so the fields are
+// counted from the last ")".
+func parentOf(procRoot string, pid int) (int, bool) {
+	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0, false
+	}
+	pp, err := strconv.Atoi(f[1])
+	return pp, err == nil
+}
+
+// exitLike ends the reaper the way the command ended, so that the agent
+// sees "exit status 3" or "signal: segmentation fault" as if it had run the
+// command itself. A signal is raised again on the reaper with its default
+// action restored (the Go runtime handles some signals itself); core dumps
+// are turned off first, as the reaper's core would describe nothing.
+func exitLike(ws syscall.WaitStatus) int {
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus()
+	case ws.Signaled():
+		sig := ws.Signal()
+		_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetDumpable, 0, 0)
+		// An all-zero struct sigaction is SIG_DFL with no flags on every
+		// architecture; 64 bytes cover the largest.
+		var dfl [8]uint64
+		_, _, _ = syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&dfl)), 0, rtSigactionSigsetLen, 0, 0)
+		_ = syscall.Kill(os.Getpid(), sig)
+		time.Sleep(100 * time.Millisecond)
+		return 128 + int(sig) // the signal was ignored after all
+	}
+	return 255
+}
+
+// reaperFinished reports whether a reaper ended on its own terms: it exits
+// (or re-raises the command's signal) only after its clean-up. SIGKILL is
+// the exception: the command may have been killed by it, but so may the
+// reaper itself have been, before cleaning up.
+func reaperFinished(ps *os.ProcessState) bool {
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	return ok && (ws.Exited() || ws.Signaled() && ws.Signal() != syscall.SIGKILL)
+}
