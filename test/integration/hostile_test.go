@@ -8,40 +8,48 @@ package integration
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+	"github.com/lvs-feedbackd/feedbackd/internal/necptest"
 )
 
 const testSecret = "s3cret-shared-by-director-and-realservers"
 
-// closedByMaster waits until the master closes r's connection, skipping
-// anything it sends first, and fails if that takes longer than within.
-func closedByMaster(t *testing.T, conn net.Conn, within time.Duration) time.Duration {
+// webDR is tcp/80 with direct routing, as a real agent would START it.
+var webDR = necp.ServiceRecord{Protocol: necp.ProtoTCP, Port: 80, Forwarding: necp.ForwardDR}
+
+// initAck does INIT and checks that the master answers it without a
+// challenge.
+func initAck(t *testing.T, r *necptest.Agent) {
 	t.Helper()
-	start := time.Now()
-	conn.SetReadDeadline(start.Add(within))
-	buf := make([]byte, 512)
-	for {
-		_, err := conn.Read(buf)
-		if err == nil {
-			continue
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
-			return time.Since(start)
-		}
-		t.Fatalf("connection not closed by the master within %v: %v", within, err)
+	if _, err := r.Init(); err != nil {
+		t.Fatal(err)
 	}
+}
+
+func send(t *testing.T, r *necptest.Agent, m necp.Message) {
+	t.Helper()
+	if err := r.Send(m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func recv(t *testing.T, r *necptest.Agent) necp.Message {
+	t.Helper()
+	m, err := r.Recv(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func (c *cluster) waitLog(what string, timeout time.Duration) {
@@ -62,7 +70,7 @@ func TestAllowRefusesOtherNetworks(t *testing.T) {
 	c := startCluster(t, cfg)
 
 	out := dialRaw(t, c, "127.0.0.12")
-	closedByMaster(t, out.conn, 5*time.Second)
+	closedByMaster(t, out, 5*time.Second)
 	c.waitLog(`msg="agent connection refused" agent=127.0.0.12:`, 5*time.Second)
 	if !strings.Contains(c.logs.String(), `reason="address not in allow"`) {
 		t.Fatalf("refusal without its reason:\n%s", c.logs.String())
@@ -95,32 +103,37 @@ func TestSharedSecret(t *testing.T) {
 	waitOutput(t, plain, "the master requires a shared secret", 10*time.Second)
 	c.waitLog("it closed the connection instead of proving the shared secret", 5*time.Second)
 
-	// A raw agent with a wrong secret is closed at its AUTH.
-	wrong := dialRaw(t, c, "127.0.0.21")
-	wrong.send(necp.Message{Type: necp.TypeInit, Seq: 1})
-	ch := wrong.recv()
-	if ch.Type != necp.TypeInitAck || ch.Auth.Method != necp.AuthHMACSHA256 {
-		t.Fatalf("INIT_ACK without a challenge: %+v", ch)
+	// A scripted agent with a wrong secret is closed at its AUTH (sent
+	// with the START right behind it, as the real agent does).
+	wrong := necptest.DialAgent(t, c.addr, necptest.AgentOptions{Local: netip.MustParseAddr("127.0.0.21"),
+		Secret: []byte("not the secret, but long enough")})
+	ch, err := wrong.Init()
+	if err != nil || ch.Auth.Method != necp.AuthHMACSHA256 {
+		t.Fatalf("INIT_ACK without a challenge: %+v, %v", ch, err)
 	}
-	wrong.send(necp.Message{Type: necp.TypeAuth, Seq: 2, Auth: necp.Answer([]byte("not the secret, but long enough"), ch.Auth)})
-	wrong.send(necp.Message{Type: necp.TypeStart, Seq: 3, Services: []necp.ServiceRecord{{Protocol: necp.ProtoTCP, Port: 80, Forwarding: necp.ForwardDR}}})
-	closedByMaster(t, wrong.conn, 5*time.Second)
+	if _, err := wrong.Start(webDR); err == nil {
+		t.Fatal("START after a wrong AUTH answered")
+	}
+	closedByMaster(t, wrong, 5*time.Second)
 	c.waitLog("it does not know the shared secret", 5*time.Second)
 
-	// A raw agent that ignores the challenge and sends START.
+	// A scripted agent that ignores the challenge and sends START.
 	skip := dialRaw(t, c, "127.0.0.22")
-	skip.send(necp.Message{Type: necp.TypeInit, Seq: 1})
-	skip.recv()
-	skip.send(necp.Message{Type: necp.TypeStart, Seq: 2, Services: []necp.ServiceRecord{{Protocol: necp.ProtoTCP, Port: 80, Forwarding: necp.ForwardDR}}})
-	closedByMaster(t, skip.conn, 5*time.Second)
+	if _, err := skip.Init(); !errors.Is(err, necptest.ErrNoSecret) {
+		t.Fatalf("INIT_ACK without a challenge: %v", err)
+	}
+	if _, err := skip.Start(webDR); err == nil {
+		t.Fatal("START without AUTH answered")
+	}
+	closedByMaster(t, skip, 5*time.Second)
 	c.waitLog("START without AUTH", 5*time.Second)
 
 	// A replayed answer (right secret, another connection's nonce) fails.
 	replay := dialRaw(t, c, "127.0.0.23")
-	replay.send(necp.Message{Type: necp.TypeInit, Seq: 1})
-	replay.recv()
-	replay.send(necp.Message{Type: necp.TypeAuth, Seq: 2, Auth: necp.Answer([]byte(testSecret), ch.Auth)})
-	closedByMaster(t, replay.conn, 5*time.Second)
+	send(t, replay, necp.Message{Type: necp.TypeInit, Seq: 1})
+	recv(t, replay)
+	send(t, replay, necp.Message{Type: necp.TypeAuth, Seq: 2, Auth: necp.Answer([]byte(testSecret), ch.Auth)})
+	closedByMaster(t, replay, 5*time.Second)
 
 	for _, rs := range []string{"127.0.0.21", "127.0.0.22", "127.0.0.23"} {
 		c.noDestination(rs)
@@ -157,10 +170,10 @@ func TestHandshakeTimeoutSlowloris(t *testing.T) {
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			r.conn.Write([]byte{b})
+			r.SendRaw([]byte{b})
 		}
 	}()
-	took := closedByMaster(t, r.conn, 5*time.Second)
+	took := closedByMaster(t, r, 5*time.Second)
 	if took < cfg.HandshakeTimeout-50*time.Millisecond {
 		t.Fatalf("closed after %v, before the handshake timeout", took)
 	}
@@ -173,7 +186,7 @@ func TestMaxSessions(t *testing.T) {
 	cfg.MaxSessions = 3
 	cfg.HandshakeTimeout = time.Second
 	c := startCluster(t, cfg)
-	var idle []*rawAgent
+	var idle []*necptest.Agent
 	for i := range 3 {
 		idle = append(idle, dialRaw(t, c, fmt.Sprintf("127.0.0.%d", 40+i)))
 	}
@@ -181,11 +194,11 @@ func TestMaxSessions(t *testing.T) {
 	// so wait until the master holds three.
 	c.waitFor("three sessions", 5*time.Second, func() bool { return c.m.Sessions() == 3 })
 	extra := dialRaw(t, c, "127.0.0.44")
-	closedByMaster(t, extra.conn, 5*time.Second)
+	closedByMaster(t, extra, 5*time.Second)
 	c.waitLog(`reason="max-sessions reached"`, 5*time.Second)
 	// The idle ones time out; then there is room again.
 	for _, r := range idle {
-		closedByMaster(t, r.conn, 5*time.Second)
+		closedByMaster(t, r, 5*time.Second)
 	}
 	c.waitFor("no sessions", 5*time.Second, func() bool { return c.m.Sessions() == 0 })
 	joinedAgent(t, c, "127.0.0.45", 50)
@@ -205,7 +218,7 @@ func TestMaxSessionsPerAddress(t *testing.T) {
 	c.waitFor("three sessions", 5*time.Second, func() bool { return c.m.Sessions() == 3 })
 	for range 20 {
 		extra := dialRaw(t, c, "127.0.0.46")
-		closedByMaster(t, extra.conn, 5*time.Second)
+		closedByMaster(t, extra, 5*time.Second)
 	}
 	c.waitLog(`agent=127.0.0.46:`, 5*time.Second)
 	c.waitLog(`reason="max-sessions-per-address reached"`, 5*time.Second)
@@ -222,20 +235,19 @@ func TestStrayMessagesClosed(t *testing.T) {
 	c := startCluster(t, masterConfig())
 	good := joinedAgent(t, c, "127.0.0.48", 40)
 	r := dialRaw(t, c, "127.0.0.49")
-	r.send(necp.Message{Type: necp.TypeInit, Seq: 1})
-	r.recv()
+	initAck(t, r)
 	frame, _ := (&necp.Message{Type: necp.TypeKeepalive, Seq: 7}).MarshalBinary()
 	var burst []byte
 	for range 10000 {
 		burst = append(burst, frame...)
 	}
-	r.conn.Write(burst) // may fail part-way once the master closes: fine
-	closedByMaster(t, r.conn, 5*time.Second)
+	r.SendRaw(burst) // may fail part-way once the master closes: fine
+	closedByMaster(t, r, 5*time.Second)
 	c.waitLog(`agent closed: too many messages`, 5*time.Second)
 	if n := strings.Count(c.logs.String(), "agent=127.0.0.49:"); n > 30 {
 		t.Fatalf("%d log lines about one peer's 10 000 stray frames", n)
 	}
-	good.answer(41)
+	answer(t, good, 41)
 	c.waitWeight("127.0.0.48", 41, 5*time.Second)
 }
 
@@ -245,10 +257,12 @@ func TestOversizedFrameClosesOnlyThatConnection(t *testing.T) {
 	bad := dialRaw(t, c, "127.0.0.51")
 	// A header announcing 65 535 bytes: refused from the header alone,
 	// before anything is allocated for the payload.
-	bad.conn.Write([]byte{1, byte(necp.TypeInit), 0xff, 0xff, 0, 0, 0, 1})
-	closedByMaster(t, bad.conn, 5*time.Second)
+	if err := bad.SendRaw([]byte{1, byte(necp.TypeInit), 0xff, 0xff, 0, 0, 0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	closedByMaster(t, bad, 5*time.Second)
 	c.waitLog("above maximum 4096", 5*time.Second)
-	good.answer(45)
+	answer(t, good, 45)
 	c.waitWeight("127.0.0.50", 45, 5*time.Second)
 }
 
@@ -262,27 +276,25 @@ func TestStartFlood(t *testing.T) {
 	good := joinedAgent(t, c, "127.0.0.60", 30)
 
 	f := dialRaw(t, c, "127.0.0.61")
-	f.send(necp.Message{Type: necp.TypeInit, Seq: 1})
-	f.recv()
+	initAck(t, f)
 	svcs := make([]necp.ServiceRecord, necp.MaxServices)
 	for round := range 8 {
 		for i := range svcs {
 			svcs[i] = necp.ServiceRecord{Protocol: necp.ProtoTCP, Port: uint16(1000 + round*necp.MaxServices + i), Forwarding: necp.ForwardDR}
 		}
 		svcs[0].Port = 80 // one real service among them
-		seq := uint32(2 + round)
-		f.send(necp.Message{Type: necp.TypeStart, Seq: seq, Services: svcs})
-		var ack necp.Message
-		for ack = f.recv(); ack.Type != necp.TypeStartAck; ack = f.recv() {
+		statuses, err := f.Start(svcs...)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
 		}
 		refused := 0
-		for _, s := range ack.Statuses {
+		for _, s := range statuses {
 			if s == necp.StatusRefused {
 				refused++
 			}
 		}
-		if len(ack.Statuses) != necp.MaxServices || ack.Statuses[0] != necp.StatusAccepted {
-			t.Fatalf("round %d: START_ACK %d statuses, first %v", round, len(ack.Statuses), ack.Statuses[0])
+		if len(statuses) != necp.MaxServices || statuses[0] != necp.StatusAccepted {
+			t.Fatalf("round %d: START_ACK %d statuses, first %v", round, len(statuses), statuses[0])
 		}
 		// Round 0 fills the 64 slots; every later round only repeats port
 		// 80 and is refused everything else.
@@ -292,10 +304,10 @@ func TestStartFlood(t *testing.T) {
 		}
 	}
 	c.waitLog(`reason="max-services reached"`, 5*time.Second)
-	f.send(necp.Message{Type: necp.TypeStart, Seq: 99, Services: svcs[:1]})
-	closedByMaster(t, f.conn, 5*time.Second)
+	send(t, f, necp.Message{Type: necp.TypeStart, Seq: 99, Services: svcs[:1]})
+	closedByMaster(t, f, 5*time.Second)
 	c.waitLog(`reason="START flood"`, 5*time.Second)
-	good.answer(31)
+	answer(t, good, 31)
 	c.waitWeight("127.0.0.60", 31, 5*time.Second)
 	if n := len(c.weights()); n != 2 {
 		t.Fatalf("%d destinations, want the two agents' tcp/80:\n%s", n, c.table())
@@ -307,13 +319,12 @@ func TestStartFlood(t *testing.T) {
 func TestAddressClaimRefused(t *testing.T) {
 	c := startCluster(t, masterConfig())
 	r := dialRaw(t, c, "127.0.0.70")
-	r.send(necp.Message{Type: necp.TypeInit, Seq: 1})
-	r.recv()
-	r.send(necp.Message{Type: necp.TypeStart, Seq: 2, Services: []necp.ServiceRecord{
-		{Protocol: necp.ProtoTCP, Port: 80, Forwarding: necp.ForwardDR, Address: netip.MustParseAddr("127.0.0.71")}}})
-	ack := r.recv()
-	if ack.Type != necp.TypeStartAck || ack.Statuses[0] != necp.StatusRefused {
-		t.Fatalf("claim answered %+v, want refused", ack)
+	initAck(t, r)
+	claim := webDR
+	claim.Address = netip.MustParseAddr("127.0.0.71")
+	statuses, err := r.Start(claim)
+	if err != nil || len(statuses) != 1 || statuses[0] != necp.StatusRefused {
+		t.Fatalf("claim answered %v, %v; want refused", statuses, err)
 	}
 	c.waitLog("the agent claims another realserver address", 5*time.Second)
 	c.noDestination("127.0.0.71")
@@ -363,43 +374,29 @@ func TestIdleFloodDoesNotStarveAgents(t *testing.T) {
 	type result struct {
 		polls  atomic.Int64
 		maxGap time.Duration
-		err    error
 	}
 	results := make([]result, agents)
-	var wg sync.WaitGroup
-	var stopping atomic.Bool
+	served := make([]*necptest.Agent, agents)
+	done := make([]<-chan error, agents)
 	for i := range agents {
-		r := dialRaw(t, c, fmt.Sprintf("127.0.1.%d", i+1))
-		r.join()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var m necp.Message
-			last := time.Now()
-			for !stopping.Load() {
-				r.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-				if err := r.rd.ReadMessage(&m); err != nil {
-					if !stopping.Load() {
-						results[i].err = err
-					}
-					return
-				}
-				if m.Type != necp.TypeKeepalive {
-					continue
-				}
+		res := &results[i]
+		var last time.Time
+		r := necptest.DialAgent(t, c.addr, necptest.AgentOptions{
+			Local: netip.AddrFrom4([4]byte{127, 0, 1, byte(i + 1)}),
+			// Called by the agent's loop for every KEEPALIVE, before
+			// it answers.
+			OnKeepalive: func(uint32) {
 				now := time.Now()
-				if results[i].polls.Load() > 0 {
-					results[i].maxGap = max(results[i].maxGap, now.Sub(last))
+				if res.polls.Load() > 0 {
+					res.maxGap = max(res.maxGap, now.Sub(last))
 				}
 				last = now
-				results[i].polls.Add(1)
-				ack := necp.Message{Type: necp.TypeKeepaliveAck, Seq: m.Seq, Health: []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 80, Health: 50}}}
-				if err := necp.WriteMessage(r.conn, &ack); err != nil {
-					results[i].err = err
-					return
-				}
-			}
-		}()
+				res.polls.Add(1)
+			},
+		})
+		join(t, r)
+		r.SetHealth(50)
+		served[i], done[i] = r, r.Serve()
 	}
 	c.waitFor("100 agents at weight 50", 30*time.Second, func() bool {
 		n := 0
@@ -419,16 +416,17 @@ func TestIdleFloodDoesNotStarveAgents(t *testing.T) {
 		}
 		return true
 	})
-	stopping.Store(true)
-	wg.Wait()
+	for i, r := range served {
+		r.Pause()
+		// nil when Pause ended the loop, else why it had ended before.
+		if err := <-done[i]; err != nil {
+			t.Errorf("agent %d: %v", i, err)
+		}
+	}
 
 	worst := time.Duration(0)
 	for i := range results {
-		r := &results[i]
-		if r.err != nil {
-			t.Errorf("agent %d: %v", i, r.err)
-		}
-		worst = max(worst, r.maxGap)
+		worst = max(worst, results[i].maxGap)
 	}
 	// A KEEPALIVE counts as missed after keepalive-timeout (300 ms).
 	if worst >= cfg.KeepaliveTimeout {
@@ -455,8 +453,7 @@ func TestReloadWithUnreadableSecretIsRefused(t *testing.T) {
 		t.Fatalf("reload without the secret: %v", err)
 	}
 	r := dialRaw(t, c, "127.0.0.80")
-	r.send(necp.Message{Type: necp.TypeInit, Seq: 1})
-	if m := r.recv(); m.Auth.Method != necp.AuthHMACSHA256 {
-		t.Fatalf("after the refused reload INIT_ACK has no challenge: %+v", m)
+	if m, err := r.Init(); m.Auth.Method != necp.AuthHMACSHA256 {
+		t.Fatalf("after the refused reload INIT_ACK has no challenge: %+v, %v", m, err)
 	}
 }

@@ -1,8 +1,8 @@
 // Package integration runs feedbackd-master and feedbackd-agent together
 // over real TCP on loopback: the master in-process with the in-memory IPVS
 // (so its table can be read directly), the agents as real processes built
-// from ./cmd/feedbackd-agent (so kill -9 is a real kill), and a raw NECP
-// client for agents that misbehave on purpose.
+// from ./cmd/feedbackd-agent (so kill -9 is a real kill), and a scripted
+// NECP agent (internal/necptest) for agents that misbehave on purpose.
 //
 // Every wait is a poll against a deadline; a failure prints the table.
 package integration
@@ -28,6 +28,7 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/logging"
 	"github.com/lvs-feedbackd/feedbackd/internal/master"
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+	"github.com/lvs-feedbackd/feedbackd/internal/necptest"
 )
 
 var agentBin string
@@ -343,78 +344,54 @@ func TestMasterRestartAgentsReRegister(t *testing.T) {
 	_ = a
 }
 
-// rawAgent speaks NECP by hand, to misbehave on purpose.
-type rawAgent struct {
-	t    *testing.T
-	conn net.Conn
-	rd   *necp.Reader
+// webNAT is the service the scripted agents below START.
+var webNAT = necp.ServiceRecord{Protocol: necp.ProtoTCP, Port: 80, Forwarding: necp.ForwardNAT}
+
+// dialRaw connects a scripted NECP agent from the loopback address local,
+// for agents that misbehave on purpose or need their own address; it is
+// closed when the test ends.
+func dialRaw(t *testing.T, c *cluster, local string) *necptest.Agent {
+	t.Helper()
+	return necptest.DialAgent(t, c.addr, necptest.AgentOptions{Local: netip.MustParseAddr(local)})
 }
 
-func dialRaw(t *testing.T, c *cluster, local string) *rawAgent {
+// join does INIT and START for tcp/80 and checks that it is accepted.
+func join(t *testing.T, r *necptest.Agent) {
 	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
-	conn, err := d.Dial("tcp4", c.addr)
-	if err != nil {
+	if err := r.Join(webNAT); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	return &rawAgent{t: t, conn: conn, rd: necp.NewReader(conn)}
 }
 
-func (r *rawAgent) send(m necp.Message) {
-	r.t.Helper()
-	if err := necp.WriteMessage(r.conn, &m); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
-func (r *rawAgent) recv() necp.Message {
-	r.t.Helper()
-	r.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var m necp.Message
-	if err := r.rd.ReadMessage(&m); err != nil {
-		r.t.Fatal(err)
-	}
-	return m
-}
-
-// join does INIT and START for tcp/80 and checks the acks.
-func (r *rawAgent) join() {
-	r.t.Helper()
-	r.send(necp.Message{Type: necp.TypeInit, Seq: 1})
-	if m := r.recv(); m.Type != necp.TypeInitAck || m.Seq != 1 {
-		r.t.Fatalf("got %v seq %d, want INIT_ACK 1", m.Type, m.Seq)
-	}
-	r.send(necp.Message{Type: necp.TypeStart, Seq: 2, Services: []necp.ServiceRecord{
-		{Protocol: necp.ProtoTCP, Port: 80, Forwarding: necp.ForwardNAT}}})
-	m := r.recv()
-	if m.Type != necp.TypeStartAck || m.Seq != 2 || len(m.Statuses) != 1 || m.Statuses[0] != necp.StatusAccepted {
-		r.t.Fatalf("got %+v, want START_ACK accepted", m)
-	}
-}
-
-// joinedAgent is a raw agent from local that has joined and reported
+// joinedAgent is a scripted agent from local that has joined and reported
 // health h, as the master's table shows.
-func joinedAgent(t *testing.T, c *cluster, local string, h uint8) *rawAgent {
+func joinedAgent(t *testing.T, c *cluster, local string, h uint8) *necptest.Agent {
 	t.Helper()
 	r := dialRaw(t, c, local)
-	r.join()
-	r.answer(h)
+	join(t, r)
+	answer(t, r, h)
 	c.waitWeight(local, int(h), 5*time.Second)
 	return r
 }
 
 // answer replies to the next KEEPALIVE with health h.
-func (r *rawAgent) answer(h uint8) {
-	r.t.Helper()
-	for {
-		m := r.recv()
-		if m.Type == necp.TypeKeepalive {
-			r.send(necp.Message{Type: necp.TypeKeepaliveAck, Seq: m.Seq, Health: []necp.HealthRecord{
-				{Protocol: necp.ProtoTCP, Port: 80, Health: h}}})
-			return
-		}
+func answer(t *testing.T, r *necptest.Agent, h uint8) {
+	t.Helper()
+	if err := r.Answer(h); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// closedByMaster waits until the master closes r's connection, skipping
+// anything it sends first, fails if that takes longer than within, and
+// returns how long it took.
+func closedByMaster(t *testing.T, r *necptest.Agent, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	if err := r.WaitClosed(within); err != nil {
+		t.Fatal(err)
+	}
+	return time.Since(start)
 }
 
 func TestSilentAgentQuiescedAfterTimeoutTimesRetries(t *testing.T) {
@@ -433,13 +410,7 @@ func TestSilentAgentQuiescedAfterTimeoutTimesRetries(t *testing.T) {
 	t.Logf("silent agent quiesced after %v (expected ≈ %v + one interval)", took, min)
 	_ = start
 	// The master closed the connection.
-	r.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var m necp.Message
-	for {
-		if err := r.rd.ReadMessage(&m); err != nil {
-			break
-		}
-	}
+	closedByMaster(t, r, 5*time.Second)
 }
 
 func TestMalformedMessageClosesOnlyThatConnection(t *testing.T) {
@@ -448,21 +419,16 @@ func TestMalformedMessageClosesOnlyThatConnection(t *testing.T) {
 
 	bad := joinedAgent(t, c, "127.0.0.4", 20)
 	// Length 7 is below the header size: a protocol error.
-	bad.conn.Write([]byte{0x01, 0x05, 0x00, 0x07, 0, 0, 0, 1})
-	c.waitWeight("127.0.0.4", 0, 5*time.Second)
-	bad.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var m necp.Message
-	for {
-		err := bad.rd.ReadMessage(&m)
-		if err != nil {
-			break // closed by the master
-		}
+	if err := bad.SendRaw([]byte{0x01, 0x05, 0x00, 0x07, 0, 0, 0, 1}); err != nil {
+		t.Fatal(err)
 	}
+	c.waitWeight("127.0.0.4", 0, 5*time.Second)
+	closedByMaster(t, bad, 5*time.Second)
 	if !strings.Contains(c.logs.String(), "malformed message") {
 		t.Fatal("master did not log the malformed message")
 	}
 	// The other agent is untouched and still polled.
-	good.answer(56)
+	answer(t, good, 56)
 	c.waitWeight("127.0.0.3", 56, 5*time.Second)
 }
 
@@ -470,10 +436,10 @@ func TestUnknownHealthLeavesWeight(t *testing.T) {
 	c := startCluster(t, masterConfig())
 	r := joinedAgent(t, c, "127.0.0.5", 61)
 	writes := c.kv.Writes()
-	r.answer(necp.HealthUnknown)
-	r.answer(necp.HealthUnknown)
-	r.answer(61)
-	r.answer(61)
+	answer(t, r, necp.HealthUnknown)
+	answer(t, r, necp.HealthUnknown)
+	answer(t, r, 61)
+	answer(t, r, 61)
 	if w := c.weights()["127.0.0.5"]; w != 61 {
 		t.Fatalf("weight %d after unknown health, want 61", w)
 	}
@@ -505,8 +471,8 @@ func TestDryRunWritesNothing(t *testing.T) {
 
 	c := &cluster{t: t, kv: mem, addr: ln.Addr().String(), logs: logs}
 	r := dialRaw(t, c, "127.0.0.6")
-	r.join()
-	r.answer(33)
+	join(t, r)
+	answer(t, r, 33)
 	c.waitFor("the weight the master would write", 5*time.Second, func() bool {
 		return strings.Contains(logs.String(), "would update destination") && strings.Contains(logs.String(), "weight=33")
 	})
@@ -550,16 +516,16 @@ func TestAgentIgnoresSIGHUP(t *testing.T) {
 func TestReloadRetimesExistingSessions(t *testing.T) {
 	c := startCluster(t, masterConfig())
 	r := dialRaw(t, c, "127.0.0.7")
-	r.join()
-	r.answer(50)
+	join(t, r)
+	answer(t, r, 50)
 	cfg := masterConfig()
 	cfg.KeepaliveInterval = 700 * time.Millisecond
 	if err := c.m.Reload(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	r.answer(50) // answered under the old interval; the next uses the new one
+	answer(t, r, 50) // answered under the old interval; the next uses the new one
 	start := time.Now()
-	r.answer(50)
+	answer(t, r, 50)
 	if gap := time.Since(start); gap < 500*time.Millisecond {
 		t.Fatalf("next KEEPALIVE after %v; the reloaded interval (700ms) was not applied", gap)
 	}
