@@ -8,54 +8,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/config/value"
 )
 
 // parseAllow reads `allow`: addresses and CIDR networks separated by
 // commas or spaces, or the single word "any". nil means any address.
-//
-// A network with host bits set ("10.0.0.1/8") is refused rather than
-// masked: on an access list it is more likely a typo for an address or a
-// network than a wish for the network, and guessing wrong opens the door.
-func parseAllow(s string) ([]netip.Prefix, error) {
-	fields := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
-	if len(fields) == 0 {
-		return nil, fmt.Errorf("empty allow list (want networks such as 10.0.0.0/24, or \"any\")")
-	}
-	if len(fields) == 1 && strings.EqualFold(fields[0], "any") {
-		return nil, nil
-	}
-	out := make([]netip.Prefix, 0, len(fields))
-	for _, f := range fields {
-		if strings.EqualFold(f, "any") {
-			return nil, fmt.Errorf("\"any\" must be the only entry of an allow list")
-		}
-		var p netip.Prefix
-		if strings.Contains(f, "/") {
-			var err error
-			if p, err = netip.ParsePrefix(f); err != nil {
-				return nil, fmt.Errorf("invalid network %q (want an address or a network such as 10.0.0.0/24)", f)
-			}
-			if p.Masked() != p {
-				return nil, fmt.Errorf("network %q has host bits set (did you mean %s?)", f, p.Masked())
-			}
-		} else {
-			a, err := netip.ParseAddr(f)
-			if err != nil {
-				return nil, fmt.Errorf("invalid address %q (want an address or a network such as 10.0.0.0/24)", f)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		// Peers are compared unmapped (an IPv4 agent on a dual-stack
-		// socket shows as ::ffff:a.b.c.d), so the list is kept unmapped.
-		if p.Addr().Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
+func parseAllow(s string) ([]netip.Prefix, error) { return value.Networks(s) }
 
 // Allowed reports whether an agent at addr may connect: true for any
 // address when allow is nil (not configured).
@@ -72,17 +32,8 @@ func Allowed(allow []netip.Prefix, addr netip.Addr) bool {
 	return false
 }
 
-// parseBool reads yes/no switches; the HOWTO has none, so the spellings
-// are the common ones of daemon configuration files.
-func parseBool(s string) (bool, error) {
-	switch strings.ToLower(s) {
-	case "yes", "true", "on", "1":
-		return true, nil
-	case "no", "false", "off", "0":
-		return false, nil
-	}
-	return false, fmt.Errorf("invalid switch %q (want yes or no)", s)
-}
+// parseBool reads yes/no switches (value.Bool).
+func parseBool(s string) (bool, error) { return value.Bool(s) }
 
 // readSecret reads a shared secret file: its contents without trailing
 // white space (an editor's final newline is not part of the secret). The

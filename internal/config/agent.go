@@ -262,7 +262,7 @@ func parseService(el *errorList, b block) (s Service, ok bool) {
 		switch {
 		case haveKind && specFor(kind, e.key) != nil:
 			spec := specFor(kind, e.key)
-			if err := checkMonitorValue(spec, e.value); err != nil {
+			if err := spec.Check(e.value); err != nil {
 				el.badValue(e, err)
 			} else {
 				s.Params[e.key] = e.value
@@ -329,27 +329,6 @@ func acceptedKeys(k monitor.Kind) string {
 		n[i] = s.Name
 	}
 	return "it takes " + strings.Join(n, ", ")
-}
-
-// checkMonitorValue checks a monitor key by the type monitor.Lookup gives.
-// The monitor package parses the value again when it starts; checking here
-// makes -t catch the mistake.
-func checkMonitorValue(spec *monitor.KeySpec, v string) error {
-	switch spec.Type {
-	case monitor.TypeHealth:
-		_, err := parseRange(v, 0, 100)
-		return err
-	case monitor.TypeDuration:
-		_, err := parseTimer(v, spec.Min, spec.MinWhy)
-		return err
-	case monitor.TypeString:
-		_, err := nonEmpty(v, "value")
-		return err
-	case monitor.TypePath:
-		_, err := nonEmpty(v, "path")
-		return err
-	}
-	return fmt.Errorf("internal error: unknown value type %d", spec.Type)
 }
 
 // duplicateServices reports a second [service] for a protocol and port:

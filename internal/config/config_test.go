@@ -634,13 +634,6 @@ func TestParsePortServicesFile(t *testing.T) {
 	}
 }
 
-func TestParseServicesFirstWins(t *testing.T) {
-	tab := parseServices([]byte("a 10/tcp\na 11/tcp b\n#c 12/tcp\nc 13/TCP\n\td 14/udp   # x\n"))
-	if tab["tcp"]["a"] != 10 || tab["tcp"]["b"] != 11 || tab["tcp"]["c"] != 13 || tab["udp"]["d"] != 14 || len(tab["tcp"]) != 3 {
-		t.Errorf("%v", tab)
-	}
-}
-
 // FuzzParse checks that the line scanner and ini.v1 never disagree on the
 // structure of a file (that would show as an "internal error") and that
 // nothing panics. The seeds run with every go test.

@@ -3,8 +3,8 @@ package monitor
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/config/value"
 )
 
 // constant reports the same configured health on every sample; useful for
@@ -16,9 +16,9 @@ func newConstant(params map[string]string) (*constant, error) {
 	if !ok {
 		return nil, fmt.Errorf("value is required")
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil || n < 0 || n > 100 {
-		return nil, fmt.Errorf("value: %q is not an integer from 0 to 100", v)
+	n, err := value.Health(v)
+	if err != nil {
+		return nil, fmt.Errorf("value: %w", err)
 	}
 	return &constant{value: n}, nil
 }

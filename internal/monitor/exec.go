@@ -36,7 +36,7 @@ func newExec(params map[string]string) (*execMon, error) {
 	if cmd == "" {
 		return nil, errors.New("command is required")
 	}
-	timeout, err := timeoutParam(params)
+	timeout, err := execTimeout.duration(params, DefaultTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -38,10 +38,8 @@ func New(kind string, params map[string]string, opts Options) (Monitor, error) {
 	if _, ok := kinds[name]; !ok {
 		return nil, fmt.Errorf("unknown monitor %q (known: %s)", kind, strings.Join(Names(), ", "))
 	}
-	if v, ok := params["interval"]; ok {
-		if _, err := parsePositiveDuration("interval", v, MinInterval); err != nil {
-			return nil, fmt.Errorf("monitor %s: %w", name, err)
-		}
+	if _, err := intervalKey.duration(params, DefaultInterval); err != nil {
+		return nil, fmt.Errorf("monitor %s: %w", name, err)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -80,58 +78,11 @@ func New(kind string, params map[string]string, opts Options) (Monitor, error) {
 // DefaultInterval when the key is absent or unusable (New rejects an
 // unusable one, so the fallback only covers callers that skipped New).
 func Interval(params map[string]string) time.Duration {
-	v, ok := params["interval"]
-	if !ok {
-		return DefaultInterval
-	}
-	d, err := parsePositiveDuration("interval", v, MinInterval)
+	d, err := intervalKey.duration(params, DefaultInterval)
 	if err != nil {
 		return DefaultInterval
 	}
 	return d
-}
-
-// timeoutParam reads the optional "timeout" key of exec and perl.
-func timeoutParam(params map[string]string) (time.Duration, error) {
-	v, ok := params["timeout"]
-	if !ok {
-		return DefaultTimeout, nil
-	}
-	return parsePositiveDuration("timeout", v, MinTimeout)
-}
-
-// parseDuration accepts the config's duration syntax: seconds as a bare
-// number, decimals allowed ("2", "0.5"), as in the original configuration
-// files, or a Go duration string ("500ms", "1m30s").
-func parseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > math.MaxInt64/float64(time.Second) {
-			return 0, fmt.Errorf("%q is out of range", s)
-		}
-		return time.Duration(math.Round(f * float64(time.Second))), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is neither a number of seconds nor a duration like 500ms", s)
-	}
-	return d, nil
-}
-
-// parsePositiveDuration is parseDuration for keys with a floor (a zero
-// ticker period panics; a zero timeout fails every sample).
-func parsePositiveDuration(key, s string, floor time.Duration) (time.Duration, error) {
-	d, err := parseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", key, err)
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("%s: %q must be greater than zero", key, s)
-	}
-	if d < floor {
-		return 0, fmt.Errorf("%s: %v is too short (at least %v)", key, d, floor)
-	}
-	return d, nil
 }
 
 // firstNumber finds the first number in b, an integer or a decimal with an

@@ -35,12 +35,17 @@ func TestNewRejectsBadParams(t *testing.T) {
 		want   string
 	}{
 		{"constant", nil, "value is required"},
-		{"constant", map[string]string{"value": "101"}, "not an integer from 0 to 100"},
-		{"constant", map[string]string{"value": "-1"}, "not an integer from 0 to 100"},
-		{"constant", map[string]string{"value": "50", "interval": "0"}, "interval"},
-		{"cpuload", map[string]string{"interval": "soon"}, "neither a number of seconds"},
+		{"constant", map[string]string{"value": "101"}, `value: invalid health "101" (want a whole number from 0 to 100)`},
+		{"constant", map[string]string{"value": "-1"}, `value: invalid health "-1"`},
+		{"constant", map[string]string{"value": "50", "interval": "0"}, `interval: duration "0" must be greater than zero`},
+		{"cpuload", map[string]string{"interval": "soon"}, `interval: invalid duration "soon"`},
+		// Read as 16m40s before the grammar was shared with -t (issue 14).
+		{"cpuload", map[string]string{"interval": "1e3"}, `interval: invalid duration "1e3"`},
+		{"cpuload", map[string]string{"interval": "5ms"}, "interval: 5ms is too short (at least 10ms"},
 		{"exec", nil, "command is required"},
-		{"exec", map[string]string{"command": "echo 1", "timeout": "-2"}, "greater than zero"},
+		{"exec", map[string]string{"command": "echo 1", "timeout": "-2"}, "timeout: invalid duration"},
+		{"exec", map[string]string{"command": "echo 1", "timeout": "-2s"}, "greater than zero"},
+		{"exec", map[string]string{"command": "echo 1", "timeout": "50ms"}, "timeout: 50ms is too short (at least 100ms"},
 		{"perl", nil, "file is required"},
 	} {
 		_, err := New(tc.kind, tc.params, Options{})
@@ -65,28 +70,52 @@ func TestConstant(t *testing.T) {
 	}
 }
 
-func TestParseDuration(t *testing.T) {
+// TestKeySpecCheck: New reads every key as KeySpec.Check does, which is
+// what the config reader calls; both are internal/config/value.
+func TestKeySpecCheck(t *testing.T) {
 	for _, tc := range []struct {
-		in   string
-		want time.Duration
-		ok   bool
+		kind, key, v string
+		ok           bool
 	}{
-		{"2", 2 * time.Second, true},
-		{"0.5", 500 * time.Millisecond, true},
-		{" 1.25 ", 1250 * time.Millisecond, true},
-		{"500ms", 500 * time.Millisecond, true},
-		{"1m30s", 90 * time.Second, true},
-		{"0", 0, true},
-		{"-1", -time.Second, true},
-		{"5 s", 0, false},
-		{"NaN", 0, false},
-		{"Inf", 0, false},
-		{"1e300", 0, false},
-		{"", 0, false},
+		{"cpuload", "interval", "2", true},
+		{"cpuload", "interval", "0.5", true},
+		{"cpuload", "interval", "500ms", true},
+		{"cpuload", "interval", "10ms", true},
+		{"cpuload", "interval", "9ms", false},
+		{"cpuload", "interval", "1e3", false},
+		{"cpuload", "interval", "+2", false},
+		{"cpuload", "interval", "0x10", false},
+		{"cpuload", "interval", "NaN", false},
+		{"cpuload", "interval", "", false},
+		{"constant", "value", "0", true},
+		{"constant", "value", "100", true},
+		{"constant", "value", "+5", false},
+		{"constant", "value", "5.0", false},
+		{"exec", "timeout", "0.1", true},
+		{"exec", "timeout", "0.09", false},
+		{"perl", "timeout", "1m", true},
 	} {
-		got, err := parseDuration(tc.in)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("parseDuration(%q) = %v, %v; want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
+		k, _ := Lookup(tc.kind)
+		var spec *KeySpec
+		for i := range k.Keys {
+			if k.Keys[i].Name == tc.key {
+				spec = &k.Keys[i]
+			}
+		}
+		if spec == nil {
+			t.Fatalf("%s has no key %s", tc.kind, tc.key)
+		}
+		checkErr := spec.Check(tc.v)
+		if (checkErr == nil) != tc.ok {
+			t.Errorf("%s %s = %q: Check = %v, want ok=%v", tc.kind, tc.key, tc.v, checkErr, tc.ok)
+		}
+		if tc.kind == "perl" {
+			continue // New would load a script
+		}
+		params := map[string]string{tc.key: tc.v, "value": "1", "command": "true"}
+		_, newErr := New(tc.kind, params, Options{})
+		if (newErr == nil) != tc.ok || checkErr != nil && !strings.HasSuffix(newErr.Error(), tc.key+": "+checkErr.Error()) {
+			t.Errorf("%s %s = %q: New = %v, Check = %v; want the same verdict and words", tc.kind, tc.key, tc.v, newErr, checkErr)
 		}
 	}
 }

@@ -185,7 +185,7 @@ func newPerl(params map[string]string, log *slog.Logger) (*perlMon, error) {
 	if perl, err = filepath.Abs(perl); err != nil {
 		return nil, err
 	}
-	timeout, err := timeoutParam(params)
+	timeout, err := perlTimeout.duration(params, DefaultTimeout)
 	if err != nil {
 		return nil, err
 	}

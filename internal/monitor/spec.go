@@ -6,12 +6,16 @@
 package monitor
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/config/value"
 )
 
-// ValueType says how a monitor key's value is checked by the config reader.
+// ValueType says how a monitor key's value is read (KeySpec.Check), by
+// the config reader and by the monitor alike.
 type ValueType int
 
 const (
@@ -31,6 +35,40 @@ type KeySpec struct {
 	// below it (for the error message).
 	Min    time.Duration
 	MinWhy string
+}
+
+// Check reads v as the key's value, with the grammar and the error words
+// of internal/config/value, which the config reader (-t) and New share: a
+// value one accepts the other accepts, and means the same.
+func (k KeySpec) Check(v string) error {
+	var err error
+	switch k.Type {
+	case TypeHealth:
+		_, err = value.Health(v)
+	case TypeDuration:
+		_, err = value.Timer(v, k.Min, k.MinWhy)
+	case TypeString:
+		_, err = value.NonEmpty(strings.TrimSpace(v), "value")
+	case TypePath:
+		_, err = value.NonEmpty(strings.TrimSpace(v), "path")
+	default:
+		err = fmt.Errorf("internal error: unknown value type %d", k.Type)
+	}
+	return err
+}
+
+// duration reads the key, a TypeDuration, from params: def when it is
+// absent; an error naming the key when it is unusable.
+func (k KeySpec) duration(params map[string]string, def time.Duration) (time.Duration, error) {
+	v, ok := params[k.Name]
+	if !ok {
+		return def, nil
+	}
+	d, err := value.Timer(v, k.Min, k.MinWhy)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", k.Name, err)
+	}
+	return d, nil
 }
 
 // Kind describes one built-in monitor.
@@ -65,10 +103,15 @@ const (
 	whyTimeout  = "shorter, a healthy check is killed before it can answer"
 )
 
+// The duration keys, which the monitors read themselves.
+var (
+	intervalKey = KeySpec{Name: "interval", Type: TypeDuration, Help: "seconds between samples (default 1)", Min: MinInterval, MinWhy: whyInterval}
+	execTimeout = KeySpec{Name: "timeout", Type: TypeDuration, Help: "seconds before the command is killed and the health is unknown (default 5)", Min: MinTimeout, MinWhy: whyTimeout}
+	perlTimeout = KeySpec{Name: "timeout", Type: TypeDuration, Help: "seconds get_health() may take (default 5)", Min: MinTimeout, MinWhy: whyTimeout}
+)
+
 // commonKeys are accepted by every monitor.
-var commonKeys = []KeySpec{
-	{Name: "interval", Type: TypeDuration, Help: "seconds between samples (default 1)", Min: MinInterval, MinWhy: whyInterval},
-}
+var commonKeys = []KeySpec{intervalKey}
 
 var kinds = map[string]Kind{
 	"constant": {Name: "constant", Keys: []KeySpec{
@@ -79,11 +122,11 @@ var kinds = map[string]Kind{
 	}},
 	"exec": {Name: "exec", Keys: []KeySpec{
 		{Name: "command", Type: TypeString, Required: true, Help: "run by /bin/sh -c; the first number on stdout is the health"},
-		{Name: "timeout", Type: TypeDuration, Help: "seconds before the command is killed and the health is unknown (default 5)", Min: MinTimeout, MinWhy: whyTimeout},
+		execTimeout,
 	}},
 	"perl": {Name: "perl", Keys: []KeySpec{
 		{Name: "file", Type: TypePath, Required: true, Help: "Perl script defining get_health()"},
-		{Name: "timeout", Type: TypeDuration, Help: "seconds get_health() may take (default 5)", Min: MinTimeout, MinWhy: whyTimeout},
+		perlTimeout,
 	}},
 }
 

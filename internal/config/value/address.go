@@ -1,0 +1,159 @@
+package value
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Address reads a service address, a virtual service's or a realserver's:
+// IPv4 only in v1, because NECP service records carry 4-byte addresses
+// (necp-protocol.md §1).
+func Address(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("invalid address %q (want an IPv4 address such as 192.0.2.10)", s)
+	}
+	if !a.Is4() {
+		return netip.Addr{}, fmt.Errorf("address %q is not IPv4 (IPv6 is not supported in this version)", s)
+	}
+	if a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return netip.Addr{}, fmt.Errorf("address %q cannot be a virtual service address", s)
+	}
+	return a, nil
+}
+
+// Networks reads an access list: addresses and CIDR networks separated by
+// commas or spaces, or the single word "any", which gives nil.
+//
+// A network with host bits set ("10.0.0.1/8") is refused rather than
+// masked: on an access list it is more likely a typo for an address or a
+// network than a wish for the network, and guessing wrong opens the door.
+func Networks(s string) ([]netip.Prefix, error) {
+	fields := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+	if len(fields) == 0 {
+		return nil, fmt.Errorf("empty allow list (want networks such as 10.0.0.0/24, or \"any\")")
+	}
+	if len(fields) == 1 && strings.EqualFold(fields[0], "any") {
+		return nil, nil
+	}
+	out := make([]netip.Prefix, 0, len(fields))
+	for _, f := range fields {
+		if strings.EqualFold(f, "any") {
+			return nil, fmt.Errorf("\"any\" must be the only entry of an allow list")
+		}
+		var p netip.Prefix
+		if strings.Contains(f, "/") {
+			var err error
+			if p, err = netip.ParsePrefix(f); err != nil {
+				return nil, fmt.Errorf("invalid network %q (want an address or a network such as 10.0.0.0/24)", f)
+			}
+			if p.Masked() != p {
+				return nil, fmt.Errorf("network %q has host bits set (did you mean %s?)", f, p.Masked())
+			}
+		} else {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("invalid address %q (want an address or a network such as 10.0.0.0/24)", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		// Peers are compared unmapped (an IPv4 agent on a dual-stack
+		// socket shows as ::ffff:a.b.c.d), so the list is kept unmapped.
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Hostname reports whether s is a DNS name by RFC 1123 rules.
+func Hostname(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// HostPort splits "host:port", ":port" or a bare "host" (port defaulting
+// to defPort); the port is a number or a TCP service name. IPv6 literals
+// are refused, bracketed or not, since v1 is IPv4 only: a master reached
+// over IPv6 would see an IPv6 realserver address that it cannot put into a
+// NECP record.
+func (sv Services) HostPort(s string, defPort uint16) (host string, port uint16, err error) {
+	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return "", 0, fmt.Errorf("%q contains spaces or control characters", s)
+	}
+	if strings.HasPrefix(s, "[") || strings.Count(s, ":") > 1 {
+		return "", 0, fmt.Errorf("%q: IPv6 is not supported in this version (IPv4 only)", s)
+	}
+	host, p, found := strings.Cut(s, ":")
+	port = defPort
+	if found {
+		if port, err = sv.Port(p, "tcp"); err != nil {
+			return "", 0, err
+		}
+	}
+	return host, port, nil
+}
+
+// Director reads the agent's director = HOST[:PORT], and returns it as
+// host:port. Any host that is not an IP is left for resolution at connect
+// time (the director may not be resolvable when -t runs, and DNS may
+// change between restarts). A host that cannot possibly resolve, such as
+// the HOWTO sample's literal "$DIP", is only a warning: the HOWTO's sample
+// file must pass -t unchanged, and the agent will then fail, with a clear
+// log line, when it tries to connect.
+func (sv Services) Director(s string, defPort uint16) (addr, warning string, err error) {
+	host, port, err := sv.HostPort(s, defPort)
+	if err != nil {
+		return "", "", err
+	}
+	if host == "" {
+		return "", "", fmt.Errorf("invalid director %q: missing host", s)
+	}
+	if a, perr := netip.ParseAddr(host); perr == nil {
+		if !a.Is4() {
+			return "", "", fmt.Errorf("director %q is not IPv4 (IPv6 is not supported in this version)", s)
+		}
+		if a.IsUnspecified() || a.IsMulticast() {
+			return "", "", fmt.Errorf("director %q is not an address one can connect to", s)
+		}
+	} else if !Hostname(host) {
+		warning = fmt.Sprintf("director %q is neither an IPv4 address nor a valid hostname; connecting will fail until it is replaced", host)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port))), warning, nil
+}
+
+// Listen reads a listening address, HOST:PORT, :PORT or a bare IPv4 HOST
+// (port defPort), and returns it as host:port ("" host: every address).
+func (sv Services) Listen(s string, defPort uint16) (string, error) {
+	host, port, err := sv.HostPort(s, defPort)
+	if err != nil {
+		return "", err
+	}
+	if host != "" {
+		if a, perr := netip.ParseAddr(host); perr == nil {
+			if !a.Is4() {
+				return "", fmt.Errorf("listen address %q is not IPv4 (IPv6 is not supported in this version)", s)
+			}
+		} else if !Hostname(host) {
+			return "", fmt.Errorf("invalid listen host %q", host)
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port))), nil
+}
