@@ -137,6 +137,11 @@ func TestPackagedMaster(t *testing.T) {
 	if len(m.VirtualServices) != 0 || len(m.Warnings) != 1 || !strings.Contains(m.Warnings[0], "no [virtual-service]") {
 		t.Errorf("as shipped: %+v", m)
 	}
+	// The one setting the packaged file changes from its default: INFO, so
+	// that the journal shows joins, weights and quiesces (issue 12).
+	if m.LogLevel.String() != "INFO" {
+		t.Errorf("packaged loglevel %v, want INFO", m.LogLevel)
+	}
 	// With every documented line switched on, the file must still be
 	// valid, and the values it documents must be the real defaults.
 	on, err := ParseMaster("master.conf", uncomment(t, "../../etc/master.conf"))
@@ -146,7 +151,8 @@ func TestPackagedMaster(t *testing.T) {
 	def := mustMaster(t, minimalVS)
 	if on.KeepaliveInterval != def.KeepaliveInterval || on.KeepaliveTimeout != def.KeepaliveTimeout ||
 		on.KeepaliveRetries != def.KeepaliveRetries || on.RemovalInterval != def.RemovalInterval ||
-		on.LogLevel != def.LogLevel || on.Listen != def.Listen {
+		on.Listen != def.Listen || on.WeightLaw != def.WeightLaw ||
+		on.WeightSmoothing != def.WeightSmoothing || on.SlowStart != def.SlowStart {
 		t.Errorf("documented defaults differ from the real ones:\n got %+v\nwant %+v", on, def)
 	}
 	if len(on.VirtualServices) != 1 || on.VirtualServices[0].Scheduler != DefaultScheduler || on.VirtualServices[0].MaxWeight != DefaultMaxWeight {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/logging"
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
@@ -18,7 +19,8 @@ import (
 // its default is the hardest kind of mistake to find on a live director.
 var (
 	masterGlobalKeys = []string{"logfile", "loglevel", "keepalive-interval", "keepalive-timeout", "keepalive-retries", "removal-interval", "listen",
-		"allow", "trust-agent-address", "secret-file", "handshake-timeout", "max-sessions", "max-sessions-per-address", "max-services", "weight-threshold", "weight-max-step"}
+		"allow", "trust-agent-address", "secret-file", "handshake-timeout", "max-sessions", "max-sessions-per-address", "max-services", "weight-threshold", "weight-max-step",
+		"weight-law", "weight-smoothing", "slow-start"}
 	virtualKeys = []string{"name", "address", "protocol", "port", "scheduler", "max-weight"}
 )
 
@@ -62,6 +64,9 @@ func ParseMaster(file string, data []byte) (*Master, error) {
 		MaxServices:           DefaultMaxServices,
 		WeightThreshold:       DefaultWeightThreshold,
 		WeightMaxStep:         DefaultWeightMaxStep,
+		WeightLaw:             DefaultWeightLaw,
+		WeightSmoothing:       DefaultWeightSmoothing,
+		SlowStart:             DefaultSlowStart,
 	}
 	var warn warnings
 	warn.file = file
@@ -174,6 +179,12 @@ func (m *Master) globals(el *errorList, warn *warnings, b block) {
 			m.WeightThreshold, err = parseRange(e.value, 0, 50)
 		case "weight-max-step":
 			m.WeightMaxStep, err = parseRange(e.value, 0, 100)
+		case "weight-law":
+			m.WeightLaw, err = parseWeightLaw(e.value)
+		case "weight-smoothing":
+			m.WeightSmoothing, err = parseTimer(e.value, time.Second, "the filter moves once per keepalive-interval; for no smoothing, set weight-law = direct")
+		case "slow-start":
+			m.SlowStart, err = parseSlowStart(e.value)
 		case "logfile":
 			m.LogFile, err = nonEmpty(e.value, "log file path")
 		case "loglevel":
@@ -316,4 +327,23 @@ func nonEmpty(s, what string) (string, error) {
 		return "", fmt.Errorf("empty %s", what)
 	}
 	return s, nil
+}
+
+// parseWeightLaw reads weight-law: smoothed (the default) or direct (the
+// 2007 master's weight = latest health, kept for comparison).
+func parseWeightLaw(v string) (string, error) {
+	switch l := strings.ToLower(v); l {
+	case WeightLawSmoothed, WeightLawDirect:
+		return l, nil
+	}
+	return "", fmt.Errorf("unknown weight law %q (want %s or %s)", v, WeightLawSmoothed, WeightLawDirect)
+}
+
+// parseSlowStart reads slow-start: 0 turns it off; otherwise a time of at
+// least one second, since the ramp moves once per keepalive-interval.
+func parseSlowStart(v string) (time.Duration, error) {
+	if n, err := parseCount(v); err == nil && n == 0 {
+		return 0, nil
+	}
+	return parseTimer(v, time.Second, "the ramp moves once per keepalive-interval, so a shorter one is a jump")
 }

@@ -58,6 +58,13 @@ const (
 	DefaultWeightThreshold = 5 // percent of max-weight
 	DefaultWeightMaxStep   = 0 // percent of max-weight per keepalive-interval; 0 = no cap
 
+	// The weight law (internal/master/law.go, feedbackd-master.conf(5)).
+	WeightLawSmoothed      = "smoothed"
+	WeightLawDirect        = "direct"
+	DefaultWeightLaw       = WeightLawSmoothed
+	DefaultWeightSmoothing = 5 * time.Second // the health filter's time constant
+	DefaultSlowStart       = 10 * time.Second
+
 	// MinSecretLen is the shortest shared secret accepted: 16 bytes, the
 	// strength of a random 128-bit key.
 	MinSecretLen = 16
@@ -133,6 +140,11 @@ type Master struct {
 	// Damping, in percent of each virtual service's max-weight.
 	WeightThreshold int // a change of this much or less is not written
 	WeightMaxStep   int // largest change per keepalive-interval; 0 = no cap
+	// WeightLaw is "smoothed" or "direct"; "" (a zero Master, as tests
+	// build it) means direct, the 2007 behaviour.
+	WeightLaw       string
+	WeightSmoothing time.Duration // smoothed: the health filter's time constant
+	SlowStart       time.Duration // ramp of a realserver that joins or returns from 0; 0 = off
 
 	VirtualServices []VirtualService
 	// Warnings are doubts that do not stop the master, formatted like

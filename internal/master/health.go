@@ -3,8 +3,10 @@ package master
 import (
 	"context"
 	"log/slog"
+	"math"
 	"time"
 
+	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 )
 
@@ -51,27 +53,72 @@ func (si *sessionInfo) startedService(sp svcPort) bool {
 	return false
 }
 
-// setHealth records a report for one destination and sets its weight.
+// law is the weight law the configuration asks for.
+func (t *table) law() Law {
+	if t.cfg.WeightLaw != config.WeightLawSmoothed {
+		return Law{}
+	}
+	return Law{Smoothing: t.cfg.WeightSmoothing, Period: t.cfg.KeepaliveInterval}
+}
+
+// setHealth records a report for one destination. The direct law sets the
+// weight from it at once; the smoothed law takes it into its next
+// feedback tick, except that health 0, and the first health after 0, act
+// at once: a failure is never slowed down, and a realserver that comes
+// back starts from what its health says, under slow start.
 func (t *table) setHealth(e *entry, h uint8, now time.Time) {
+	if h != e.health {
+		e.healthAt = now
+	}
 	e.health = h
-	w, ok := Weight(h, e.maxWeight)
-	if !ok {
+	if h == necp.HealthUnknown {
 		if t.log.Enabled(context.Background(), slog.LevelDebug) {
 			t.log.Debug("health unknown; weight left alone", "vs", e.vsName,
 				"realserver", e.id.Dest.Address.String(), "weight", e.want)
 		}
 		return
 	}
-	e.target = w
+	if l := t.law(); l.Smoothing <= 0 || h == 0 || e.ctl <= 0 {
+		e.ctl, _ = l.Next(e.ctl, h, e.maxWeight)
+	}
+	t.retarget(e, now)
+}
+
+// retarget sets the target from ctl under the slow-start cap, moves the
+// weight as damping allows, and keeps the entry in the feedback tick for
+// as long as anything is still moving.
+func (t *table) retarget(e *entry, now time.Time) {
+	w := int(math.Round(e.ctl))
+	if w > 0 && e.want == 0 && e.target == 0 {
+		// From 0 to a weight: a join, or a return after health 0 or a
+		// quiesce. An entry adopted at its weight does not ramp.
+		e.rampStart = now
+	}
+	e.target = SlowStart(w, e.rampStart, now, t.cfg.SlowStart)
 	t.step(e, now)
 }
 
 // step moves an active entry's weight towards its target as far as the
-// damping policy allows, and schedules the next step when the move was
-// cut short by weight-max-step.
+// damping policy allows, and keeps it in the tick while something is
+// still to move: a step cut short by weight-max-step, the smoothed law
+// not at rest, or a slow start under way.
 func (t *table) step(e *entry, now time.Time) {
 	d := DampingFor(t.cfg.WeightThreshold, t.cfg.WeightMaxStep, e.maxWeight)
-	if w := d.Next(e.want, e.target, e.maxWeight); w != e.want {
+	w := d.Next(e.want, e.target, e.maxWeight)
+	settling := false
+	if w == e.want && e.target != e.want && t.law().Smoothing > 0 {
+		// Held back by the damping threshold. Noise is meant to be, but a
+		// health that has lasted a whole smoothing time is not noise:
+		// write it exactly, so that a steady 20 is 20 in the kernel, not
+		// whatever the filter passed on its way within the threshold.
+		if t.settled(e, d, now) {
+			direct, _ := Weight(e.health, e.maxWeight)
+			e.ctl, e.target, w = float64(direct), direct, direct
+		} else {
+			settling = true
+		}
+	}
+	if w != e.want {
 		if t.log.Enabled(context.Background(), slog.LevelInfo) {
 			// Guarded: with cpuload monitors nearly every report changes a
 			// weight, and the arguments would be boxed even at WARN.
@@ -81,21 +128,47 @@ func (t *table) step(e *entry, now time.Time) {
 		e.want = w
 		t.markDirty(e, now)
 	}
-	if d.Next(e.want, e.target, e.maxWeight) != e.want {
-		e.nextStep = now.Add(t.cfg.KeepaliveInterval)
+	moving := settling || d.Next(e.want, e.target, e.maxWeight) != e.want ||
+		!t.law().AtRest(e.ctl, e.health, e.maxWeight) ||
+		t.cfg.SlowStart > 0 && !e.rampStart.IsZero() && now.Sub(e.rampStart) < t.cfg.SlowStart
+	if moving && e.state == stateActive && e.want > 0 || moving && e.ctl > 0 {
+		if len(t.steps.m) == 0 {
+			t.nextTick = now.Add(t.cfg.KeepaliveInterval)
+		}
 		t.steps.add(e)
 	} else {
 		t.steps.del(e.id)
 	}
 }
 
-// tick takes due capped steps, moves orphans whose grace has expired to
-// quiescing, and returns the quiescing destinations whose removal check is
-// due.
+// settled says whether e's health has not changed for a smoothing time
+// and the filter has come within the damping threshold of it, with any
+// slow start over: then the rest of the way is no longer worth waiting
+// for.
+func (t *table) settled(e *entry, d Damping, now time.Time) bool {
+	direct, ok := Weight(e.health, e.maxWeight)
+	return ok && e.ctl > 0 && !e.healthAt.IsZero() &&
+		now.Sub(e.healthAt) >= max(t.law().Smoothing, t.cfg.KeepaliveInterval) &&
+		math.Abs(e.ctl-float64(direct)) <= max(float64(d.Threshold), 0.5) &&
+		(e.rampStart.IsZero() || now.Sub(e.rampStart) >= t.cfg.SlowStart)
+}
+
+// tick runs the feedback tick when it is due, moves orphans whose grace
+// has expired to quiescing, and returns the quiescing destinations whose
+// removal check is due.
 func (t *table) tick(now time.Time) (due []destID) {
-	for _, e := range t.steps.m {
-		if !e.nextStep.After(now) {
-			t.step(e, now) // may delete e from steps: allowed while ranging
+	if len(t.steps.m) > 0 && !t.nextTick.After(now) {
+		t.nextTick = now.Add(t.cfg.KeepaliveInterval)
+		for _, e := range t.steps.m {
+			// step may delete e from steps: allowed while ranging.
+			if e.state != stateActive {
+				t.steps.del(e.id)
+				continue
+			}
+			if e.ctl > 0 {
+				e.ctl, _ = t.law().Next(e.ctl, e.health, e.maxWeight)
+			}
+			t.retarget(e, now)
 		}
 	}
 	for id, e := range t.timed.m {
@@ -135,10 +208,8 @@ func (t *table) removalChecked(id destID, activeConns int, now time.Time) {
 func (t *table) nextDeadline() (time.Time, bool) {
 	var min time.Time
 	found := false
-	for _, e := range t.steps.m {
-		if !found || e.nextStep.Before(min) {
-			min, found = e.nextStep, true
-		}
+	if len(t.steps.m) > 0 {
+		min, found = t.nextTick, true
 	}
 	for _, e := range t.timed.m {
 		if e.remove {

@@ -68,22 +68,55 @@ func (t *table) join(ev joinEvent, now time.Time) (st []necp.Status, ids [][]des
 		// cannot grow the session; new services count against
 		// max-services, which bounds what one agent can make the master
 		// hold and write to IPVS.
-		if j := si.startedIndex(rec); j >= 0 {
-			si.started[j] = rec
-		} else if len(si.started) >= t.cfg.MaxServices {
+		j := si.startedIndex(rec)
+		var prev necp.ServiceRecord
+		switch {
+		case j >= 0:
+			prev, si.started[j] = si.started[j], rec
+		case len(si.started) >= t.cfg.MaxServices:
 			st[i] = necp.StatusRefused
 			over++
 			continue
-		} else {
+		default:
 			si.started = append(si.started, rec)
 		}
 		st[i], ids[i] = t.joinOne(ev.sid, si, rec, now, true)
+		if st[i] == necp.StatusRefused {
+			// A refused record is not kept, so that a reload cannot bring
+			// in what the agent was told is out; one that replaced an
+			// earlier record gives that record back (a record that
+			// matched nothing stays, for a virtual service added later).
+			if j >= 0 {
+				si.started[j] = prev
+			} else {
+				si.started = si.started[:len(si.started)-1]
+			}
+		}
 	}
 	if over > 0 {
 		t.log.Warn("services refused: the agent offers more than max-services", "agent", si.peer.String(),
 			"refused", over, "max_services", t.cfg.MaxServices, "reason", "max-services reached")
 	}
 	return st, ids
+}
+
+// unstart forgets a START record the master answered "refused": a reload
+// must not bring in what the agent was told is out (a record that matched
+// nothing stays, so that a virtual service added later picks it up). Any
+// offer an earlier START of the same record made is withdrawn with it.
+func (t *table) unstart(si *sessionInfo, sid sessionID, rec necp.ServiceRecord, reason string, now time.Time) {
+	if j := si.startedIndex(rec); j >= 0 {
+		si.started = slices.Delete(si.started, j, j+1)
+	}
+	a := si.peer.Addr().Unmap()
+	if c, ok := claimed(rec, si.peer); ok {
+		a = c
+	}
+	for _, id := range sortedOffers(si) {
+		if svcPortOf(id) == (svcPort{rec.Protocol, rec.Port}) && id.Dest.Address == a {
+			t.withdrawOffer(si, sid, id, reason, now)
+		}
+	}
 }
 
 // inadmissible says why the access policy in force refuses a session from
@@ -333,7 +366,8 @@ func (t *table) gone(sid sessionID, reason string, now time.Time) {
 func (t *table) quiesce(e *entry, reason string, now time.Time) {
 	t.log.Info("realserver quiesced", "vs", e.vsName, "realserver", e.id.Dest.Address.String(),
 		"reason", reason, "old_weight", e.want, "weight", 0)
-	e.owner, e.want, e.target, e.since = 0, 0, 0, now
+	e.owner, e.want, e.target, e.ctl, e.since = 0, 0, 0, 0, now
+	e.rampStart = time.Time{}
 	t.steps.del(e.id)
 	t.setState(e, stateQuiescing)
 	e.nextCheck = now.Add(t.cfg.RemovalInterval)
@@ -380,12 +414,16 @@ func (t *table) rematch(kernel map[ipvs.ServiceKey][]ipvs.Destination, now time.
 			t.drop(id)
 			continue
 		}
+		oldMax := e.maxWeight
 		e.vsName, e.maxWeight = vs.Name, vs.MaxWeight
-		if e.state == stateActive {
-			if w, ok := Weight(e.health, e.maxWeight); ok {
-				e.target = w
-				t.step(e, now)
+		if e.state == stateActive && e.health != necp.HealthUnknown {
+			if l := t.law(); l.Smoothing > 0 && e.ctl > 0 && oldMax > 0 {
+				// The law's state scales with max-weight, like the weight.
+				e.ctl = min(float64(e.maxWeight), max(1, e.ctl*float64(e.maxWeight)/float64(oldMax)))
+			} else {
+				e.ctl, _ = t.law().Next(0, e.health, e.maxWeight)
 			}
+			t.retarget(e, now)
 		}
 		t.markDirty(e, now)
 	}

@@ -26,6 +26,7 @@ type owner struct {
 
 type pendingJoin struct {
 	sid   sessionID
+	recs  []necp.ServiceRecord
 	reply chan []necp.Status
 	st    []necp.Status
 	ids   [][]destID // per record, the destinations it offered
@@ -201,7 +202,7 @@ func (o *owner) handle(ev event, now time.Time) {
 	switch ev := ev.(type) {
 	case joinEvent:
 		st, ids := o.t.join(ev, now)
-		o.pendingJoins = append(o.pendingJoins, pendingJoin{ev.sid, ev.reply, st, ids})
+		o.pendingJoins = append(o.pendingJoins, pendingJoin{ev.sid, ev.recs, ev.reply, st, ids})
 	case healthEvent:
 		o.t.health(ev.sid, ev.recs, now)
 	case stopEvent:
@@ -321,12 +322,18 @@ func (o *owner) replyJoins(now time.Time) {
 				}
 			}
 			if !ok {
+				// Refused means refused: the record and its offers go, so
+				// that neither a write retried later nor a reload adds what
+				// the agent was told is out.
 				p.st[i] = necp.StatusRefused
-				// Refused means refused: the offer goes, so that a write
-				// retried later cannot add what the agent was told is out.
-				for _, id := range ids {
-					if _, offered := si.offerOf(id); offered {
-						o.t.withdrawOffer(si, p.sid, id, "could not be added to IPVS", now)
+				if si != nil {
+					for _, id := range ids {
+						if _, offered := si.offerOf(id); offered {
+							o.t.withdrawOffer(si, p.sid, id, "could not be recorded or added to IPVS", now)
+						}
+					}
+					if i < len(p.recs) {
+						o.t.unstart(si, p.sid, p.recs[i], "could not be recorded or added to IPVS", now)
 					}
 				}
 			}

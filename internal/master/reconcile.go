@@ -63,7 +63,7 @@ func (t *table) adopt(kernel map[ipvs.ServiceKey][]ipvs.Destination, owned map[d
 			delete(t.dormant, id)
 			t.put(&entry{
 				id: id, vsName: vs.Name, maxWeight: vs.MaxWeight, fwd: d.Forwarding,
-				state: stateOrphan, health: necp.HealthUnknown, want: d.Weight,
+				state: stateOrphan, health: necp.HealthUnknown, want: d.Weight, ctl: float64(d.Weight),
 				since: now, nextCheck: now.Add(grace), inKernel: true, kernel: d, recorded: true,
 			})
 			t.log.Info("adopted destination created earlier by feedbackd; waiting for its agent",
@@ -267,7 +267,7 @@ func (t *table) resync(kernel map[ipvs.ServiceKey][]ipvs.Destination, now time.T
 			continue
 		}
 		if e.state == stateOrphan {
-			e.kernel, e.want, e.fwd = d, d.Weight, d.Forwarding
+			e.kernel, e.want, e.fwd, e.ctl = d, d.Weight, d.Forwarding, float64(d.Weight)
 			continue
 		}
 		if d.Weight != e.kernel.Weight || d.Forwarding != e.kernel.Forwarding {

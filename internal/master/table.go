@@ -65,10 +65,20 @@ type entry struct {
 	state  destState
 	health uint8 // latest report; necp.HealthUnknown before the first
 	want   int   // the weight it should have (what is written)
-	// target is the weight the latest health asks for; want moves towards
-	// it as the damping policy allows (weight.go).
+	// ctl is the weight law's own value (law.go): a real number, so that
+	// the smoothed law's small steps add up between writes; 0 when the
+	// entry has no weight yet or fell to 0.
+	ctl float64
+	// rampStart is when the entry went from weight 0 to a weight (slow
+	// start); zero when it has not ramped since it was adopted.
+	rampStart time.Time
+	// healthAt is when the reported health last changed value: a value
+	// that lasts a whole smoothing time is written exactly, even within
+	// the damping threshold (step).
+	healthAt time.Time
+	// target is the weight the law asks for now (ctl under the slow-start
+	// cap); want moves towards it as the damping policy allows (weight.go).
 	target    int
-	nextStep  time.Time // when the next capped step is due (in steps)
 	since     time.Time
 	nextCheck time.Time // orphan: end of grace; quiescing: next removal check
 
@@ -128,7 +138,13 @@ type table struct {
 	// 20 000 realservers polled every 2 s there are 10 000 passes a second.
 	dirty index // want/fwd may differ from the kernel, or deletion pending
 	timed index // orphans and quiescing entries (they have a nextCheck)
-	steps index // active entries still stepping towards target (weight-max-step)
+	// steps holds the active entries the feedback tick must visit: the
+	// smoothed law still moving, a slow start ramping, or a capped
+	// step (weight-max-step) pending. It runs once per keepalive-interval
+	// at nextTick, not on every pass: with 20 000 realservers there are
+	// thousands of passes a second.
+	steps    index
+	nextTick time.Time
 	// unrecorded: entries created since the state file was last written.
 	unrecorded index
 	nActive    int // entries in stateActive
