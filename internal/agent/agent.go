@@ -4,8 +4,8 @@
 // the health of each service.
 //
 // Health is never measured while the master waits. Each service's monitor
-// samples on its own ticker for the whole life of Run (internal/monitor's
-// Sampler) and a KEEPALIVE is answered at once from the cached values. The
+// samples on its own ticker for the whole life of Run (Sampler, in
+// sampler.go) and a KEEPALIVE is answered at once from the cached values. The
 // 2007 HOWTO warns that a slow exec program "holds up the agent", making the
 // master believe the server is down; this design removes that failure mode
 // (docs/necp-protocol.md §8, "when health is measured").
@@ -87,7 +87,7 @@ type Agent struct {
 type service struct {
 	cfg     config.Service
 	mon     monitor.Monitor
-	sampler *monitor.Sampler
+	sampler *Sampler
 	log     *slog.Logger
 }
 
@@ -149,7 +149,7 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 		a.services = append(a.services, &service{
 			cfg:     sc,
 			mon:     m,
-			sampler: monitor.NewSampler(m, monitor.Interval(sc.Params), svcLog),
+			sampler: NewSampler(m, monitor.Interval(sc.Params), svcLog),
 			log:     svcLog,
 		})
 	}

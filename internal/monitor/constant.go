@@ -3,9 +3,19 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/config/value"
 )
+
+func init() {
+	register(Kind{Name: "constant",
+		Keys: []KeySpec{
+			{Name: "value", Type: TypeHealth, Required: true, Help: "the health reported on every sample, 0..100"},
+		},
+		build: func(params map[string]string, _ Options, _ *slog.Logger) (Monitor, error) { return newConstant(params) },
+	})
+}
 
 // constant reports the same configured health on every sample; useful for
 // a realserver that should take a fixed share of the load, and in tests.

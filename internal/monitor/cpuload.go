@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,6 +14,20 @@ import (
 	"github.com/shirou/gopsutil/v3/common"
 	"github.com/shirou/gopsutil/v3/cpu"
 )
+
+func init() {
+	register(Kind{Name: "cpuload",
+		Keys: []KeySpec{
+			{Name: "cgroup", Type: TypePath, Help: "measure this cgroup (v2) against its own CPU budget instead of the whole machine's /proc/stat"},
+		},
+		build: func(params map[string]string, opts Options, _ *slog.Logger) (Monitor, error) {
+			if cg, ok := params["cgroup"]; ok {
+				return newCgroupCPU(cg, opts.CgroupRoot, opts.ProcRoot)
+			}
+			return newCPULoad(opts.ProcRoot), nil
+		},
+	})
+}
 
 // cpuload reports the share of CPU time spent idle since this monitor's
 // previous sample, from the aggregate "cpu" line of /proc/stat.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"strings"
 	"time"
@@ -23,6 +24,18 @@ const (
 	// kernel) can hold them longer.
 	execWaitDelay = 1 * time.Second
 )
+
+var execTimeout = KeySpec{Name: "timeout", Type: TypeDuration, Help: "seconds before the command is killed and the health is unknown (default 5)", Min: MinTimeout, MinWhy: whyTimeout}
+
+func init() {
+	register(Kind{Name: "exec",
+		Keys: []KeySpec{
+			{Name: "command", Type: TypeString, Required: true, Help: "run by /bin/sh -c; the first number on stdout is the health"},
+			execTimeout,
+		},
+		build: func(params map[string]string, _ Options, _ *slog.Logger) (Monitor, error) { return newExec(params) },
+	})
+}
 
 // execMon runs a command through /bin/sh -c on every sample and reads the
 // first number it prints.

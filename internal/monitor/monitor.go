@@ -35,7 +35,8 @@ type Options struct {
 // gets an error here rather than a monitor that misbehaves later.
 func New(kind string, params map[string]string, opts Options) (Monitor, error) {
 	name := CanonicalName(kind)
-	if _, ok := kinds[name]; !ok {
+	k, ok := kinds[name]
+	if !ok {
 		return nil, fmt.Errorf("unknown monitor %q (known: %s)", kind, strings.Join(Names(), ", "))
 	}
 	if _, err := intervalKey.duration(params, DefaultInterval); err != nil {
@@ -45,29 +46,7 @@ func New(kind string, params map[string]string, opts Options) (Monitor, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	log = log.With("monitor", name)
-
-	var (
-		m   Monitor
-		err error
-	)
-	switch name {
-	case "constant":
-		m, err = newConstant(params)
-	case "cpuload":
-		if cg, ok := params["cgroup"]; ok {
-			m, err = newCgroupCPU(cg, opts.CgroupRoot, opts.ProcRoot)
-		} else {
-			m = newCPULoad(opts.ProcRoot)
-		}
-	case "exec":
-		m, err = newExec(params)
-	case "perl":
-		m, err = newPerl(params, log)
-	default:
-		// kinds and this switch disagree: a programming error, not a config one.
-		err = fmt.Errorf("monitor %q is declared but not implemented", name)
-	}
+	m, err := k.build(params, opts, log.With("monitor", name))
 	if err != nil {
 		return nil, fmt.Errorf("monitor %s: %w", name, err)
 	}

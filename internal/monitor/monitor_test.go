@@ -136,3 +136,26 @@ func TestInterval(t *testing.T) {
 		}
 	}
 }
+
+// TestRegistry: every kind registered itself with its keys and a
+// constructor, under its own name, and a second registration of a name is
+// refused.
+func TestRegistry(t *testing.T) {
+	if got := strings.Join(Names(), " "); got != "constant cpuload exec perl" {
+		t.Errorf("Names() = %q", got)
+	}
+	for name, k := range kinds {
+		if k.Name != name || k.build == nil {
+			t.Errorf("kinds[%q] = %+v", name, k)
+		}
+		if k, _ := Lookup(name); k.Keys[len(k.Keys)-1].Name != "interval" {
+			t.Errorf("%s: keys %+v lack the common interval", name, k.Keys)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("registering constant twice did not panic")
+		}
+	}()
+	register(kinds["constant"])
+}

@@ -151,6 +151,20 @@ const (
 	perlExitGrace = 1 * time.Second
 )
 
+var perlTimeout = KeySpec{Name: "timeout", Type: TypeDuration, Help: "seconds get_health() may take (default 5)", Min: MinTimeout, MinWhy: whyTimeout}
+
+func init() {
+	register(Kind{Name: "perl",
+		Keys: []KeySpec{
+			{Name: "file", Type: TypePath, Required: true, Help: "Perl script defining get_health()"},
+			perlTimeout,
+		},
+		build: func(params map[string]string, _ Options, log *slog.Logger) (Monitor, error) {
+			return newPerl(params, log)
+		},
+	})
+}
+
 type perlMon struct {
 	file    string // absolute: do FILE searches @INC for a relative name
 	perl    string // the interpreter, absolute: the reaper does no PATH search

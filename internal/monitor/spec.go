@@ -7,6 +7,7 @@ package monitor
 
 import (
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"time"
@@ -71,20 +72,37 @@ func (k KeySpec) duration(params map[string]string, def time.Duration) (time.Dur
 	return d, nil
 }
 
-// Kind describes one built-in monitor.
+// Kind describes one built-in monitor: its name, its keys and how to
+// build it. Each kind registers itself, in the file that implements it,
+// so that the keys the config reader accepts and the constructor New
+// calls cannot disagree.
 type Kind struct {
 	Name string
 	Keys []KeySpec
+	// build makes the monitor from its keys, which the config reader has
+	// checked with the Keys above (New checks the interval itself); log
+	// already names the monitor.
+	build func(params map[string]string, opts Options, log *slog.Logger) (Monitor, error)
 }
 
-// Sampling defaults. Every monitor samples on its own ticker (interval) and
-// the agent answers KEEPALIVEs from the cached value, so a slow monitor
-// never delays a reply. A value older than StaleAfter sample periods is
-// reported as unknown.
+// kinds holds the registered monitors by name.
+var kinds = map[string]Kind{}
+
+// register adds a kind; it is called from the init function of the file
+// that implements it. A second kind of one name is a programming error.
+func register(k Kind) {
+	if _, dup := kinds[k.Name]; dup || k.build == nil {
+		panic("monitor: kind " + k.Name + " registered twice or without a constructor")
+	}
+	kinds[k.Name] = k
+}
+
+// Sampling defaults. The agent samples every monitor on its own ticker
+// (interval) and answers KEEPALIVEs from the cached value, so a slow
+// monitor never delays a reply (internal/agent's Sampler).
 const (
 	DefaultInterval = 1 * time.Second
 	DefaultTimeout  = 5 * time.Second // exec and perl: below the master's keepalive-timeout
-	StaleAfter      = 3
 
 	// MinInterval is the floor of "interval": below 10 ms the period is
 	// the scale of the scheduler's own delays on a loaded host, so a
@@ -103,32 +121,12 @@ const (
 	whyTimeout  = "shorter, a healthy check is killed before it can answer"
 )
 
-// The duration keys, which the monitors read themselves.
-var (
-	intervalKey = KeySpec{Name: "interval", Type: TypeDuration, Help: "seconds between samples (default 1)", Min: MinInterval, MinWhy: whyInterval}
-	execTimeout = KeySpec{Name: "timeout", Type: TypeDuration, Help: "seconds before the command is killed and the health is unknown (default 5)", Min: MinTimeout, MinWhy: whyTimeout}
-	perlTimeout = KeySpec{Name: "timeout", Type: TypeDuration, Help: "seconds get_health() may take (default 5)", Min: MinTimeout, MinWhy: whyTimeout}
-)
+// intervalKey is accepted by every monitor; the agent's sampler reads it
+// (Interval).
+var intervalKey = KeySpec{Name: "interval", Type: TypeDuration, Help: "seconds between samples (default 1)", Min: MinInterval, MinWhy: whyInterval}
 
 // commonKeys are accepted by every monitor.
 var commonKeys = []KeySpec{intervalKey}
-
-var kinds = map[string]Kind{
-	"constant": {Name: "constant", Keys: []KeySpec{
-		{Name: "value", Type: TypeHealth, Required: true, Help: "the health reported on every sample, 0..100"},
-	}},
-	"cpuload": {Name: "cpuload", Keys: []KeySpec{
-		{Name: "cgroup", Type: TypePath, Help: "measure this cgroup (v2) against its own CPU budget instead of the whole machine's /proc/stat"},
-	}},
-	"exec": {Name: "exec", Keys: []KeySpec{
-		{Name: "command", Type: TypeString, Required: true, Help: "run by /bin/sh -c; the first number on stdout is the health"},
-		execTimeout,
-	}},
-	"perl": {Name: "perl", Keys: []KeySpec{
-		{Name: "file", Type: TypePath, Required: true, Help: "Perl script defining get_health()"},
-		perlTimeout,
-	}},
-}
 
 // CanonicalName maps "cpuload.so" to "cpuload"; other names are returned unchanged.
 func CanonicalName(name string) string {

@@ -1,4 +1,4 @@
-package monitor
+package agent
 
 import (
 	"context"
@@ -10,17 +10,26 @@ import (
 	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/logging"
+	"github.com/lvs-feedbackd/feedbackd/internal/monitor"
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 )
+
+// StaleAfter is how many sample periods a value stays good: an older one
+// is reported as unknown, as the monitor is then stuck or far slower than
+// its interval and its value no longer describes the server.
+const StaleAfter = 3
 
 // ErrNoSample is what Last reports before the first sample has finished.
 var ErrNoSample = errors.New("no sample yet")
 
 // Sampler runs one monitor on its own ticker and caches the latest value,
 // so the agent answers KEEPALIVEs at once and a slow monitor never delays
-// a reply (necp-protocol.md §8, "when health is measured").
+// a reply (necp-protocol.md §8, "when health is measured"). It lives here,
+// beside the session that reads it, rather than in internal/monitor,
+// because what it adds to a monitor is the wire's view: caching for the
+// KEEPALIVE_ACK, staleness, and the "unknown" health 255.
 type Sampler struct {
-	m        Monitor
+	m        monitor.Monitor
 	interval time.Duration
 	log      *slog.Logger
 	// newTicker is time.NewTicker; tests substitute ticks they control.
@@ -37,10 +46,11 @@ type sample struct {
 	err    error
 }
 
-// NewSampler samples m every interval (DefaultInterval if interval <= 0).
-func NewSampler(m Monitor, interval time.Duration, log *slog.Logger) *Sampler {
+// NewSampler samples m every interval (monitor.DefaultInterval if
+// interval <= 0).
+func NewSampler(m monitor.Monitor, interval time.Duration, log *slog.Logger) *Sampler {
 	if interval <= 0 {
-		interval = DefaultInterval
+		interval = monitor.DefaultInterval
 	}
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -1,4 +1,4 @@
-package monitor
+package agent
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lvs-feedbackd/feedbackd/internal/monitor"
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 )
 
@@ -245,7 +246,7 @@ func TestSamplerSkipsTickDueDuringSample(t *testing.T) {
 
 func TestNewSamplerDefaultInterval(t *testing.T) {
 	s := NewSampler(&fakeMonitor{}, 0, nil)
-	if s.Interval() != DefaultInterval {
+	if s.Interval() != monitor.DefaultInterval {
 		t.Fatalf("interval %v", s.Interval())
 	}
 }
