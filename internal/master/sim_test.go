@@ -56,7 +56,8 @@ package master
 //     pass; at most simMaxWritesPerSession writes to one destination caused
 //     by one session's messages in any simWriteWindow; at most
 //     simMaxLinesPerPeer log lines naming one peer address per step; a
-//     reload to the same configuration logs nothing about any agent; and
+//     reload to the same configuration logs nothing about any agent unless
+//     it changes the kernel; and
 //     every WARN about a change "outside feedbackd" names a destination
 //     another tool did change (one alarm per change).
 //  7. A START record answered "accepted" has at least one of its
@@ -79,7 +80,12 @@ package master
 //	go test -run TestSimulation -v ./internal/master/ -sim.seeds=N -sim.steps=M
 //
 // with -sim.seed=S to start elsewhere, -sim.skip=I3,I6d to look past an
-// invariant known to fail (I6a-e are the five bounds of 6, in order), -sim.all to report every failing seed.
+// invariant known to fail (a number skips the whole invariant; the letters
+// name its parts: I1a write to 0 or delete, I1b missing, I1c weight, I1d
+// forwarding; I3a added before recorded, I3b forgotten; I4a START accepted
+// outside the policy, I4b not closed, I4c closed although admitted, I4d
+// weight from forbidden offers; I5a weight written without an offer, I5b
+// weight kept without one; I6a-e the five bounds of 6, in order)., -sim.all to report every failing seed.
 
 import (
 	"flag"
@@ -301,7 +307,11 @@ type simWorld struct {
 	cause    *simAgent
 	sessionW map[sessionID]map[destID][]time.Time
 
+	kernel   map[destID]ipvs.Destination // cache of kernelMap
+	kernelAt int                         // mem.Writes() when it was read
+
 	step    int
+	faults  int // injected faults that reached the master, in all
 	fail    *simFailure
 	reloads struct{ errApplied int }
 }
@@ -348,6 +358,19 @@ func (w *simWorld) kernelDest(id destID) (ipvs.Destination, bool) {
 		}
 	}
 	return ipvs.Destination{}, false
+}
+
+// kernelMap reads the whole kernel table, again only after a write.
+func (w *simWorld) kernelMap() map[destID]ipvs.Destination {
+	if n := w.mem.Writes(); w.kernelAt != n || w.kernel == nil {
+		w.kernel, w.kernelAt = map[destID]ipvs.Destination{}, n
+		for key, ds := range w.mem.Snapshot() {
+			for _, d := range ds {
+				w.kernel[destID{key, d.DestKey}] = d
+			}
+		}
+	}
+	return w.kernel
 }
 
 // vsOf finds the pool index of a destination's virtual service.
@@ -497,7 +520,7 @@ func (w *simWorld) masterWrote(kind string, id destID, weight int) {
 	switch kind {
 	case "add":
 		if !w.store.saved[id] {
-			w.failf("I3", "%s added to IPVS before it was recorded in the state file", id)
+			w.failf("I3a", "%s added to IPVS before it was recorded in the state file", id)
 		}
 		w.creator[id] = 'm'
 		w.everMaster[id] = true
@@ -533,15 +556,15 @@ func (w *simWorld) masterWrote(kind string, id destID, weight int) {
 	if kind != "delete" && weight > 0 && !x.any {
 		switch {
 		case x.forbidden:
-			w.failf("I4", "%s set to weight %d, but only sessions outside the access policy offer it", id, weight)
+			w.failf("I4d", "%s set to weight %d, but only sessions outside the access policy offer it", id, weight)
 		default:
-			w.failf("I5", "%s set to weight %d, but no live session offers it (STOPped: %v)", id, weight, x.stopped)
+			w.failf("I5a", "%s set to weight %d, but no live session offers it (STOPped: %v)", id, weight, x.stopped)
 		}
 	}
 	if (kind == "delete" || weight == 0) && x.owner != nil && !x.may {
-		if h, ok := x.owner.health[svcPortOf(id)]; ok {
+		if h, ok := x.owner.health[simSvcPort(id)]; ok {
 			if want, _ := Weight(h, w.cfg.maxWeight(vi)); want > 0 {
-				w.failf("I1", "%s %s while agent#%d (sid %d) offers it with health %d (weight %d)",
+				w.failf("I1a", "%s %s while agent#%d (sid %d) offers it with health %d (weight %d)",
 					id, map[bool]string{true: "deleted", false: "set to weight 0"}[kind == "delete"], x.owner.id, x.owner.sid, h, want)
 			}
 		}
@@ -607,11 +630,18 @@ func (w *simWorld) collectReplies() {
 		for i, r := range recs {
 			r.pending = false
 			r.definite = false
+			if st[i] == necp.StatusRefused {
+				r.refused = true
+				sp := svcPort{r.rec.Protocol, r.rec.Port}
+				if !ag.offering(sp) {
+					delete(ag.health, sp)
+				}
+			}
 			if st[i] != necp.StatusAccepted {
 				continue
 			}
 			if !w.cfg.authorized(ag) || !w.cfg.permits(ag, r.rec) {
-				w.failf("I4", "agent#%d's START %s answered accepted, but the access policy does not permit it",
+				w.failf("I4a", "agent#%d's START %s answered accepted, but the access policy does not permit it",
 					ag.id, simRecString(r.rec))
 				continue
 			}
@@ -643,6 +673,9 @@ func (w *simWorld) collectReplies() {
 // check runs the invariants that hold after every owner pass.
 func (w *simWorld) check() {
 	faulted := w.k.faulted || w.store.faulted
+	if faulted {
+		w.faults++
+	}
 	w.k.faulted, w.store.faulted = false, false
 	if w.fail != nil {
 		return
@@ -650,18 +683,19 @@ func (w *simWorld) check() {
 	// 3: everything the master created that is in the kernel is recorded.
 	for id, c := range w.creator {
 		if c == 'm' && !w.store.saved[id] {
-			w.failf("I3", "%s, created by the master and in the kernel, is not in the state file", id)
+			w.failf("I3b", "%s, created by the master and in the kernel, is not in the state file", id)
 			return
 		}
 	}
 	// 4: sessions outside the policy are closed.
 	for _, ag := range w.agentList {
 		if ag.joined && ag.live() && !w.cfg.authorized(ag) {
-			w.failf("I4", "agent#%d (%s) is outside the access policy %s and still connected after the owner pass",
+			w.failf("I4b", "agent#%d (%s) is outside the access policy %s and still connected after the owner pass",
 				ag.id, ag.peer, w.cfg)
 			return
 		}
 	}
+	var kernel map[destID]ipvs.Destination
 	for vi := range simVS {
 		if !w.cfg.has(vi) {
 			continue
@@ -678,32 +712,35 @@ func (w *simWorld) check() {
 			if faulted {
 				continue
 			}
-			d, in := w.kernelDest(id)
+			if kernel == nil {
+				kernel = w.kernelMap()
+			}
+			d, in := kernel[id]
 			if x.owner != nil && !x.may {
 				if !in {
-					w.failf("I1", "%s is not in the kernel, but agent#%d (sid %d) offers it (START accepted)", id, x.owner.id, x.owner.sid)
+					w.failf("I1b", "%s is not in the kernel, but agent#%d (sid %d) offers it (START accepted)", id, x.owner.id, x.owner.sid)
 					return
 				}
-				if h, ok := x.owner.health[svcPortOf(id)]; ok {
+				if h, ok := x.owner.health[simSvcPort(id)]; ok {
 					maxW := w.cfg.maxWeight(vi)
 					want, _ := Weight(h, maxW)
 					if !simWeightOK(d.Weight, want, maxW, w.cfg.threshold) {
-						w.failf("I1", "%s has weight %d, but agent#%d (sid %d), its best offer, reports health %d: weight %d",
+						w.failf("I1c", "%s has weight %d, but agent#%d (sid %d), its best offer, reports health %d: weight %d",
 							id, d.Weight, x.owner.id, x.owner.sid, h, want)
 						return
 					}
 				}
 				if fwd, _ := forwardingFromNECP(x.rec.rec.Forwarding); x.fwdOK && d.Forwarding != fwd {
-					w.failf("I1", "%s has forwarding %s, but agent#%d (sid %d), its best offer, asked for %s",
+					w.failf("I1d", "%s has forwarding %s, but agent#%d (sid %d), its best offer, asked for %s",
 						id, d.Forwarding, x.owner.id, x.owner.sid, fwd)
 					return
 				}
 			}
 			if !x.any && w.offered[id] && in && d.Weight != 0 {
 				if x.forbidden {
-					w.failf("I4", "%s is at weight %d, but only sessions outside the access policy offer it", id, d.Weight)
+					w.failf("I4d", "%s is at weight %d, but only sessions outside the access policy offer it", id, d.Weight)
 				} else {
-					w.failf("I5", "%s is at weight %d, but no live session offers it any more (STOPped: %v)", id, d.Weight, x.stopped)
+					w.failf("I5b", "%s is at weight %d, but no live session offers it any more (STOPped: %v)", id, d.Weight, x.stopped)
 				}
 				return
 			}
@@ -929,7 +966,7 @@ func (w *simWorld) start(ag *simAgent, recs []necp.ServiceRecord) {
 			x = &simRec{}
 			ag.recs = append(ag.recs, x)
 		}
-		x.rec, x.stopped, x.definite, x.pending, x.lost = r, false, false, true, 0
+		x.rec, x.stopped, x.withdrawn, x.refused, x.definite, x.pending, x.lost = r, false, false, false, false, true, 0
 		ag.replyRecs = append(ag.replyRecs, x)
 	}
 	ag.reply = make(chan []necp.Status, 1)
@@ -940,7 +977,7 @@ func (w *simWorld) start(ag *simAgent, recs []necp.ServiceRecord) {
 			if ag.kicked == "" {
 				ag.kicked = reason
 				if w.cfg.authorized(ag) {
-					w.failf("I4", "agent#%d (%s) closed by the master (%s) although the policy %s admits it",
+					w.failf("I4c", "agent#%d (%s) closed by the master (%s) although the policy %s admits it",
 						ag.id, ag.peer, reason, w.cfg)
 				}
 			}
@@ -951,7 +988,7 @@ func (w *simWorld) start(ag *simAgent, recs []necp.ServiceRecord) {
 func (w *simWorld) reload(c simCfg) {
 	newCfg := c.build()
 	same := c == w.cfg
-	w.log.quiet = same
+	w.log.quiet, w.log.quietLine, w.k.wrote = same, "", false
 	done := make(chan error, 1)
 	// Sessions the master closes during the reload are judged by the new
 	// policy.
@@ -979,14 +1016,21 @@ func (w *simWorld) reload(c simCfg) {
 			for _, r := range ag.recs {
 				if !c.permits(ag, r.rec) {
 					r.definite = false
-					if _, claim := ag.addrOf(r.rec); claim {
-						r.stopped = true
+					if _, claim := ag.addrOf(r.rec); claim && !r.withdrawn {
+						r.withdrawn = true
+						if sp := (svcPort{r.rec.Protocol, r.rec.Port}); !ag.offering(sp) {
+							delete(ag.health, sp)
+						}
 					}
 				}
 			}
 		}
 	}
+	faults := w.faults
 	w.pass()
+	if l := w.log.quietLine; l != "" && !w.k.wrote && w.faults == faults {
+		w.failf("I6d", "a reload to the same configuration changed nothing in IPVS but logged a line about an agent: %s", l)
+	}
 	w.log.quiet = false
 }
 
