@@ -1,13 +1,13 @@
 // Command agentlat measures feedbackd-agent's KEEPALIVE reply latency and
 // memory while one of its monitors is slow.
 //
-// It plays the master: listens on loopback, starts the agent binary with two
-// services (a constant monitor, and an exec monitor whose command takes
-// -slow to answer), completes the handshake, then sends -n KEEPALIVEs one at
-// a time and times each KEEPALIVE_ACK. Because the agent answers from
-// cached health, the slow monitor must not show in the latency. It reports
-// p50/p99/max latency and the agent's RSS (idle, i.e. between samples, and
-// peak), read from /proc.
+// It plays the master with internal/necptest: listens on loopback, starts
+// the agent binary with two services (a constant monitor, and an exec
+// monitor whose command takes -slow to answer), completes the handshake,
+// then sends -n KEEPALIVEs one at a time and times each KEEPALIVE_ACK.
+// Because the agent answers from cached health, the slow monitor must not
+// show in the latency. It reports p50/p99/max latency and the agent's RSS
+// (idle, i.e. between samples, and peak), read from /proc.
 //
 //	go run ./test/bench/agentlat -agent bin/feedbackd-agent
 package main
@@ -15,7 +15,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+	"github.com/lvs-feedbackd/feedbackd/internal/necptest"
 	"github.com/lvs-feedbackd/feedbackd/test/bench/internal/procfs"
 )
 
@@ -39,11 +39,11 @@ func main() {
 }
 
 func run(agentBin string, n int, gap, slow time.Duration) error {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	fm, err := necptest.Listen("", necptest.MasterOptions{Timeout: 10 * time.Second})
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
+	defer fm.Close()
 	dir, err := os.MkdirTemp("", "agentlat-")
 	if err != nil {
 		return err
@@ -71,7 +71,7 @@ monitor = exec
 command = sleep %g; echo 70
 timeout = %g
 interval = 1
-`, ln.Addr(), slow.Seconds(), slow.Seconds()+2)), 0o644)
+`, fm.Addr(), slow.Seconds(), slow.Seconds()+2)), 0o644)
 	cmd := exec.Command(agentBin, "-c", conf)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -79,34 +79,13 @@ interval = 1
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 
-	ln.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second))
-	conn, err := ln.Accept()
+	conn, err := fm.Accept(10 * time.Second)
 	if err != nil {
 		return fmt.Errorf("agent did not connect: %w", err)
 	}
-	defer conn.Close()
-	rd := necp.NewReader(conn)
-	var m necp.Message
-	recv := func(want necp.Type) error {
-		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		for {
-			if err := rd.ReadMessage(&m); err != nil {
-				return err
-			}
-			if m.Type == want {
-				return nil
-			}
-		}
-	}
-	send := func(msg necp.Message) error { return necp.WriteMessage(conn, &msg) }
-	if err := recv(necp.TypeInit); err != nil {
+	if _, _, err := conn.Handshake(nil); err != nil {
 		return err
 	}
-	send(necp.Message{Type: necp.TypeInitAck, Seq: m.Seq})
-	if err := recv(necp.TypeStart); err != nil {
-		return err
-	}
-	send(necp.Message{Type: necp.TypeStartAck, Seq: m.Seq, Statuses: make([]necp.Status, len(m.Services))})
 
 	// Let the slow sample get under way: the first one starts at once.
 	time.Sleep(500 * time.Millisecond)
@@ -115,17 +94,12 @@ interval = 1
 	start := time.Now()
 	for i := 1; i <= n; i++ {
 		t0 := time.Now()
-		if err := send(necp.Message{Type: necp.TypeKeepalive, Seq: uint32(i)}); err != nil {
-			return err
-		}
-		if err := recv(necp.TypeKeepaliveAck); err != nil {
+		ack, err := conn.Keepalive(uint32(i), 10*time.Second)
+		if err != nil {
 			return err
 		}
 		lat = append(lat, time.Since(t0))
-		if m.Seq != uint32(i) {
-			return fmt.Errorf("ACK seq %d for KEEPALIVE %d", m.Seq, i)
-		}
-		for _, h := range m.Health {
+		for _, h := range ack.Health {
 			if h.Port == 25 && h.Health == necp.HealthUnknown {
 				slowUnknown++
 			}

@@ -24,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +36,7 @@ import (
 	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+	"github.com/lvs-feedbackd/feedbackd/internal/necptest"
 	"github.com/lvs-feedbackd/feedbackd/test/bench/internal/procfs"
 )
 
@@ -238,18 +240,7 @@ func runSim(addr string, first, count int, churn bool) {
 	sem := make(chan struct{}, 128) // bounded concurrent dials: the accept backlog is finite
 	for i := first; i < first+count; i++ {
 		sem <- struct{}{}
-		go func(i int) {
-			once := sync.OnceFunc(polled.Done)
-			defer once()
-			conn, err := dialRetry(addr, sourceIP(i))
-			<-sem
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "session %d: %v\n", i, err)
-				atomic.AddInt64(&stats.Closed, 1)
-				return
-			}
-			session(conn, uint8(20+i%80), churn, once, &stats)
-		}(i)
+		go session(addr, i, uint8(20+i%80), churn, sync.OnceFunc(polled.Done), sem, &stats)
 	}
 	polled.Wait()
 	fmt.Println("polled")
@@ -263,67 +254,61 @@ func runSim(addr string, first, count int, churn bool) {
 	fmt.Println(string(out))
 }
 
-func dialRetry(addr string, src net.IP) (net.Conn, error) {
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 5 * time.Second}
+// dialRetry dials as session i's agent, retrying: a burst of dials can
+// overrun the accept backlog.
+func dialRetry(addr string, src net.IP, opts necptest.AgentOptions) (*necptest.Agent, error) {
+	opts.Local, _ = netip.AddrFromSlice(src.To4())
+	// Generous: it bounds the handshake's waits too, and a master joining
+	// 20 000 sessions at once may be slow to answer one of them.
+	opts.Timeout = 30 * time.Second
 	var err error
 	for attempt := 0; attempt < 20; attempt++ {
-		var c net.Conn
-		if c, err = d.Dial("tcp4", addr); err == nil {
-			return c, nil
+		var a *necptest.Agent
+		if a, err = necptest.Dial(addr, opts); err == nil {
+			return a, nil
 		}
 		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
 	}
 	return nil, err
 }
 
-func session(conn net.Conn, health uint8, churn bool, polled func(), st *simStats) {
-	defer conn.Close()
-	rd := necp.NewReader(conn)
-	var buf []byte
-	send := func(m necp.Message) bool {
-		var err error
-		buf, err = m.AppendBinary(buf[:0])
-		if err == nil {
-			_, err = conn.Write(buf)
-		}
-		return err == nil
-	}
-	var m necp.Message
-	if !send(necp.Message{Type: necp.TypeInit, Seq: 1}) || rd.ReadMessage(&m) != nil || m.Type != necp.TypeInitAck {
-		atomic.AddInt64(&st.Closed, 1)
-		return
-	}
-	if !send(necp.Message{Type: necp.TypeStart, Seq: 2, Services: []necp.ServiceRecord{
-		{Protocol: necp.ProtoTCP, Port: 80, Forwarding: necp.ForwardDR}}}) ||
-		rd.ReadMessage(&m) != nil || m.Type != necp.TypeStartAck {
-		atomic.AddInt64(&st.Closed, 1)
-		return
-	}
+// session runs session i until its connection ends: INIT, START (whatever
+// its status), then a KEEPALIVE_ACK for every KEEPALIVE, counted in st.
+// polled is called at its first KEEPALIVE, or when it fails.
+func session(addr string, i int, health uint8, churn bool, polled func(), sem <-chan struct{}, st *simStats) {
+	defer polled() // idempotent: for a session that ends before its first KEEPALIVE
+	var a *necptest.Agent
 	lastSeq := uint32(0)
-	ack := necp.Message{Type: necp.TypeKeepaliveAck, Health: []necp.HealthRecord{{Protocol: necp.ProtoTCP, Port: 80, Health: health}}}
-	for {
-		if err := rd.ReadMessage(&m); err != nil {
-			atomic.AddInt64(&st.Closed, 1)
+	a, err := dialRetry(addr, sourceIP(i), necptest.AgentOptions{
+		// Runs on the agent's loop, before each answer.
+		OnKeepalive: func(seq uint32) {
+			atomic.AddInt64(&st.Keepalives, 1)
+			if seq == lastSeq {
+				atomic.AddInt64(&st.Resends, 1)
+			}
+			lastSeq = seq
+			if churn {
+				a.SetHealth(health + uint8(seq%2)) // a new weight every time
+			}
 			polled()
-			return
-		}
-		if m.Type != necp.TypeKeepalive {
-			continue
-		}
-		atomic.AddInt64(&st.Keepalives, 1)
-		if m.Seq == lastSeq {
-			atomic.AddInt64(&st.Resends, 1)
-		}
-		lastSeq = m.Seq
-		ack.Seq = m.Seq
-		if churn {
-			ack.Health[0].Health = health + uint8(m.Seq%2) // a new weight every time
-		}
-		if !send(ack) {
-			atomic.AddInt64(&st.Closed, 1)
-			polled()
-			return
-		}
-		polled()
+		},
+	})
+	<-sem
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "session %d: %v\n", i, err)
+		atomic.AddInt64(&st.Closed, 1)
+		return
 	}
+	defer a.Close()
+	a.SetHealth(health)
+	if _, err := a.Init(); err != nil {
+		atomic.AddInt64(&st.Closed, 1)
+		return
+	}
+	if _, err := a.Start(necp.ServiceRecord{Protocol: necp.ProtoTCP, Port: 80, Forwarding: necp.ForwardDR}); err != nil {
+		atomic.AddInt64(&st.Closed, 1)
+		return
+	}
+	<-a.Serve() // until the connection ends
+	atomic.AddInt64(&st.Closed, 1)
 }
