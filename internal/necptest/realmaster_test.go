@@ -78,17 +78,25 @@ func waitWeight(t *testing.T, kv *ipvs.Memory, rs string, w int) {
 	})
 }
 
+// serving dials the real master from local, joins with web, and serves
+// health h until the table shows it.
+func serving(t *testing.T, addr string, kv *ipvs.Memory, local string, secret []byte, h uint8) *necptest.Agent {
+	t.Helper()
+	a := necptest.DialAgent(t, addr, necptest.AgentOptions{Local: netip.MustParseAddr(local), Secret: secret})
+	if err := a.Join(web); err != nil {
+		t.Fatal(err)
+	}
+	a.SetHealth(h)
+	a.Serve()
+	waitWeight(t, kv, local, int(h))
+	return a
+}
+
 // The Agent against the real master: join from its own loopback address,
 // health followed, silence quiesces the realserver, STOP is acknowledged.
 func TestAgentWithRealMaster(t *testing.T) {
 	addr, kv := realMaster(t, nil)
-	a := necptest.DialAgent(t, addr, necptest.AgentOptions{Local: netip.MustParseAddr("127.0.0.2")})
-	if err := a.Join(web); err != nil {
-		t.Fatal(err)
-	}
-	a.SetHealth(30)
-	a.Serve()
-	waitWeight(t, kv, "127.0.0.2", 30)
+	a := serving(t, addr, kv, "127.0.0.2", nil, 30)
 	a.SetHealth(70)
 	waitWeight(t, kv, "127.0.0.2", 70)
 
@@ -99,13 +107,7 @@ func TestAgentWithRealMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b := necptest.DialAgent(t, addr, necptest.AgentOptions{Local: netip.MustParseAddr("127.0.0.3")})
-	if err := b.Join(web); err != nil {
-		t.Fatal(err)
-	}
-	b.SetHealth(55)
-	b.Serve()
-	waitWeight(t, kv, "127.0.0.3", 55)
+	b := serving(t, addr, kv, "127.0.0.3", nil, 55)
 	if err := b.Pause(); err != nil {
 		t.Fatal(err)
 	}
@@ -119,13 +121,7 @@ func TestAgentAuthWithRealMaster(t *testing.T) {
 	secret := []byte("a secret long enough for the master")
 	addr, kv := realMaster(t, secret)
 
-	good := necptest.DialAgent(t, addr, necptest.AgentOptions{Local: netip.MustParseAddr("127.0.0.4"), Secret: secret})
-	if err := good.Join(web); err != nil {
-		t.Fatal(err)
-	}
-	good.SetHealth(40)
-	good.Serve()
-	waitWeight(t, kv, "127.0.0.4", 40)
+	serving(t, addr, kv, "127.0.0.4", secret, 40)
 
 	bad := necptest.DialAgent(t, addr, necptest.AgentOptions{Local: netip.MustParseAddr("127.0.0.5"), Secret: []byte("not the secret at all, but long")})
 	if err := bad.Join(web); err == nil {
