@@ -16,9 +16,8 @@
 // # Two ways to drive a connection
 //
 // Step by step: the test's goroutine reads (Recv, Expect, Await, and the
-// handshake methods built on them), each read bounded by a deadline. This
-// is the whole of the old hand-written fakes, and it keeps exact control of
-// what is read when.
+// handshake methods built on them), each read bounded by a deadline. A
+// hostile test wants this: it decides exactly what is read, and when.
 //
 // In the background: Agent.Serve answers every KEEPALIVE, and
 // AgentConn.Serve sends KEEPALIVEs on a ticker, each in a goroutine of its
