@@ -154,7 +154,7 @@ type State struct {
 	// Health is the health list of the latest KEEPALIVE_ACK.
 	Health []necp.HealthRecord
 	// Acks counts KEEPALIVE_ACKs, Stops the STOPs answered with STOP_ACK.
-	Acks, Stops int
+	Acks, Stops int64
 }
 
 // State returns a copy of what the connection has recorded.
