@@ -14,8 +14,9 @@
 #  7. packaging/copyright names every Go module linked into the binaries.
 #
 # Installs lintian, rpmlint, rpm, rpm2cpio, cpio and mandoc with apt-get if
-# one is missing (needs root then). Leaves the packages of the second build
-# in dist/ and their listings in dist/contents-*.txt.
+# one is missing (needs root then; it waits for apt's and dpkg's locks).
+# Leaves the packages of the second build in dist/ and their listings in
+# dist/contents-*.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C
@@ -35,8 +36,10 @@ done
 /usr/bin/python3 -c 'import magic' >/dev/null 2>&1 || need+=(python3-magic)
 if [ ${#need[@]} -gt 0 ]; then
 	step "installing ${need[*]}"
-	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+	# apt-get that waits for another apt or dpkg (an unattended upgrade,
+	# another CI job) instead of failing on its lock.
+	. test/readme/apt.sh
+	apt_install "${need[@]}"
 fi
 
 # --- 1. Reproducibility ----------------------------------------------------------------

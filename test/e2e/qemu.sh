@@ -67,8 +67,8 @@ host_packages() {
   dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
   [ ${#need[@]} -gt 0 ] || return 0
   echo "=== installing host packages: ${need[*]}"
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+  . "$TOP/test/readme/apt.sh" # apt-get that waits for the dpkg and apt locks
+  apt_install "${need[@]}"
 }
 timed "host packages" host_packages
 

@@ -21,8 +21,8 @@ need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+  . test/readme/apt.sh # apt-get that waits for the dpkg and apt locks
+  apt_install "${need[@]}"
 fi
 
 mirror() { # the host's own Debian mirror, never hard-coded
@@ -119,6 +119,9 @@ StandardOutput=journal+console
 WantedBy=multi-user.target
 UNIT
 ln -sf /etc/systemd/system/e2e-scenarios.service "$R/etc/systemd/system/multi-user.target.wants/e2e-scenarios.service"
+# No periodic apt jobs: apt-daily (Persistent=, so due at the first boot)
+# would hold apt's locks while S0 installs the packages.
+for m in apt-daily.timer apt-daily-upgrade.timer; do ln -sf /dev/null "$R/etc/systemd/system/$m"; done
 echo e2e >"$R/etc/hostname"
 
 rm -rf "$OUT"; mkdir -p "$OUT"

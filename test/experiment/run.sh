@@ -50,7 +50,7 @@ done
 if [ ${#need[@]} -gt 0 ]; then
   echo "=== installing host packages: ${need[*]}"
   apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${need[@]}"
 fi
 
 WORK=$(mktemp -d /tmp/feedbackd-experiment.XXXXXX)

@@ -9,11 +9,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -520,11 +518,17 @@ func clusterConfig(tb testing.TB, vip string, port uint16, interval string, maxW
 // clusterConfigSched is clusterConfig with another IPVS scheduler.
 func clusterConfigSched(tb testing.TB, vip string, port uint16, interval string, maxWeight int, sched string) *config.Master {
 	tb.Helper()
+	// weight-law = direct and no slow start: these tests time how one
+	// report per agent becomes one write per destination, the path every
+	// weight law ends in; the smoothed law would spread each change over
+	// several writes, and slow start would ramp every join.
 	text := fmt.Sprintf(`loglevel = WARN
 keepalive-interval = %s
 keepalive-timeout = 30
 keepalive-retries = 3
 removal-interval = 600
+weight-law = direct
+slow-start = 0
 
 [virtual-service]
 name = bench
@@ -709,29 +713,3 @@ func tableDiff(svc ipvs.ServiceKey, ds []ipvs.Destination, want map[destRef]int)
 // ---- figures ----
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// figure logs one measured value in the greppable form
-// "figure: NAME: VALUE UNIT".
-func figure(tb testing.TB, name string, v float64, unit string) {
-	tb.Helper()
-	tb.Logf("figure: %s: %.1f %s", name, v, unit)
-}
-
-// percentile is the nearest-rank percentile p (0..100) of ds.
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
-
-// distribution logs p50, p95 and max of ds under name.
-func distribution(tb testing.TB, name string, ds []time.Duration) {
-	tb.Helper()
-	figure(tb, name+"-p50", ms(percentile(ds, 50)), "ms")
-	figure(tb, name+"-p95", ms(percentile(ds, 95)), "ms")
-	figure(tb, name+"-max", ms(percentile(ds, 100)), "ms")
-}

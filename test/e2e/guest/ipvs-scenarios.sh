@@ -156,7 +156,7 @@ t0=$(ms)
 # Each output line is stamped with the seconds since the start, to show
 # where the time goes under emulation.
 stamp() { local l; while IFS= read -r l; do printf '%6s %s\n' "$(secs_since "$t0")" "$l"; done; }
-if DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 \
+if DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 -o DPkg::Lock::Timeout=600 \
   $DEBDIR/lvs-feedbackd-master_*.deb $DEBDIR/lvs-feedbackd-agent_*.deb </dev/null 2>&1 | stamp >/tmp/apt.txt; [ "${PIPESTATUS[0]}" = 0 ]; then
   pass_note "apt-get install -y $(cd $DEBDIR && echo lvs-feedbackd-master_*.deb lvs-feedbackd-agent_*.deb) ($(secs_since "$t0") s)"
 else
@@ -720,7 +720,12 @@ end
 # ---------------------------------------------------------------------------
 NETLINK=/usr/local/lib/e2e/realipvs.test
 if [ -x $NETLINK ] || [ -e /usr/local/lib/e2e/realipvs.build-failed ]; then
-  scenario_start I-netlink "real-netlink speed (test/realipvs, go test -c -tags realipvs) as root, with the master stopped"
+  # The speed of real netlink is printed as figures (figure:, goal:), for
+  # docs/benchmarks.md, and never checked here: a time measured in a TCG
+  # guest on a shared machine is not a defect (the same build gave 2129
+  # and 795 ms). What is checked is what the tests assert: every weight
+  # written, no write when nothing changed.
+  scenario_start I-netlink "real netlink (test/realipvs as root, master stopped): every TestRealIPVS* test passes (all weights written, none when nothing changed), no test service left; timings printed, not checked"
   if [ -e /usr/local/lib/e2e/realipvs.build-failed ]; then
     fail "the host could not build test/realipvs"
     evidence "go test -c output" cat /usr/local/lib/e2e/realipvs.build-failed
@@ -733,12 +738,24 @@ if [ -x $NETLINK ] || [ -e /usr/local/lib/e2e/realipvs.build-failed ]; then
     rc=$?
     log "  $NETLINK -test.v: exit status $rc after $(secs_since "$t0") s"
     [ $rc = 0 ] && pass_note "the test binary exited 0" || fail "the test binary exited $rc$([ $rc = 124 ] && echo ' (killed at 480 s)')"
-    # A binary that ran no real-kernel test would exit 0 having shown nothing.
-    nrun=$(grep -c '^=== RUN   TestRealIPVS' /tmp/realipvs.txt || true)
-    [ "$nrun" -ge 1 ] && pass_note "$nrun TestRealIPVS* tests ran ($(grep -c '^--- PASS: TestRealIPVS' /tmp/realipvs.txt || true) passed)" ||
+    # Every top-level TestRealIPVS* test that ran must have passed: a binary
+    # that ran none would exit 0 having shown nothing, and a skip is not a
+    # pass. (Subtests are indented; these lines are not.)
+    nrun=$(grep -cE '^=== RUN   TestRealIPVS[A-Za-z0-9_]*$' /tmp/realipvs.txt || true)
+    npass=$(grep -cE '^--- PASS: TestRealIPVS' /tmp/realipvs.txt || true)
+    nfail=$(grep -cE '^--- FAIL: TestRealIPVS' /tmp/realipvs.txt || true)
+    nskip=$(grep -cE '^--- SKIP: TestRealIPVS' /tmp/realipvs.txt || true)
+    failed_names=$(grep -E '^--- (FAIL|SKIP): TestRealIPVS' /tmp/realipvs.txt | awk '{ print $3 }' | paste -sd' ' || true)
+    if [ "$nrun" -ge 1 ] && [ "$npass" = "$nrun" ]; then
+      pass_note "$nrun TestRealIPVS* tests ran, all passed"
+    elif [ "$nrun" = 0 ]; then
       fail "no TestRealIPVS* test ran"
+    else
+      fail "$nrun TestRealIPVS* tests ran: $npass passed, $nfail failed, $nskip skipped, $((nrun - npass - nfail - nskip)) unfinished${failed_names:+ ($failed_names)}"
+    fi
     left=$(ipvsadm -Ln | grep -c '198\.51\.100\.' || true)
     [ "$left" = 0 ] && pass_note "no 198.51.100.0/24 service left behind" || fail "$left 198.51.100.0/24 lines left in the table"
+    evidence "timings (figures, not checked; see docs/benchmarks.md)" grep -E 'figure:|goal:' /tmp/realipvs.txt
     evidence "full output" cat /tmp/realipvs.txt
   fi
   end

@@ -23,11 +23,16 @@ value = $3
 CONF
 }
 jfield() { journalctl -q -u "$M" --no-pager "$@" | grep -q .; }
+# jcursor: where the master's journal ends now; jfield_after CURSOR MATCH...
+# finds only entries after it, so that an event an earlier scenario logged
+# (a STOP when S4 restarts the agent) cannot pass a later check.
+jcursor() { journalctl -q -u "$M" --no-pager -n 1 -o export | sed -n 's/^__CURSOR=//p'; }
+jfield_after() { local c=$1; shift; journalctl -q -u "$M" --no-pager --after-cursor="$c" "$@" | grep -q .; }
 
 log "feedbackd systemd tier, $(date -u +%FT%TZ), $(systemctl --version | head -1)"
 
-scenario_start S0 "apt installs the packages; nothing is enabled or started by the install"
-if DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends /root/debs/*.deb >>"$REPORT" 2>&1; then
+scenario_start S0 "apt installs the packages (their files in place); nothing is enabled or started by the install"
+if DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends /root/debs/*.deb >>"$REPORT" 2>&1; then
   pass_note "apt-get install of $(cd /root/debs && echo *.deb)"
 else
   fail "apt-get install failed"
@@ -42,20 +47,24 @@ for u in feedbackd-master.socket feedbackd-agent-sync.path feedbackd-agent-sync.
   st=$(systemctl is-enabled "$u" 2>/dev/null || true)
   [ "$st" = disabled ] && pass_note "$u is $st after install" || fail "$u is '$st' after install, want disabled"
 done
-is_inactive feedbackd-master.service && pass_note "master not running after install" || fail "master started by the install"
+for u in feedbackd-master.socket feedbackd-master.service feedbackd-agent-sync.path feedbackd-agent-sync.service; do
+  is_inactive "$u" && pass_note "$u not running after install" || fail "$u started by the install"
+done
+n=$(systemctl list-units --no-legend --plain 'feedbackd-agent@*' | grep -c . || true)
+[ "$n" = 0 ] && pass_note "no feedbackd-agent@ instance after install" || fail "$n feedbackd-agent@ instances after install"
 evidence "installed packages" dpkg-query -W 'lvs-feedbackd-*'
 # The test's configuration replaces the packaged examples.
 install -m644 /root/e2e-etc/master.conf /root/e2e-etc/agent.conf /etc/feedbackd/
 scenario_end
 
-scenario_start S1 "socket activation: the master is not running until an agent connects"
+scenario_start S1 "socket activation: the socket listens; the master is not running before any connection"
 systemctl enable --now feedbackd-master.socket >>"$REPORT" 2>&1 || fail "enable --now feedbackd-master.socket"
 wait_for 10 "feedbackd-master.socket active" is_active feedbackd-master.socket
 is_inactive "$M" && pass_note "feedbackd-master.service inactive before any connection" || fail "master running before any connection"
 evidence "listening sockets" ss -ltn
 scenario_end
 
-scenario_start S2 "drop-in agent file starts an unprivileged templated agent, which activates the master (READY)"
+scenario_start S2 "a drop-in agent file starts a non-root templated agent, which activates the master (READY, status 1 agents); the master is non-root with only CAP_NET_ADMIN"
 systemctl enable --now feedbackd-agent-sync.path feedbackd-agent-sync.service >>"$REPORT" 2>&1 || fail "enable the drop-in mechanism"
 agent_file web 10.0.0.11 40
 wait_for 30 "feedbackd-agent@web.service active" is_active feedbackd-agent@web.service
@@ -72,7 +81,7 @@ log "  agent uid=$auid; master uid=$muid CapEff=$mcap"
 [ "$mcap" = 0000000000001000 ] && pass_note "master holds only CAP_NET_ADMIN" || fail "master capabilities $mcap, want only CAP_NET_ADMIN (0x1000)"
 scenario_end
 
-scenario_start S3 "journald: structured fields filter the master's events"
+scenario_start S3 "journald: REALSERVER= selects only that realserver's lines; its weight change is there, at PRIORITY=6"
 wait_for 20 "journal has REALSERVER=10.0.0.11 WEIGHT=40" jfield REALSERVER=10.0.0.11 WEIGHT=40
 evidence "journalctl -u feedbackd-master REALSERVER=10.0.0.11" journalctl -u "$M" --no-pager REALSERVER=10.0.0.11
 others=$(journalctl -q -u "$M" --no-pager -o cat REALSERVER=10.0.0.11 | grep -vc 10.0.0.11)
@@ -92,13 +101,14 @@ scenario_start S5 "adding a file starts an instance, removing it stops it (and t
 agent_file db 10.0.0.12 20
 wait_for 30 "feedbackd-agent@db.service active" is_active feedbackd-agent@db.service
 wait_for 20 "journal has REALSERVER=10.0.0.12 WEIGHT=20" jfield REALSERVER=10.0.0.12 WEIGHT=20
+c=$(jcursor)
 rm "$AD/db.conf"
 wait_for 30 "feedbackd-agent@db.service stopped" is_inactive feedbackd-agent@db.service
-wait_for 20 "master quiesced 10.0.0.12 (agent sent STOP)" jfield REALSERVER=10.0.0.12 "REASON=agent sent STOP"
+wait_for 20 "master quiesced 10.0.0.12 (agent sent STOP), logged after the removal" jfield_after "$c" REALSERVER=10.0.0.12 "REASON=agent sent STOP"
 is_active feedbackd-agent@web.service && pass_note "web instance untouched" || fail "web instance stopped"
 scenario_end
 
-scenario_start S6 "an invalid file is refused with file:line in the journal; other instances keep running"
+scenario_start S6 "an invalid file is refused with file:line: key in the sync's journal, no instance for it; the other instance keeps running"
 agent_file bad 10.0.0.13 101
 wait_for 30 "sync logs bad.conf:8: value" sh -c "journalctl -q -u feedbackd-agent-sync.service --no-pager | grep -q 'bad.conf:8: value'"
 evidence "sync journal" sh -c "journalctl -u feedbackd-agent-sync.service --no-pager | grep -i bad | tail -3"
@@ -107,7 +117,7 @@ is_active feedbackd-agent@web.service && pass_note "web instance still active" |
 rm "$AD/bad.conf"
 scenario_end
 
-scenario_start S7 "reload: a new virtual service appears; a broken file keeps the running configuration"
+scenario_start S7 "reload: a new virtual service appears; systemctl reload refuses a broken file, a raw SIGHUP keeps the running configuration (status, journal, same process)"
 pid=$(mainpid "$M")
 cat >>/etc/feedbackd/master.conf <<'CONF'
 
@@ -139,27 +149,35 @@ systemctl reload "$M" && pass_note "good file reloaded" || fail "reload of the g
 wait_for 10 "status clean after a good reload" sh -c "! systemctl show -p StatusText --value $M | grep -q 'reload failed'"
 scenario_end
 
-scenario_start S8 "a master frozen with SIGSTOP is killed by the watchdog and restarted; agents return"
+scenario_start S8 "a master frozen with SIGSTOP is killed by the watchdog and restarted by systemd; the agent re-registers"
 pid=$(mainpid "$M"); n=$(prop "$M" NRestarts)
 kill -STOP "$pid"
-wait_for 60 "new master process after the watchdog" sh -c "p=\$(systemctl show -p MainPID --value $M); [ \"\$p\" != 0 ] && [ \"\$p\" != '$pid' ] && systemctl is-active -q $M"
+wait_for 60 "new master process after the watchdog, active (READY)" sh -c "p=\$(systemctl show -p MainPID --value $M); [ \"\$p\" != 0 ] && [ \"\$p\" != '$pid' ] && systemctl is-active -q $M"
 wait_for 10 "systemd logged the watchdog timeout" sh -c "journalctl -q --no-pager -u $M | grep -q 'Watchdog timeout'"
-wait_for 30 "agent re-registered" sh -c "systemctl show -p StatusText --value $M | grep -q '^1 agents'"
-log "  NRestarts $n -> $(prop "$M" NRestarts)"
+n2=$(prop "$M" NRestarts)
+[ "$n2" -gt "$n" ] && pass_note "restarted by systemd (NRestarts $n -> $n2)" || fail "NRestarts $n -> $n2: not restarted by systemd"
+# The status is the new process's: READY=1 above came with its STATUS=.
+wait_for 30 "agent re-registered (status 1 agents)" sh -c "systemctl show -p StatusText --value $M | grep -q '^1 agents'"
 scenario_end
 
-scenario_start S9 "a master killed with SIGKILL is restarted; agents are back within 3 s"
-pid=$(mainpid "$M")
+# How long the agent takes to come back is printed, not checked: a time on
+# a shared machine is a figure, not a defect.
+scenario_start S9 "a master killed with SIGKILL is restarted by systemd; the agent re-registers within 20 s (the time is printed)"
+pid=$(mainpid "$M"); n=$(prop "$M" NRestarts)
 kill -KILL "$pid"
-t0=$SECONDS
-wait_for 20 "new master process" sh -c "p=\$(systemctl show -p MainPID --value $M); [ \"\$p\" != 0 ] && [ \"\$p\" != '$pid' ]"
-wait_for 20 "agent re-registered" sh -c "systemctl show -p StatusText --value $M | grep -q '^1 agents'"
-log "  agents back $((SECONDS - t0)) s after the kill (restart delay RestartSec included)"
+t0=${EPOCHREALTIME/./}
+wait_for 20 "new master process, active (READY)" sh -c "p=\$(systemctl show -p MainPID --value $M); [ \"\$p\" != 0 ] && [ \"\$p\" != '$pid' ] && systemctl is-active -q $M"
+n2=$(prop "$M" NRestarts)
+[ "$n2" -gt "$n" ] && pass_note "restarted by systemd (NRestarts $n -> $n2)" || fail "NRestarts $n -> $n2: not restarted by systemd"
+wait_for 20 "agent re-registered (status 1 agents)" sh -c "systemctl show -p StatusText --value $M | grep -q '^1 agents'"
+t=${EPOCHREALTIME/./}
+log "  figure: the agent was back $(( (t - t0) / 1000000 )).$(( (t - t0) / 100000 % 10 )) s after the kill (RestartSec=1 included)"
 scenario_end
 
 scenario_start S10 "stopping an agent with systemctl sends STOP: the master quiesces it"
+c=$(jcursor)
 systemctl stop feedbackd-agent@web.service
-wait_for 20 "master quiesced 10.0.0.11 (agent sent STOP)" jfield REALSERVER=10.0.0.11 "REASON=agent sent STOP"
+wait_for 20 "master quiesced 10.0.0.11 (agent sent STOP), logged after the stop" jfield_after "$c" REALSERVER=10.0.0.11 "REASON=agent sent STOP"
 scenario_end
 
 log ""
