@@ -103,6 +103,17 @@ func (t *table) retarget(e *entry, now time.Time) {
 // still to move: a step cut short by weight-max-step, the smoothed law
 // not at rest, or a slow start under way.
 func (t *table) step(e *entry, now time.Time) {
+	if t.admin[e.id] != "" {
+		// An admin state overrides the health: weight 0, at once. The law
+		// goes on following the health underneath (status shows it), and
+		// ready takes the weight back from there.
+		if e.want != 0 {
+			e.want = 0
+			t.markDirty(e, now)
+		}
+		t.steps.del(e.id)
+		return
+	}
 	d := DampingFor(t.cfg.WeightThreshold, t.cfg.WeightMaxStep, e.maxWeight)
 	w := d.Next(e.want, e.target, e.maxWeight)
 	settling := false
@@ -179,9 +190,12 @@ func (t *table) tick(now time.Time) (due []destID) {
 		case stateOrphan:
 			t.quiesce(e, "agent did not re-register after the master restarted", now)
 		case stateQuiescing:
-			due = append(due, id)
+			if t.admin[id] != AdminDrain { // never deleted while drained
+				due = append(due, id)
+			}
 		}
 	}
+	due = append(due, t.maintDue(now)...)
 	sortIDs(due)
 	return due
 }
@@ -191,7 +205,7 @@ func (t *table) tick(now time.Time) (due []destID) {
 // removal-interval later.
 func (t *table) removalChecked(id destID, activeConns int, now time.Time) {
 	e := t.entries[id]
-	if e == nil || e.state != stateQuiescing {
+	if e == nil || e.state != stateQuiescing && t.admin[id] != AdminMaint || t.admin[id] == AdminDrain {
 		return
 	}
 	if activeConns > 0 {
@@ -216,6 +230,12 @@ func (t *table) nextDeadline() (time.Time, bool) {
 			continue
 		}
 		if !found || e.nextCheck.Before(min) {
+			min, found = e.nextCheck, true
+		}
+	}
+	for id, a := range t.admin {
+		if e := t.entries[id]; a == AdminMaint && e != nil && e.inKernel && !e.remove &&
+			(!found || e.nextCheck.Before(min)) {
 			min, found = e.nextCheck, true
 		}
 	}

@@ -81,6 +81,7 @@ type Master struct {
 	summary  atomic.Pointer[Summary]
 	refused  refusals // used by the accept goroutine only
 	peerLogs peerLogs
+	evlog    *eventLog // the latest lines per realserver (feedbackctl events)
 }
 
 // New checks the options; nothing is touched until Run.
@@ -100,9 +101,11 @@ func New(cfg *config.Master, opts Options) (*Master, error) {
 	if opts.LoopEvery <= 0 {
 		opts.LoopEvery = time.Second
 	}
+	evlog := &eventLog{}
 	m := &Master{
 		opts:     opts,
-		log:      opts.Logger,
+		log:      slog.New(&eventHandler{next: opts.Logger.Handler(), log: evlog}),
+		evlog:    evlog,
 		events:   make(chan event, 1024),
 		sessions: map[*session]struct{}{},
 		perAddr:  map[netip.Addr]int{},

@@ -58,7 +58,7 @@ func (t *table) join(ev joinEvent, now time.Time) (st []necp.Status, ids [][]des
 	}
 	si := t.sessions[ev.sid]
 	if si == nil {
-		si = &sessionInfo{peer: ev.peer, auth: ev.auth, kick: ev.kick,
+		si = &sessionInfo{peer: ev.peer, since: now, auth: ev.auth, kick: ev.kick,
 			offers: map[destID]ipvs.Forwarding{}, health: map[svcPort]uint8{}}
 		t.sessions[ev.sid] = si
 	}
@@ -366,7 +366,7 @@ func (t *table) gone(sid sessionID, reason string, now time.Time) {
 func (t *table) quiesce(e *entry, reason string, now time.Time) {
 	t.log.Info("realserver quiesced", "vs", e.vsName, "realserver", e.id.Dest.Address.String(),
 		"reason", reason, "old_weight", e.want, "weight", 0)
-	e.owner, e.want, e.target, e.ctl, e.since = 0, 0, 0, 0, now
+	e.owner, e.want, e.target, e.ctl, e.since, e.why = 0, 0, 0, 0, now, reason
 	e.rampStart = time.Time{}
 	t.steps.del(e.id)
 	t.setState(e, stateQuiescing)

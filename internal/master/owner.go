@@ -19,7 +19,9 @@ type owner struct {
 	kv    ipvs.IPVS
 	store Store
 
-	pendingJoins []pendingJoin
+	pendingJoins   []pendingJoin
+	pendingControl []pendingControl
+	adminErr       error // the last admin-state save, nil when it worked
 	nextResync   time.Time
 	kernelErr    string
 }
@@ -52,6 +54,9 @@ func (o *owner) start(now time.Time) error {
 	refs, err := o.store.Load()
 	if err != nil {
 		return fmt.Errorf("reading state: %w", err)
+	}
+	if err := o.loadAdmin(); err != nil {
+		return err
 	}
 	owned := make(map[destID]bool, len(refs))
 	for _, r := range refs {
@@ -181,7 +186,9 @@ func (o *owner) pass(now time.Time) {
 	o.saveIfChanged()
 	o.apply()
 	o.saveIfChanged()
+	o.saveAdmin()
 	o.replyJoins(now)
+	o.replyControl(now)
 	o.publish()
 }
 
@@ -211,6 +218,8 @@ func (o *owner) handle(ev event, now time.Time) {
 		o.t.gone(ev.sid, ev.reason, now)
 	case reloadEvent:
 		ev.done <- o.reload(ev.cfg, now)
+	case controlEvent:
+		o.control(ev, now)
 	}
 }
 
@@ -317,7 +326,10 @@ func (o *owner) replyJoins(now time.Time) {
 			ok := false
 			for _, id := range ids {
 				e := o.t.entries[id]
-				if _, offered := si.offerOf(id); offered && e != nil && e.inKernel && e.recorded {
+				// In maint an entry is kept out of IPVS on purpose: the
+				// agent is still accepted, and reports go on underneath.
+				if _, offered := si.offerOf(id); offered && e != nil && e.recorded &&
+					(e.inKernel || o.t.admin[id] == AdminMaint) {
 					ok = true
 				}
 			}

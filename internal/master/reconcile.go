@@ -113,7 +113,7 @@ func (t *table) diff() []op {
 				ops = append(ops, op{"delete", id, e.kernel})
 			}
 		case !e.inKernel:
-			if e.recorded {
+			if e.recorded && t.admin[id] != AdminMaint {
 				ops = append(ops, op{"add", id, ipvs.Destination{DestKey: id.Dest, Weight: e.want, Forwarding: e.fwd}})
 			}
 		case e.kernel.Weight != e.want || e.kernel.Forwarding != e.fwd:
@@ -145,6 +145,15 @@ func (t *table) applied(o op, err error) {
 	}
 	switch o.kind {
 	case "delete":
+		if t.admin[o.id] == AdminMaint && e.owner != 0 {
+			// Its agent still reports: keep the entry, out of the kernel,
+			// until an operator says ready.
+			e.inKernel, e.remove = false, false
+			t.clearDirty(e)
+			t.log.Info("realserver removed for maintenance; it stays out until feedbackctl ready",
+				"vs", e.vsName, "realserver", o.id.Dest.Address.String(), "reason", "admin maint")
+			return
+		}
 		t.drop(o.id)
 		t.log.Info("realserver removed", "vs", e.vsName, "realserver", o.id.Dest.Address.String())
 		return

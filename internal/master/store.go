@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -65,13 +66,19 @@ func (f FileStore) Save(refs []Ref) error {
 		b.WriteString(formatRef(r))
 		b.WriteByte('\n')
 	}
-	dir := filepath.Dir(f.Path)
+	return writeAtomic(f.Path, b.Bytes())
+}
+
+// writeAtomic replaces path with data: temporary file, fsync, rename,
+// fsync of the directory, so that a crash leaves the old or the new file.
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, ".state-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b.Bytes()); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -82,7 +89,7 @@ func (f FileStore) Save(refs []Ref) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), f.Path); err != nil {
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
 	// The rename is durable only once the directory is: without this a
@@ -137,11 +144,79 @@ func parseRef(line string) (Ref, error) {
 	}, nil
 }
 
+// AdminStore is the optional part of a Store that keeps the operators'
+// admin states (drain, maint) across restarts.
+type AdminStore interface {
+	LoadAdmin() (map[Ref]string, error)
+	SaveAdmin(map[Ref]string) error
+}
+
+// AdminPath is where FileStore keeps the admin states: beside the state
+// file, master.state → master.admin.
+func (f FileStore) AdminPath() string { return strings.TrimSuffix(f.Path, ".state") + ".admin" }
+
+// LoadAdmin reads lines "STATE PROTO VIP:PORT RIP:PORT".
+func (f FileStore) LoadAdmin() (map[Ref]string, error) {
+	data, err := os.ReadFile(f.AdminPath())
+	if os.IsNotExist(err) {
+		return map[Ref]string{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[Ref]string{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		state, rest, _ := strings.Cut(line, " ")
+		if state != "drain" && state != "maint" {
+			return nil, fmt.Errorf("%s:%d: unknown admin state %q", f.AdminPath(), n, state)
+		}
+		r, err := parseRef(rest)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %v", f.AdminPath(), n, err)
+		}
+		out[r] = state
+	}
+	return out, sc.Err()
+}
+
+func (f FileStore) SaveAdmin(m map[Ref]string) error {
+	refs := make([]Ref, 0, len(m))
+	for r := range m {
+		refs = append(refs, r)
+	}
+	sortIDs(refs)
+	var b bytes.Buffer
+	b.WriteString("# Admin states set with feedbackctl; do not edit while feedbackd-master runs.\n")
+	for _, r := range refs {
+		b.WriteString(m[r] + " " + formatRef(r) + "\n")
+	}
+	return writeAtomic(f.AdminPath(), b.Bytes())
+}
+
 // MemoryStore keeps the list in memory: for tests, and for --without-ipvs,
 // whose in-memory table does not outlive the process either.
 type MemoryStore struct {
-	mu   sync.Mutex
-	refs []Ref
+	mu    sync.Mutex
+	refs  []Ref
+	admin map[Ref]string
+}
+
+func (m *MemoryStore) LoadAdmin() (map[Ref]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.admin), nil
+}
+
+func (m *MemoryStore) SaveAdmin(a map[Ref]string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.admin = maps.Clone(a)
+	return nil
 }
 
 func (m *MemoryStore) String() string { return "(in memory)" }
@@ -166,3 +241,12 @@ func ReadOnly(s Store) Store { return readOnly{s} }
 type readOnly struct{ Store }
 
 func (readOnly) Save([]Ref) error { return nil }
+
+func (r readOnly) LoadAdmin() (map[Ref]string, error) {
+	if a, ok := r.Store.(AdminStore); ok {
+		return a.LoadAdmin()
+	}
+	return nil, nil
+}
+
+func (readOnly) SaveAdmin(map[Ref]string) error { return nil }

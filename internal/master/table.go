@@ -76,6 +76,8 @@ type entry struct {
 	// that lasts a whole smoothing time is written exactly, even within
 	// the damping threshold (step).
 	healthAt time.Time
+	// why says why the entry was quiesced (the reason logged).
+	why string
 	// target is the weight the law asks for now (ctl under the slow-start
 	// cap); want moves towards it as the damping policy allows (weight.go).
 	target    int
@@ -99,7 +101,8 @@ type svcPort struct {
 }
 
 type sessionInfo struct {
-	peer netip.AddrPort
+	peer  netip.AddrPort
+	since time.Time
 	// auth is the secret the session proved (nil: none); checked against
 	// the configuration at START and at every reload.
 	auth []byte
@@ -127,6 +130,11 @@ type table struct {
 	// that this master did not create: they are never touched, and an agent
 	// claiming one is refused.
 	foreign map[destID]bool
+	// admin holds the operators' admin states (drain, maint) by
+	// destination; they outlive the entries (a destination in maint is
+	// deleted, and stays out) and are saved with the state (AdminStore).
+	admin        map[destID]string
+	adminChanged bool
 	// dormant holds destinations this master created under virtual
 	// services that are not configured right now. They stay in the state
 	// file, untouched, so that the service coming back (by reload or in a
@@ -163,6 +171,7 @@ func newTable(cfg *config.Master, log *slog.Logger) *table {
 		entries:  map[destID]*entry{},
 		foreign:  map[destID]bool{},
 		dormant:  map[destID]bool{},
+		admin:    map[destID]string{},
 		sessions: map[sessionID]*sessionInfo{},
 		dirty:    newIndex(),
 		timed:    newIndex(),
