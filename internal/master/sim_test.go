@@ -141,7 +141,8 @@ var (
 	simAll   = flag.Bool("sim.all", false, "simulation: run every seed and report each failing one, not only the first")
 	simOff   = flag.String("sim.without", "", "simulation: event kinds not to generate, comma-separated: "+
 		"connect,health,start,flood,stop,close,silent,reload,crash,foreign,ipvsfail,readfail,race,storefail,conns "+
-		"(events), claims,invalid (START records), vs,maxweight,allow,trust,secret,timers (reload changes)")
+		"(events), claims,invalid (START records), vs,maxweight,allow,trust,secret,timers,law (reload changes; "+
+		"without law, every configuration has the direct law)")
 )
 
 // ---- events ----
@@ -239,6 +240,9 @@ func (ev simEv) String() string {
 	case evResume:
 		return t + ag + " answers again"
 	case evReload:
+		if ev.n > 0 {
+			return t + "reload " + ev.cfg.String() + fmt.Sprintf(", and the master's IPVS read number %d fails (%s)", ev.n, simErrName(ev.err))
+		}
 		return t + "reload " + ev.cfg.String()
 	case evCrash:
 		return t + "master crashes and restarts from the state file"
@@ -306,6 +310,7 @@ type simWorld struct {
 	// offered: a definite offer existed since the master started (or the
 	// virtual service was last (re)configured).
 	offered map[destID]bool
+	stable  map[destID]simStable
 	// writes by session, for the per-session write bound.
 	cause    *simAgent
 	sessionW map[sessionID]map[destID][]time.Time
@@ -333,6 +338,7 @@ func newSimWorld(skip map[string]bool, cfg simCfg) *simWorld {
 		suspended:  map[destID]time.Time{},
 		license:    map[destID]bool{},
 		offered:    map[destID]bool{},
+		stable:     map[destID]simStable{},
 		sessionW:   map[sessionID]map[destID][]time.Time{},
 	}
 	w.k = &simKernel{w: w, mem: w.mem, perPass: map[destID]int{}}
@@ -724,12 +730,21 @@ func (w *simWorld) check() {
 					w.failf("I1b", "%s is not in the kernel, but agent#%d (sid %d) offers it (START accepted)", id, x.owner.id, x.owner.sid)
 					return
 				}
-				if h, ok := x.owner.health[simSvcPort(id)]; ok {
+				h, ok := x.owner.health[simSvcPort(id)]
+				st := simStable{x.owner.sid, -1, w.cfg.maxWeight(vi), w.cfg.law, w.cfg.threshold, x.owner.started, w.now}
+				if ok {
+					st.health = int(h)
+				}
+				if old, seen := w.stable[id]; seen && old.same(st) {
+					st.since = old.since
+				}
+				w.stable[id] = st
+				if ok && !w.now.Before(st.since.Add(w.cfg.settle())) {
 					maxW := w.cfg.maxWeight(vi)
 					want, _ := Weight(h, maxW)
 					if !simWeightOK(d.Weight, want, maxW, w.cfg.threshold) {
-						w.failf("I1c", "%s has weight %d, but agent#%d (sid %d), its best offer, reports health %d: weight %d",
-							id, d.Weight, x.owner.id, x.owner.sid, h, want)
+						w.failf("I1c", "%s has weight %d, but agent#%d (sid %d), its best offer, reports health %d: weight %d (unchanged for %v)",
+							id, d.Weight, x.owner.id, x.owner.sid, h, want, w.now.Sub(st.since))
 						return
 					}
 				}
@@ -749,6 +764,23 @@ func (w *simWorld) check() {
 			}
 		}
 	}
+}
+
+// simStable is what must stay unchanged, for the settle time of the
+// weight law, before a destination's weight must be exact.
+type simStable struct {
+	owner     sessionID
+	health    int // -1 unknown
+	maxW      int
+	law       int8
+	threshold int8
+	started   time.Time // the owner's latest START
+	since     time.Time
+}
+
+func (a simStable) same(b simStable) bool {
+	a.since = b.since
+	return a == b
 }
 
 // simWeightOK: the kernel's weight is what the health asks for, within
@@ -893,6 +925,10 @@ func (w *simWorld) do(i int, ev simEv) {
 		}
 	case evReload:
 		if w.up {
+			if ev.n > 0 {
+				w.k.failR = append(w.k.failR, make([]error, ev.n-1)...) // nil: these reads work
+				w.k.failR = append(w.k.failR, ev.err)
+			}
 			w.reload(ev.cfg)
 		}
 	case evCrash:
@@ -974,6 +1010,7 @@ func (w *simWorld) start(ag *simAgent, recs []necp.ServiceRecord) {
 	}
 	ag.reply = make(chan []necp.Status, 1)
 	ag.joined = true
+	ag.started = w.now
 	w.cause = ag
 	w.handle(joinEvent{sid: ag.sid, peer: ag.peer, auth: ag.auth, recs: slices.Clone(recs), reply: ag.reply,
 		kick: func(reason string) {
@@ -1290,6 +1327,10 @@ func (g *simGen) next() simEv {
 				continue
 			}
 			ev.kind, ev.cfg = evReload, g.mutate(w.cfg)
+			if !g.off["readfail"] && g.chance(0.1) {
+				// The reload's first or second read of IPVS fails.
+				ev.n, ev.err = 1+g.pick(2), simEIO
+			}
 			return ev
 		case x < 68: // crash
 			if g.off["crash"] {
@@ -1396,8 +1437,8 @@ func (g *simGen) mutate(c simCfg) simCfg {
 		return c
 	}
 	for range 1 + g.pick(2) {
-		k := g.pick(7)
-		if g.off[[]string{"vs", "vs", "maxweight", "allow", "trust", "secret", "timers"}[k]] {
+		k := g.pick(8)
+		if g.off[[]string{"vs", "vs", "maxweight", "allow", "trust", "secret", "timers", "law"}[k]] {
 			continue
 		}
 		switch k {
@@ -1427,6 +1468,8 @@ func (g *simGen) mutate(c simCfg) simCfg {
 			} else {
 				c.threshold = 10 - c.threshold
 			}
+		case 7:
+			c.law = int8(g.pick(len(simLaws)))
 		}
 	}
 	return c
@@ -1452,6 +1495,9 @@ func simInitial(r *rand.Rand, off map[string]bool) (simCfg, []simEv) {
 	c.timers = int8(r.IntN(len(simTimers)))
 	if r.Float64() < 0.2 {
 		c.threshold = 10
+	}
+	if !off["law"] {
+		c.law = int8(r.IntN(len(simLaws)))
 	}
 	var pre []simEv
 	if r.Float64() < 0.3 && !off["foreign"] {

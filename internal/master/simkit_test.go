@@ -113,6 +113,33 @@ type simCfg struct {
 	secret    int8
 	timers    int8
 	threshold int8 // weight-threshold in percent
+	law       int8 // simLaws
+}
+
+// simLaws are the weight laws a configuration picks from: the direct law,
+// the smoothed law with slow start as configured by default, and a
+// faster filter without slow start.
+var simLaws = []struct {
+	law                  string
+	smoothing, slowStart time.Duration
+}{
+	{config.WeightLawDirect, 0, 0},
+	{config.WeightLawSmoothed, config.DefaultWeightSmoothing, config.DefaultSlowStart},
+	{config.WeightLawSmoothed, 2 * time.Second, 0},
+}
+
+// settle is how long a destination's owner, health and configuration must
+// stay unchanged before its weight must be exactly what the health asks
+// for: at once with the direct law; with the smoothed law, once slow start
+// is over and the filter has come within rounding of the goal (from at
+// most 100 away, ln 200 ≈ 5.3 time constants), plus a few periods for the
+// feedback ticks and the exact write of a settled health.
+func (c simCfg) settle() time.Duration {
+	l := simLaws[c.law]
+	if l.law == config.WeightLawDirect {
+		return 0
+	}
+	return l.slowStart + 6*l.smoothing + 3*simTimers[c.timers].interval + 2*time.Second
 }
 
 func (c simCfg) has(vi int) bool { return c.vs[vi] != 0 }
@@ -135,6 +162,9 @@ func (c simCfg) build() *config.Master {
 		Allow:             simAllows[c.allow],
 		TrustAgentAddress: c.trust,
 		WeightThreshold:   int(c.threshold),
+		WeightLaw:         simLaws[c.law].law,
+		WeightSmoothing:   simLaws[c.law].smoothing,
+		SlowStart:         simLaws[c.law].slowStart,
 	}
 	if s := simSecrets[c.secret]; s != nil {
 		m.SecretFile, m.Secret = "sim.secret", s
@@ -170,8 +200,12 @@ func (c simCfg) String() string {
 		secret = string(simSecrets[c.secret])
 	}
 	tm := simTimers[c.timers]
-	return fmt.Sprintf("{vs %s; allow %s; trust-agent-address %v; secret %s; keepalive %v/%v×%d removal %v; threshold %d%%}",
-		strings.Join(vs, ","), allow, c.trust, secret, tm.interval, tm.timeout, 1+tm.retries, tm.removal, c.threshold)
+	law := simLaws[c.law].law
+	if l := simLaws[c.law]; l.law == config.WeightLawSmoothed {
+		law += fmt.Sprintf(" %v slow-start %v", l.smoothing, l.slowStart)
+	}
+	return fmt.Sprintf("{vs %s; allow %s; trust-agent-address %v; secret %s; keepalive %v/%v×%d removal %v; threshold %d%%; %s}",
+		strings.Join(vs, ","), allow, c.trust, secret, tm.interval, tm.timeout, 1+tm.retries, tm.removal, c.threshold, law)
 }
 
 // ---- the kernel: ipvs.Memory behind a wrapper that sees every write ----
@@ -199,8 +233,10 @@ func (k *simKernel) readFault() error {
 	}
 	err := k.failR[0]
 	k.failR = k.failR[1:]
-	k.faulted = true
-	k.w.readFaulted()
+	if err != nil {
+		k.faulted = true
+		k.w.readFaulted()
+	}
 	return err
 }
 
@@ -469,6 +505,7 @@ type simAgent struct {
 	// lastHealth: the master asks for health once per keepalive-interval,
 	// so an agent cannot report faster.
 	lastHealth  time.Time
+	started     time.Time // its latest START
 	silent      bool
 	silentSince time.Time
 	kicked      string // the reason the master closed the session
