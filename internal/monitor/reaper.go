@@ -28,7 +28,7 @@ import (
 // every process its command leaves behind is re-parented to the reaper,
 // not to init, and stays below it in the process tree, whatever group or
 // session it moved to. When the command exits, or the reaper is told to
-// stop (SIGTERM; also sent by the kernel when the agent dies, through
+// stop (SIGTERM), or the agent dies (the kernel tells it through
 // PDEATHSIG), the reaper kills everything below it and reaps it, and only
 // then exits, with the command's own exit status. Its exit therefore means
 // "the sample's processes are gone", and it also closes the last copy of
@@ -68,16 +68,22 @@ func init() {
 	}
 }
 
+// parentDeathSignal is what the kernel sends a reaper when the agent dies
+// (PDEATHSIG). Not SIGTERM, the agent's own stop request: the kernel also
+// sends it when merely the agent's thread that started the reaper ends
+// (golang/go#27505), and the reaper must then tell the two apart, by its
+// parent pid, which changes only when the agent is gone.
+const parentDeathSignal = syscall.SIGUSR1
+
 // reaperCommand returns a Cmd that runs argv (argv[0] an absolute path)
 // under a reaper. The reaper is its own process group leader, so the
 // agent's terminal signals (Ctrl-C under -d) do not reach the command; it
-// gets SIGTERM when the agent's thread that started it dies (PDEATHSIG);
-// and Cancel asks it, with SIGTERM, to kill the command and everything
-// below it.
+// gets parentDeathSignal when the agent dies; and Cancel asks it, with
+// SIGTERM, to kill the command and everything below it.
 func reaperCommand(ctx context.Context, argv ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "/proc/self/exe")
 	cmd.Args = append([]string{reaperName}, argv...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: parentDeathSignal}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	return cmd
 }
@@ -95,8 +101,13 @@ func reaperMain(argv []string) int {
 		fmt.Fprintf(os.Stderr, "feedbackd monitor: cannot become a subreaper (%v); processes the command leaves behind may survive it\n", e)
 	}
 	// Before the command starts, so that a stop request cannot be lost.
+	// The parent pid is read first for the same reason: should the agent
+	// die before this, the reaper already has another parent, and no
+	// signal will come; its command then runs to its end (a perl
+	// interpreter ends at once, its requests' pipe being closed).
+	parent := os.Getppid()
 	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, parentDeathSignal)
 
 	// The command stays in the reaper's process group, so the agent's
 	// last resort (killReaperGroup) reaches it too. Only stdin, stdout and
@@ -132,13 +143,21 @@ func reaperMain(argv []string) int {
 		}
 	}()
 	var ws syscall.WaitStatus
-	select {
-	case ws = <-exited:
-	case <-stop:
-		killDescendants(os.Getpid())
-		ws = <-exited
+wait:
+	for {
+		select {
+		case ws = <-exited:
+			break wait
+		case sig := <-stop:
+			if sig == parentDeathSignal && os.Getppid() == parent {
+				continue // a thread of the agent ended, not the agent
+			}
+			killDescendants(os.Getpid())
+			ws = <-exited
+			break wait
+		}
 	}
-	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, parentDeathSignal)
 	if left := cleanUp(time.Now().Add(reaperCleanupLimit)); left > 0 {
 		fmt.Fprintf(os.Stderr, "feedbackd monitor: %d processes left by the command could not be killed\n", left)
 	}
