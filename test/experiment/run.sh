@@ -1,36 +1,51 @@
 #!/bin/bash
 # make experiment: the load-balancing experiment on a real kernel. Needs
-# root. Not part of make test or make e2e: it takes about 15 minutes.
+# root. Not part of make test, make e2e or CI: it takes about 45 minutes.
 #
 # Boots Debian 12's kernel under QEMU (TCG only, as the e2e IPVS tier
 # does) with systemd as PID 1, three realservers in network namespaces,
 # each in a systemd slice with its own CPU budget, LVS-DR through a VIP,
 # and a client namespace sending an open-loop load; midway a CPU hog
-# starts in rs3's slice. Three runs with the same arrivals: equal static
-# wrr weights; feedbackd with cgroup-aware cpuload monitors and the
-# master's defaults; the same with weight-max-step (EXP_MAX_STEP). The
-# guest side is guest.sh; see docs/experiment.md for the method and the
-# results.
+# starts in rs3's slice. Two scenarios, each run once per arm with the
+# same arrivals: "hog" (the hog runs to the end) and "recovery" (it stops
+# again). The arms: equal static wrr weights; feedbackd with
+# weight-law = direct (as it was); feedbackd with the smoothed law
+# (weight-smoothing 5 s, slow-start 10 s, the defaults of a30d42f, and
+# weight-smoothing 10 s); Debian's keepalived with a MISC_CHECK
+# misc_dynamic script (cgroup-health.sh) reporting the same cgroup CPU
+# health. The guest side is guest.sh; see docs/experiment.md for the
+# method and the results.
 #
 # Reuses the e2e tier's cached kernel, initramfs and Debian root from
 # .cache/e2e/qemu (made by make e2e-ipvs); when there are none it makes
 # its own in .cache/experiment with the same builder scripts
-# (test/e2e/qemu/*.sh, only called, never changed). Takes the e2e tier's
-# lock while it uses those assets, so two VMs never share the two cores.
+# (test/e2e/qemu/*.sh, only called, never changed). keepalived and the
+# packages it needs are downloaded once (apt-get --download-only against
+# the root's own dpkg status, into .cache/experiment) and installed into
+# the root image with apt-get in a chroot. Takes the e2e tier's lock
+# (.cache/e2e/qemu/.lock) while it uses those assets and the VM runs, so
+# two VMs of this checkout never share the two cores.
 #
 # feedbackd itself is built from the last commit (git archive HEAD), not
 # from the working tree; the experiment's own tools from this directory.
 #
-# Output in test/experiment/out: results.md (the tables), latency.png,
-# the raw CSVs, the guest's evidence and journal, console.txt, and
-# hostload.txt (the host's load and other QEMU processes, every 10 s).
+# Output in test/experiment/out/UTC-TIMESTAMP (out/latest points to the
+# newest): results.md (the tables), summary.tsv (the same figures, one
+# line per run and window), latency-SCENARIO.png, the raw CSVs, the
+# guest's evidence and journal, console.txt, and hostload.txt (the host's
+# load and other QEMU processes, every 10 s). Then out/combined.md, the
+# range of every figure over all invocations in out/.
 #
-# Environment: EXP_RATE (requests/s, default 20), EXP_DURATION (s per run,
-# 150), EXP_HOG_AT (s, 60), EXP_SEED (1), EXP_QUOTA (each realserver's
-# CPUQuota=, 25%), EXP_WORK_MS (CPU ms per request, 8), EXP_SMP (2),
-# EXP_MEM (MiB, 1536), EXP_AGENT_INTERVAL (the monitors' interval, 2),
-# EXP_MAX_STEP (the damped run's weight-max-step, per cent, 25),
-# EXP_TIMEOUT (s for the whole VM, 1500).
+# Environment: EXP_ARMS (default "static direct smoothed-5s keepalived
+# smoothed-10s", run in that order), EXP_SCENARIOS ("hog recovery"),
+# EXP_RATE (requests/s, 20), EXP_HOG_AT (s, 60), EXP_HOG_DURATION (s, the
+# hog scenario's length, 150), EXP_REC_HOG_STOP (s, 120) and
+# EXP_REC_DURATION (180) for the recovery scenario, EXP_SEED (1),
+# EXP_QUOTA (each realserver's CPUQuota=, 25%), EXP_WORK_MS (CPU ms per
+# request, 8), EXP_SMP (2), EXP_MEM (MiB, 1536), EXP_AGENT_INTERVAL (the
+# agents' interval and keepalived's delay_loop, 2), EXP_SLOW_START (the
+# smoothed arms' slow-start, 10), EXP_LOCK_WAIT (s to wait for the e2e
+# lock, 3600), EXP_TIMEOUT (s for the whole VM; default from the plan).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TOP=$PWD
@@ -38,19 +53,49 @@ HERE=$TOP/test/experiment
 E2E_HELPERS=$TOP/test/e2e/qemu
 E2E_CACHE=$TOP/.cache/e2e/qemu
 CACHE=$TOP/.cache/experiment
-OUT=$HERE/out
-VM_TIMEOUT=${EXP_TIMEOUT:-1500}
+OUT=$HERE/out/$(date -u +%Y%m%dT%H%M%SZ)
 [ "$(id -u)" = 0 ] || { echo "experiment: needs root (mkfs.ext4 -d of a root file system, chroot)" >&2; exit 1; }
 T0=$SECONDS
+ARMS=${EXP_ARMS:-static direct smoothed-5s keepalived smoothed-10s}
+SCENARIOS=${EXP_SCENARIOS:-hog recovery}
+HOG_AT=${EXP_HOG_AT:-60}
+HOG_DURATION=${EXP_HOG_DURATION:-150}
+REC_HOG_STOP=${EXP_REC_HOG_STOP:-120}
+REC_DURATION=${EXP_REC_DURATION:-180}
+for a in $ARMS; do
+  case $a in static | direct | smoothed-5s | smoothed-10s | keepalived) ;; *)
+    echo "experiment: unknown arm $a in EXP_ARMS" >&2
+    exit 2
+    ;;
+  esac
+done
+for c in $SCENARIOS; do
+  case $c in hog | recovery) ;; *)
+    echo "experiment: unknown scenario $c in EXP_SCENARIOS" >&2
+    exit 2
+    ;;
+  esac
+done
+# The VM's budget: each run's load plus two minutes to start and stop
+# servers, agents, master or keepalived under emulation, plus ten minutes
+# for the boot and calibration.
+budget=600
+narms=$(wc -w <<<"$ARMS")
+for c in $SCENARIOS; do
+  d=$HOG_DURATION
+  [ "$c" = hog ] || d=$REC_DURATION
+  budget=$((budget + narms * (d + 120)))
+done
+VM_TIMEOUT=${EXP_TIMEOUT:-$budget}
 
 need=()
 for c in qemu-system-x86_64:qemu-system-x86 mkfs.ext4:e2fsprogs flock:util-linux gnuplot:gnuplot-nox; do
   command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
 done
+. "$TOP/test/readme/apt.sh" # apt-get that waits for the dpkg and apt locks
 if [ ${#need[@]} -gt 0 ]; then
   echo "=== installing host packages: ${need[*]}"
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${need[@]}"
+  apt_install "${need[@]}"
 fi
 
 WORK=$(mktemp -d /tmp/feedbackd-experiment.XXXXXX)
@@ -74,11 +119,13 @@ go build -o "$WORK/bin/expreport" ./test/experiment/cmd/expreport
 
 # --- assets -----------------------------------------------------------------
 mkdir -p "$E2E_CACHE" "$CACHE"
+LOCK_WAIT=${EXP_LOCK_WAIT:-3600}
 exec 9>"$E2E_CACHE/.lock"
 if ! flock -n 9; then
-  echo "=== waiting (up to 20 min) for another QEMU run to release $E2E_CACHE/.lock"
-  flock -w 1200 9 || { echo "experiment: the e2e lock was not released within 20 min" >&2; exit 1; }
+  echo "=== waiting (up to $LOCK_WAIT s) for another QEMU run to release $E2E_CACHE/.lock"
+  flock -w "$LOCK_WAIT" 9 || { echo "experiment: the e2e lock was not released within $LOCK_WAIT s" >&2; exit 1; }
 fi
+echo "=== $(date -u +%H:%M:%SZ): holding $E2E_CACHE/.lock"
 newest() { ls -1td "$@" 2>/dev/null | head -1 || true; }
 KDIR=$(newest "$E2E_CACHE"/kernel-* "$CACHE"/kernel)
 [ -n "$KDIR" ] && [ -f "$KDIR/kver" ] || {
@@ -120,10 +167,42 @@ L=$R/usr/local/lib/experiment
 install -d "$L" "$R/mnt/out"
 install -m755 "$WORK/bin/cpuhttp" "$WORK/bin/loadgen" "$L/"
 install -m755 "$HERE/guest.sh" "$L/guest.sh"
+install -m755 "$HERE/cgroup-health.sh" "$L/cgroup-health.sh"
+# keepalived from Debian, as an operator installs it: the packages apt
+# picks for this root (its own dpkg status), downloaded once, installed
+# with apt-get in a chroot. Its unit is left disabled, so that it runs
+# only when the keepalived arm starts it; policy-rc.d keeps the
+# maintainer scripts from starting it in the chroot.
+KA_DEBS=$CACHE/keepalived-debs-$(basename "$ROOTFS" .tar)
+if [ ! -f "$KA_DEBS/.complete" ]; then
+  echo "=== downloading keepalived and what it needs for this root"
+  rm -rf "$KA_DEBS"
+  mkdir -p "$KA_DEBS/partial"
+  apt-cache policy keepalived 2>/dev/null | grep -q 'Candidate: [^(]' || apt_get update -q
+  apt_get -o Dir::State::status="$R/var/lib/dpkg/status" -o Dir::Cache::archives="$KA_DEBS" \
+    install --download-only -y -q --no-install-recommends keepalived
+  ls "$KA_DEBS"/keepalived_*.deb >/dev/null
+  touch "$KA_DEBS/.complete"
+fi
+echo "=== installing keepalived into the root image"
+mkdir -p "$R/tmp/exp-debs"
+cp "$KA_DEBS"/*.deb "$R/tmp/exp-debs/"
+printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"
+chmod 755 "$R/usr/sbin/policy-rc.d"
+chroot "$R" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends /tmp/exp-debs/*.deb' \
+  >"$WORK/keepalived-install.txt" 2>&1 || { tail -20 "$WORK/keepalived-install.txt" >&2; exit 1; }
+chroot "$R" systemctl disable -q keepalived.service
+rm -rf "$R/usr/sbin/policy-rc.d" "$R/tmp/exp-debs"
+chroot "$R" keepalived --version 2>&1 | head -1
 cat >"$WORK/params" <<PARAMS
 RATE=${EXP_RATE:-20}
-DURATION=${EXP_DURATION:-150}
-HOG_AT=${EXP_HOG_AT:-60}
+ARMS="$ARMS"
+SCENARIOS="$SCENARIOS"
+HOG_AT=$HOG_AT
+HOG_DURATION=$HOG_DURATION
+REC_HOG_STOP=$REC_HOG_STOP
+REC_DURATION=$REC_DURATION
+SLOW_START=${EXP_SLOW_START:-10}
 SEED=${EXP_SEED:-1}
 QUOTA=${EXP_QUOTA:-25%}
 QUOTA_PERIOD=20ms
@@ -132,11 +211,10 @@ TIMEOUT=10
 HOG_WEIGHT=400
 HOG_THREADS=2
 AGENT_INTERVAL=${EXP_AGENT_INTERVAL:-2}
-MAX_STEP=${EXP_MAX_STEP:-25}
 PARAMS
 install -m644 "$WORK/params" "$L/params"
 u=$R/etc/systemd/system
-cat >"$u/experiment.service" <<'UNIT'
+cat >"$u/experiment.service" <<UNIT
 [Unit]
 Description=feedbackd load-balancing experiment
 After=multi-user.target
@@ -144,7 +222,7 @@ After=multi-user.target
 Type=oneshot
 ExecStart=/usr/local/lib/experiment/guest.sh
 ExecStopPost=/bin/systemctl --no-block poweroff
-TimeoutStartSec=1400
+TimeoutStartSec=$((VM_TIMEOUT - 60))
 StandardOutput=journal+console
 StandardError=journal+console
 [Install]
@@ -166,7 +244,7 @@ rm -rf "$R"
 # --- boot -------------------------------------------------------------------
 SHARE=$WORK/share
 mkdir -m 755 "$SHARE"
-echo "=== booting under QEMU TCG (-smp ${EXP_SMP:-2}, ${EXP_MEM:-1536} MiB); three runs of ${EXP_DURATION:-150} s follow"
+echo "=== $(date -u +%H:%M:%SZ): booting under QEMU TCG (-smp ${EXP_SMP:-2}, ${EXP_MEM:-1536} MiB); arms: $ARMS; scenarios: $SCENARIOS; at most $VM_TIMEOUT s"
 {
   timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
     -accel tcg,thread=multi -smp "${EXP_SMP:-2}" -m "${EXP_MEM:-1536}" -nographic -no-reboot -nic none \
@@ -202,9 +280,11 @@ while kill -0 "$console" 2>/dev/null; do
 done
 wait "$console" || true
 flock -u 9
-rm -rf "$OUT"
+echo "=== $(date -u +%H:%M:%SZ): released $E2E_CACHE/.lock"
 mkdir -p "$OUT"
-cp -a "$SHARE"/. "$WORK/console.txt" "$WORK/params" "$WORK/hostload.txt" "$OUT/"
+ln -sfn "$(basename "$OUT")" "$HERE/out/latest"
+cp -a "$SHARE"/. "$WORK/console.txt" "$WORK/params" "$WORK/hostload.txt" "$WORK/keepalived-install.txt" "$OUT/"
+echo "commit=$(git rev-parse --short HEAD)" >"$OUT/commit.txt"
 echo "host_cpus=$(nproc) host_cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" >"$OUT/host.txt"
 awk '!/^#/ { n++; if ($3 > 0) o++ } END { printf "samples_with_another_qemu=%d/%d\n", o, n }' "$OUT/hostload.txt" >>"$OUT/host.txt"
 if grep -q '^samples_with_another_qemu=[1-9]' "$OUT/host.txt"; then
@@ -219,5 +299,12 @@ fi
 
 # --- results ----------------------------------------------------------------
 "$WORK/bin/expreport" -dir "$OUT"
-(cd "$OUT" && gnuplot -e "hog=$(awk -F= '$1 == "event0_s" { print $2 }' static.meta); dur=$(awk -F= '$1 == "duration_s" { print $2 }' static.meta); maxstep='$(awk -F= '$1 == "MAX_STEP" { print $2 }' params)'" "$HERE/plot.gp")
-echo "experiment: results in test/experiment/out (results.md, latency.png), $((SECONDS - T0)) s in all"
+for c in $SCENARIOS; do
+  stop=-1
+  [ "$c" = hog ] || stop=$REC_HOG_STOP
+  d=$HOG_DURATION
+  [ "$c" = hog ] || d=$REC_DURATION
+  (cd "$OUT" && gnuplot -e "scen='$c'; arms='$ARMS'; hog=$HOG_AT; hogstop=$stop; dur=$d" "$HERE/plot.gp")
+done
+"$WORK/bin/expreport" -combine "$HERE/out" >/dev/null
+echo "experiment: results in $OUT (results.md, latency-*.png), ranges over all invocations in test/experiment/out/combined.md; $((SECONDS - T0)) s in all"

@@ -3,23 +3,28 @@
 // data files that plot.gp draws.
 //
 //	expreport -dir OUT
+//	expreport -combine test/experiment/out
 //
-// It reads, for each run R in static, feedback and feedback-damped,
-// OUT/R.csv and OUT/R.meta (from loadgen) and OUT/R.weights.csv (from the
-// guest's sampler: unix milliseconds, the three IPVS weights, the three
-// realserver slices' usage_usec), and writes OUT/results.md (the latency
-// table and the weight-oscillation table), OUT/R.lat.dat (per request:
-// time, latency, realserver), OUT/R.win.dat (per 5 s window: p50, p95)
-// and OUT/R.cpu.dat (per sample: weights and each slice's CPU use in per
-// cent of one CPU).
+// With -dir it reads OUT/runs.txt (one line per run: NAME SCENARIO ARM,
+// written by the guest), and for each run OUT/NAME.csv and OUT/NAME.meta
+// (from loadgen) and OUT/NAME.weights.csv (from the guest's sampler: unix
+// milliseconds, the three IPVS weights, the three realserver slices'
+// usage_usec). It writes OUT/results.md (the tables), OUT/summary.tsv (the
+// same figures, one line per run and window, for -combine), and for plot.gp
+// OUT/NAME.lat.dat (per request: time, latency, realserver),
+// OUT/NAME.win.dat (per 5 s window: p50, p95) and OUT/NAME.cpu.dat (per
+// sample: weights and each slice's CPU use in per cent of one CPU).
 //
 // It also reads OUT/journal.txt (the guest's journal, short-monotonic) for
-// the master's "weight changed" lines: every weight it wrote, with the
-// target the health asked for, timed from the guest's "NAME: ...s at" line
-// that precedes the run's load generator by a fraction of a second.
+// every weight the controller wrote: the master's "weight changed" lines
+// and keepalived's "Changing weight from A to B" lines, timed from the
+// guest's "NAME: ...s at ... req/s" line that precedes the run's load
+// generator by a fraction of a second.
 //
-// A run whose files are missing is left out with a note (an older results
-// directory has no feedback-damped run).
+// With -combine it reads DIR/*/summary.tsv (every invocation; the "latest"
+// link is skipped) and writes DIR/combined.md: the range, lowest to
+// highest, of each figure over the invocations, and in how many of them
+// each of issue 15's targets was met.
 package main
 
 import (
@@ -31,12 +36,34 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 )
 
 var servers = []string{"rs1", "rs2", "rs3"}
+
+// Issue 15's targets, on the hog scenario after the hog, against static
+// weights in the same invocation: the healthy realservers' weight standard
+// deviation at most a third of the 24.6 measured for the direct law at
+// 01480e1, their median latency within 1.5 times static's, and p95 at
+// least 80 % below static's.
+const (
+	targetSD          = 24.6 / 3
+	targetHealthyP50  = 1.5
+	targetP95BelowPct = 80
+)
+
+// armTitle describes each arm for the tables.
+var armTitle = map[string]string{
+	"static":       "equal static wrr weights",
+	"direct":       "feedbackd, weight-law = direct, slow-start = 0 (as it was)",
+	"smoothed-5s":  "feedbackd, smoothed, weight-smoothing 5 s, slow-start 10 s (the defaults)",
+	"smoothed-10s": "feedbackd, smoothed, weight-smoothing 10 s, slow-start 10 s",
+	"keepalived":   "keepalived, MISC_CHECK misc_dynamic, the same cgroup health",
+}
 
 type req struct {
 	t, lat float64 // seconds from the start; milliseconds
@@ -45,12 +72,15 @@ type req struct {
 }
 
 type run struct {
-	name  string
-	reqs  []req
-	meta  map[string]string
-	hog   float64 // seconds from the start
-	end   float64 // the last scheduled time
-	tmout float64 // ms
+	name, scen, arm string
+	reqs            []req
+	meta            map[string]string
+	hog             float64 // seconds from the start
+	stop            float64 // the hog stopped; -1: it ran to the end
+	end             float64 // the last scheduled time
+	tmout           float64 // ms
+	ws              []weightSample
+	writes          []write
 }
 
 func readMeta(p string) map[string]string {
@@ -75,9 +105,29 @@ func num(s string) float64 {
 	return f
 }
 
-func load(dir, name string) *run {
-	r := &run{name: name, meta: readMeta(filepath.Join(dir, name+".meta"))}
-	r.hog = num(r.meta["event0_s"])
+// load reads one run. The hog's start is the event whose command starts
+// exp-hog-rs3, its stop the one that stops it.
+func load(dir, name, scen, arm string) *run {
+	r := &run{name: name, scen: scen, arm: arm, meta: readMeta(filepath.Join(dir, name+".meta")), hog: -1, stop: -1}
+	for i := 0; ; i++ {
+		cmd, ok := r.meta[fmt.Sprintf("event%d_cmd", i)]
+		if !ok {
+			break
+		}
+		if e := r.meta[fmt.Sprintf("event%d_error", i)]; e != "" {
+			log.Printf("%s: event %d (%s) failed: %s", name, i, cmd, e)
+		}
+		at := num(r.meta[fmt.Sprintf("event%d_s", i)])
+		switch {
+		case strings.Contains(cmd, "stop exp-hog-rs3"):
+			r.stop = at
+		case strings.Contains(cmd, "exp-hog-rs3"):
+			r.hog = at
+		}
+	}
+	if r.hog < 0 {
+		log.Fatalf("%s: no hog event in %s.meta", name, name)
+	}
 	r.end = num(r.meta["duration_s"])
 	r.tmout = num(r.meta["timeout_s"]) * 1000
 	f, err := os.Open(filepath.Join(dir, name+".csv"))
@@ -92,6 +142,7 @@ func load(dir, name string) *run {
 	for _, row := range rows[1:] {
 		r.reqs = append(r.reqs, req{t: num(row[1]), lat: num(row[3]), server: row[4], status: row[5]})
 	}
+	r.ws = readWeights(dir, r)
 	return r
 }
 
@@ -104,11 +155,36 @@ func pct(sorted []float64, p float64) float64 {
 	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
+// window is a stretch of a run the figures are computed over.
+type window struct {
+	key, label string
+	from, to   float64
+}
+
+func windows(r *run, warm, settle float64) []window {
+	ws := []window{{"before", fmt.Sprintf("before the hog (%.0f–%.0f s)", warm, r.hog), warm, r.hog}}
+	hogEnd := r.end
+	if r.stop >= 0 {
+		hogEnd = r.stop
+	}
+	ws = append(ws,
+		window{"hog", fmt.Sprintf("hog (%.0f–%.0f s)", r.hog, hogEnd), r.hog, hogEnd},
+		window{"hog-settled", fmt.Sprintf("hog, settled (%.0f–%.0f s)", r.hog+settle, hogEnd), r.hog + settle, hogEnd})
+	if r.stop >= 0 {
+		ws = append(ws,
+			window{"recovery", fmt.Sprintf("after the hog stopped (%.0f–%.0f s)", r.stop, r.end), r.stop, r.end},
+			window{"recovery-20s", fmt.Sprintf("its first 20 s (%.0f–%.0f s)", r.stop, r.stop+20), r.stop, r.stop + 20})
+	}
+	return ws
+}
+
+// phase is the latency side of one window.
 type phase struct {
-	n                   int
-	share               map[string]float64
-	p50, p95, p99       float64
-	failed, failedShare float64
+	n             int
+	share         map[string]float64
+	p50, p95, p99 float64
+	failedShare   float64
+	healthyP50    float64 // median latency of the requests rs1 and rs2 answered
 }
 
 // stats over requests scheduled in [from, to). A request that timed out
@@ -116,7 +192,8 @@ type phase struct {
 // the timeout, a lower bound of its real latency.
 func stats(r *run, from, to float64) phase {
 	ph := phase{share: map[string]float64{}}
-	var lats []float64
+	var lats, healthy []float64
+	failed := 0
 	for _, q := range r.reqs {
 		if q.t < from || q.t >= to {
 			continue
@@ -125,31 +202,38 @@ func stats(r *run, from, to float64) phase {
 		lats = append(lats, q.lat)
 		if q.status == "ok" {
 			ph.share[q.server]++
+			if q.server == "rs1" || q.server == "rs2" {
+				healthy = append(healthy, q.lat)
+			}
 		} else {
-			ph.failed++
+			failed++
 		}
 	}
 	sort.Float64s(lats)
+	sort.Float64s(healthy)
 	ph.p50, ph.p95, ph.p99 = pct(lats, 50), pct(lats, 95), pct(lats, 99)
+	ph.healthyP50 = pct(healthy, 50)
 	for k := range ph.share {
 		ph.share[k] = 100 * ph.share[k] / float64(ph.n)
 	}
-	ph.failedShare = 100 * ph.failed / float64(max(ph.n, 1))
+	ph.failedShare = 100 * float64(failed) / float64(max(ph.n, 1))
 	return ph
 }
 
 func ms(v, timeout float64) string {
-	if v >= timeout {
+	switch {
+	case math.IsNaN(v):
+		return "–"
+	case v >= timeout:
 		return fmt.Sprintf("≥ %.0f", timeout)
-	}
-	if v >= 100 {
+	case v >= 100:
 		return fmt.Sprintf("%.0f", v)
 	}
 	return fmt.Sprintf("%.1f", v)
 }
 
-func writeDat(dir, name string, r *run) {
-	f, err := os.Create(filepath.Join(dir, name+".lat.dat"))
+func writeDat(dir string, r *run) {
+	f, err := os.Create(filepath.Join(dir, r.name+".lat.dat"))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -158,14 +242,13 @@ func writeDat(dir, name string, r *run) {
 	for _, q := range r.reqs {
 		idx := 0
 		if q.status == "ok" {
-			idx = sort.SearchStrings(servers, q.server) + 1
+			idx = slices.Index(servers, q.server) + 1
 		}
 		fmt.Fprintf(w, "%.3f %.3f %d\n", q.t, q.lat, idx)
 	}
-	w.Flush()
-	f.Close()
+	closeFile(w, f)
 
-	f, err = os.Create(filepath.Join(dir, name+".win.dat"))
+	f, err = os.Create(filepath.Join(dir, r.name+".win.dat"))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -177,57 +260,25 @@ func writeDat(dir, name string, r *run) {
 			fmt.Fprintf(w, "%.1f %.3f %.3f\n", t+2.5, s.p50, s.p95)
 		}
 	}
-	w.Flush()
-	f.Close()
+	closeFile(w, f)
 }
 
-// writeCPU converts the guest's sampler file: weights, and each slice's
-// CPU use between two samples in per cent of one CPU.
-func writeCPU(dir, name string, r *run) {
-	f, err := os.Open(filepath.Join(dir, name+".weights.csv"))
-	if err != nil {
-		log.Printf("no weights file for %s: %v", name, err)
-		return
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
+func closeFile(w *bufio.Writer, f *os.File) {
+	if err := w.Flush(); err != nil {
 		log.Fatal(err)
 	}
-	start := num(r.meta["start_unix_ms"])
-	o, err := os.Create(filepath.Join(dir, name+".cpu.dat"))
-	if err != nil {
+	if err := f.Close(); err != nil {
 		log.Fatal(err)
 	}
-	w := bufio.NewWriter(o)
-	fmt.Fprintln(w, "# t_s w1 w2 w3 cpu1_pct cpu2_pct cpu3_pct")
-	var prev []string
-	for _, row := range rows {
-		if len(row) != 7 || row[0] == "unix_ms" {
-			continue
-		}
-		if prev != nil {
-			dt := (num(row[0]) - num(prev[0])) * 1000 // µs
-			t := (num(row[0]) - start) / 1000
-			if dt > 0 {
-				fmt.Fprintf(w, "%.2f %s %s %s", t, row[1], row[2], row[3])
-				for i := 4; i < 7; i++ {
-					fmt.Fprintf(w, " %.1f", 100*(num(row[i])-num(prev[i]))/dt)
-				}
-				fmt.Fprintln(w)
-			}
-		}
-		prev = row
-	}
-	w.Flush()
-	o.Close()
 }
 
-// weightSample is one line of the sampler: seconds from the start and the
-// three IPVS weights (NaN where the destination was missing).
+// weightSample is one line of the sampler: seconds from the start, the
+// three IPVS weights (NaN where the destination was missing) and the
+// slices' usage_usec.
 type weightSample struct {
-	t float64
-	w [3]float64
+	t     float64
+	w     [3]float64
+	usage [3]float64
 }
 
 func readWeights(dir string, r *run) []weightSample {
@@ -253,10 +304,45 @@ func readWeights(dir string, r *run) []weightSample {
 			if v, err := strconv.ParseFloat(row[1+i], 64); err == nil {
 				s.w[i] = v
 			}
+			s.usage[i] = math.NaN()
+			if v, err := strconv.ParseFloat(row[4+i], 64); err == nil {
+				s.usage[i] = v
+			}
 		}
 		out = append(out, s)
 	}
 	return out
+}
+
+// writeCPU writes each sample's weights and each slice's CPU use since
+// the previous sample, in per cent of one CPU.
+func writeCPU(dir string, r *run) {
+	o, err := os.Create(filepath.Join(dir, r.name+".cpu.dat"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	w := bufio.NewWriter(o)
+	fmt.Fprintln(w, "# t_s w1 w2 w3 cpu1_pct cpu2_pct cpu3_pct")
+	for k := 1; k < len(r.ws); k++ {
+		p, s := r.ws[k-1], r.ws[k]
+		dt := (s.t - p.t) * 1e6 // µs
+		if dt <= 0 {
+			continue
+		}
+		fmt.Fprintf(w, "%.2f", s.t)
+		for i := range 3 {
+			if math.IsNaN(s.w[i]) {
+				fmt.Fprint(w, " NaN")
+			} else {
+				fmt.Fprintf(w, " %g", s.w[i])
+			}
+		}
+		for i := range 3 {
+			fmt.Fprintf(w, " %.1f", 100*(s.usage[i]-p.usage[i])/dt)
+		}
+		fmt.Fprintln(w)
+	}
+	closeFile(w, o)
 }
 
 // oscillation of the IPVS weights over samples in [from, to).
@@ -265,8 +351,7 @@ type oscillation struct {
 	changes   [3]int     // sample-to-sample changes of each weight
 	perMin    float64    // all three weights' changes per minute
 	mean, sd  [3]float64 // each weight's mean and standard deviation
-	allZero   int        // samples in which no destination had a weight above 0
-	allZeroPc float64
+	allZeroPc float64    // share of samples in which no destination had a weight above 0
 }
 
 func oscillate(ws []weightSample, from, to float64) oscillation {
@@ -274,6 +359,7 @@ func oscillate(ws []weightSample, from, to float64) oscillation {
 	var sum, sq [3]float64
 	var n [3]int
 	var prev *weightSample
+	allZero := 0
 	for k := range ws {
 		s := &ws[k]
 		if s.t < from || s.t >= to {
@@ -296,7 +382,7 @@ func oscillate(ws []weightSample, from, to float64) oscillation {
 			}
 		}
 		if zero {
-			o.allZero++
+			allZero++
 		}
 		prev = s
 	}
@@ -308,19 +394,31 @@ func oscillate(ws []weightSample, from, to float64) oscillation {
 		}
 	}
 	o.perMin = float64(o.changes[0]+o.changes[1]+o.changes[2]) / ((to - from) / 60)
-	o.allZeroPc = 100 * float64(o.allZero) / float64(max(o.samples, 1))
+	o.allZeroPc = 100 * float64(allZero) / float64(max(o.samples, 1))
 	return o
 }
 
-// write is one weight the master wrote, from its journal.
+// write is one weight the controller wrote, from the journal.
 type write struct {
-	t              float64 // seconds from the run's start line
-	server         int     // 0..2
-	old, w, target int
+	t      float64 // seconds from the run's start line
+	server int     // 0..2
+	w      int
 }
 
-// readJournal returns the master's weight writes of each run, keyed by
-// run name. Writes outside a run (start-up, between runs) are dropped.
+var keepalivedChange = regexp.MustCompile(`Changing weight from (-?\d+) to (-?\d+) for .*?\[(10\.0\.0\.1[1-3])\]`)
+
+func serverIndex(addr string) int {
+	for i := range servers {
+		if addr == fmt.Sprintf("10.0.0.1%d", i+1) {
+			return i
+		}
+	}
+	return -1
+}
+
+// readJournal returns the weight writes of each run, keyed by run name:
+// the master's and keepalived's. Writes outside a run (start-up, between
+// runs) are dropped.
 func readJournal(dir string) map[string][]write {
 	f, err := os.Open(filepath.Join(dir, "journal.txt"))
 	if err != nil {
@@ -352,7 +450,17 @@ func readJournal(dir string) map[string][]write {
 			}
 			continue
 		}
-		if cur == "" || !strings.Contains(l, "feedbackd-master[") || !strings.Contains(l, "weight changed") {
+		if cur == "" {
+			continue
+		}
+		if m := keepalivedChange.FindStringSubmatch(l); m != nil {
+			w, err := strconv.Atoi(m[2])
+			if idx := serverIndex(m[3]); idx >= 0 && err == nil {
+				out[cur] = append(out[cur], write{t: mono - start, server: idx, w: w})
+			}
+			continue
+		}
+		if !strings.Contains(l, "feedbackd-master[") || !strings.Contains(l, "weight changed") {
 			continue
 		}
 		kv := map[string]string{}
@@ -361,136 +469,386 @@ func readJournal(dir string) map[string][]write {
 				kv[k] = v
 			}
 		}
-		idx := -1
-		for i := range servers {
-			if kv["realserver"] == fmt.Sprintf("10.0.0.1%d", i+1) {
-				idx = i
-			}
+		w, err := strconv.Atoi(kv["weight"])
+		if idx := serverIndex(kv["realserver"]); idx >= 0 && err == nil {
+			out[cur] = append(out[cur], write{t: mono - start, server: idx, w: w})
 		}
-		old, e1 := strconv.Atoi(kv["old_weight"])
-		w, e2 := strconv.Atoi(kv["weight"])
-		target, e3 := strconv.Atoi(kv["target"])
-		if idx < 0 || e1 != nil || e2 != nil || e3 != nil {
-			continue
-		}
-		out[cur] = append(out[cur], write{t: mono - start, server: idx, old: old, w: w, target: target})
+	}
+	if err := sc.Err(); err != nil {
+		log.Fatal(err)
 	}
 	return out
 }
 
-func main() {
-	dir := flag.String("dir", "test/experiment/out", "results directory")
-	warm := flag.Float64("warmup", 10, "seconds at the start left out of the 'before' phase")
-	settle := flag.Float64("settle", 15, "seconds after the hog started left out of the 'after, settled' phase")
-	flag.Parse()
-	var runs []*run
-	var missing []string
-	for _, name := range []string{"static", "feedback", "feedback-damped"} {
-		if _, err := os.Stat(filepath.Join(*dir, name+".meta")); err != nil {
-			missing = append(missing, name)
-			continue
-		}
-		runs = append(runs, load(*dir, name))
-	}
-	if len(runs) == 0 || runs[0].name != "static" {
-		log.Fatalf("no static run in %s", *dir)
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "| run | phase | requests | rs1 | rs2 | rs3 | failed | p50 ms | p95 ms | p99 ms |\n")
-	fmt.Fprintf(&b, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-	after := map[string]phase{}
-	settled := map[string]phase{}
-	weights := map[string][]weightSample{}
-	for _, r := range runs {
-		for _, p := range []struct {
-			label    string
-			from, to float64
-		}{
-			{fmt.Sprintf("before the hog (%.0f–%.0f s)", *warm, r.hog), *warm, r.hog},
-			{fmt.Sprintf("after the hog (%.0f–%.0f s)", r.hog, r.end), r.hog, r.end},
-			{fmt.Sprintf("after, settled (%.0f–%.0f s)", r.hog+*settle, r.end), r.hog + *settle, r.end},
-		} {
-			s := stats(r, p.from, p.to)
-			if p.from == r.hog {
-				after[r.name] = s
-			}
-			if p.from == r.hog+*settle {
-				settled[r.name] = s
-			}
-			fmt.Fprintf(&b, "| %s | %s | %d | %.1f %% | %.1f %% | %.1f %% | %.1f %% | %s | %s | %s |\n",
-				r.name, p.label, s.n, s.share["rs1"], s.share["rs2"], s.share["rs3"], s.failedShare,
-				ms(s.p50, r.tmout), ms(s.p95, r.tmout), ms(s.p99, r.tmout))
-		}
-		writeDat(*dir, r.name, r)
-		writeCPU(*dir, r.name, r)
-		weights[r.name] = readWeights(*dir, r)
-	}
+// row is one run's figures over one window: a line of summary.tsv.
+type row struct {
+	scen, arm, window, label string
+	from, to                 float64
+	ph                       phase
+	o                        oscillation
+	writesPerMin             float64 // NaN for static
+	healthyX                 float64 // healthy p50 / static's
+	p95Below                 float64 // per cent below static's p95
+	react, back              float64 // s; NaN when not applicable
+	tmout                    float64
+}
 
-	journal := readJournal(*dir)
-	fmt.Fprintf(&b, "\nIPVS weights as the sampler saw them (ipvsadm -Ln, one sample every 0.5 s or as fast as the guest manages): changes of any weight per minute, each weight's mean ± standard deviation, and the share of samples in which no realserver had a weight above 0; and the weights the master wrote (its journal): writes per minute, of which cut short by weight-max-step.\n\n")
-	fmt.Fprintf(&b, "| run | phase | samples | changes/min (rs1/rs2/rs3) | rs1 weight | rs2 weight | rs3 weight | all 0 | master writes/min | of them capped |\n")
-	fmt.Fprintf(&b, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-	for _, r := range runs {
-		for _, p := range []struct {
-			label    string
-			from, to float64
-		}{
-			{fmt.Sprintf("before the hog (%.0f–%.0f s)", *warm, r.hog), *warm, r.hog},
-			{fmt.Sprintf("after the hog (%.0f–%.0f s)", r.hog, r.end), r.hog, r.end},
-		} {
-			o := oscillate(weights[r.name], p.from, p.to)
-			writes, capped := 0, 0
-			for _, w := range journal[r.name] {
-				if w.t >= p.from && w.t < p.to {
-					writes++
-					if w.w != w.target {
-						capped++
-					}
-				}
-			}
-			wr := "–"
-			if r.name != "static" {
-				wr = fmt.Sprintf("%.1f | %d", float64(writes)/((p.to-p.from)/60), capped)
-			} else {
-				wr += " | –"
-			}
-			fmt.Fprintf(&b, "| %s | %s | %d | %.1f (%d/%d/%d) | %.1f ± %.1f | %.1f ± %.1f | %.1f ± %.1f | %.1f %% | %s |\n",
-				r.name, p.label, o.samples, o.perMin, o.changes[0], o.changes[1], o.changes[2],
-				o.mean[0], o.sd[0], o.mean[1], o.sd[1], o.mean[2], o.sd[2], o.allZeroPc, wr)
+var tsvHeader = []string{"scenario", "arm", "window", "from_s", "to_s", "requests",
+	"rs1_pct", "rs2_pct", "rs3_pct", "failed_pct", "p50_ms", "p95_ms", "p99_ms",
+	"healthy_p50_ms", "healthy_p50_x_static", "p95_below_static_pct",
+	"samples", "changes_per_min", "writes_per_min",
+	"w1_mean", "w1_sd", "w2_mean", "w2_sd", "w3_mean", "w3_sd", "all0_pct",
+	"rs3_low_after_s", "rs3_back_after_s"}
+
+func (r row) tsv() []string {
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+	return []string{r.scen, r.arm, r.window, f(r.from), f(r.to), strconv.Itoa(r.ph.n),
+		f(r.ph.share["rs1"]), f(r.ph.share["rs2"]), f(r.ph.share["rs3"]), f(r.ph.failedShare),
+		f(r.ph.p50), f(r.ph.p95), f(r.ph.p99),
+		f(r.ph.healthyP50), f(r.healthyX), f(r.p95Below),
+		strconv.Itoa(r.o.samples), f(r.o.perMin), f(r.writesPerMin),
+		f(r.o.mean[0]), f(r.o.sd[0]), f(r.o.mean[1]), f(r.o.sd[1]), f(r.o.mean[2]), f(r.o.sd[2]), f(r.o.allZeroPc),
+		f(r.react), f(r.back)}
+}
+
+// reaction: seconds after the hog until the sampler first saw rs3's
+// weight at 10 or less; and seconds after the hog stopped until it first
+// saw rs3 back at half or more of its mean weight before the hog. NaN for
+// static, whose weights never move, and when it never happened.
+func reaction(r *run, warm float64) (low, back float64) {
+	low, back = math.NaN(), math.NaN()
+	if r.arm == "static" {
+		return
+	}
+	for _, s := range r.ws {
+		if s.t >= r.hog && s.w[2] <= 10 {
+			low = s.t - r.hog
+			break
 		}
 	}
-
-	b.WriteString("\n")
-	lower := func(m map[string]phase, a, z string) float64 { return 100 * (1 - m[z].p95/m[a].p95) }
-	for _, r := range runs[1:] {
-		red := lower(after, "static", r.name)
-		fmt.Fprintf(&b, "p95 after the hog: static %.0f ms, %s %.0f ms: %.0f %% lower with feedbackd (goal: at least 30 %%): %s\n",
-			after["static"].p95, r.name, after[r.name].p95, red, map[bool]string{true: "met", false: "NOT met"}[red >= 30])
-		fmt.Fprintf(&b, "p95 after the hog, settled: static %.0f ms, %s %.0f ms: %.0f %% lower\n",
-			settled["static"].p95, r.name, settled[r.name].p95, lower(settled, "static", r.name))
-	}
-	for _, r := range runs[1:] {
-		// How long after the hog the master first wrote rs3 a weight of at
-		// most a tenth of max-weight (100).
-		react := "never"
-		for _, w := range journal[r.name] {
-			if w.server == 2 && w.t >= r.hog && w.w <= 10 {
-				react = fmt.Sprintf("%.1f s", w.t-r.hog)
+	if r.stop >= 0 {
+		pre := oscillate(r.ws, warm, r.hog).mean[2]
+		for _, s := range r.ws {
+			if s.t >= r.stop && s.w[2] >= pre/2 {
+				back = s.t - r.stop
 				break
 			}
 		}
-		fmt.Fprintf(&b, "%s: rs3's weight first at most 10 after the hog: %s\n", r.name, react)
 	}
-	if _, ok := after["feedback-damped"]; ok {
-		fmt.Fprintf(&b, "feedback-damped against feedback, after the hog: p95 %.0f against %.0f ms (%+.0f %%), failed %.1f against %.1f %%\n",
-			after["feedback-damped"].p95, after["feedback"].p95, -lower(after, "feedback", "feedback-damped"),
-			after["feedback-damped"].failedShare, after["feedback"].failedShare)
-	}
-	for _, m := range missing {
-		fmt.Fprintf(&b, "(no %s run in this directory)\n", m)
-	}
-	if err := os.WriteFile(filepath.Join(*dir, "results.md"), []byte(b.String()), 0o644); err != nil {
+	return
+}
+
+func report(dir string, warm, settle float64) {
+	b, err := os.ReadFile(filepath.Join(dir, "runs.txt"))
+	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Print(b.String())
+	var runs []*run
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			log.Fatalf("runs.txt: %q is not NAME SCENARIO ARM", l)
+		}
+		runs = append(runs, load(dir, f[0], f[1], f[2]))
+	}
+	journal := readJournal(dir)
+	var rows []row
+	static := map[string]map[string]phase{} // scenario → window → static's phase
+	for _, r := range runs {
+		if r.arm != "static" {
+			continue
+		}
+		static[r.scen] = map[string]phase{}
+		for _, w := range windows(r, warm, settle) {
+			static[r.scen][w.key] = stats(r, w.from, w.to)
+		}
+	}
+	for _, r := range runs {
+		r.writes = journal[r.name]
+		writeDat(dir, r)
+		writeCPU(dir, r)
+		low, back := reaction(r, warm)
+		for _, w := range windows(r, warm, settle) {
+			x := row{scen: r.scen, arm: r.arm, window: w.key, label: w.label, from: w.from, to: w.to,
+				ph: stats(r, w.from, w.to), o: oscillate(r.ws, w.from, w.to), tmout: r.tmout,
+				writesPerMin: math.NaN(), healthyX: math.NaN(), p95Below: math.NaN(), react: low, back: back}
+			if r.arm != "static" {
+				n := 0
+				for _, wr := range r.writes {
+					if wr.t >= w.from && wr.t < w.to {
+						n++
+					}
+				}
+				x.writesPerMin = float64(n) / ((w.to - w.from) / 60)
+			}
+			if st, ok := static[r.scen][w.key]; ok {
+				x.healthyX = x.ph.healthyP50 / st.healthyP50
+				x.p95Below = 100 * (1 - x.ph.p95/st.p95)
+			}
+			rows = append(rows, x)
+		}
+		if r.arm == "keepalived" && len(r.writes) == 0 {
+			log.Printf("%s: keepalived wrote no weight during the run: misc_dynamic did not take effect?", r.name)
+		}
+	}
+
+	var o strings.Builder
+	scens := []string{}
+	for _, r := range runs {
+		if !slices.Contains(scens, r.scen) {
+			scens = append(scens, r.scen)
+		}
+	}
+	for _, sc := range scens {
+		fmt.Fprintf(&o, "## Scenario %s\n\n", sc)
+		fmt.Fprintf(&o, "| arm | window | requests | rs1 | rs2 | rs3 | failed | p50 ms | p95 ms | p99 ms | rs1+rs2 p50 ms | ÷ static | p95 below static |\n")
+		fmt.Fprintf(&o, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		for _, x := range rows {
+			if x.scen != sc {
+				continue
+			}
+			fmt.Fprintf(&o, "| %s | %s | %d | %.1f %% | %.1f %% | %.1f %% | %.1f %% | %s | %s | %s | %s | %s | %s |\n",
+				x.arm, x.label, x.ph.n, x.ph.share["rs1"], x.ph.share["rs2"], x.ph.share["rs3"], x.ph.failedShare,
+				ms(x.ph.p50, x.tmout), ms(x.ph.p95, x.tmout), ms(x.ph.p99, x.tmout), ms(x.ph.healthyP50, x.tmout),
+				ratio(x.healthyX), below(x.p95Below))
+		}
+		fmt.Fprintf(&o, "\n| arm | window | samples | IPVS changes/min | writes/min | rs1 weight | rs2 weight | rs3 weight | all 0 |\n")
+		fmt.Fprintf(&o, "|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
+		for _, x := range rows {
+			if x.scen != sc || x.window == "hog-settled" || x.window == "recovery-20s" {
+				continue
+			}
+			fmt.Fprintf(&o, "| %s | %s | %d | %.1f | %s | %s | %s | %s | %.1f %% |\n",
+				x.arm, x.label, x.o.samples, x.o.perMin, perMin(x.writesPerMin),
+				meanSD(x.o.mean[0], x.o.sd[0]), meanSD(x.o.mean[1], x.o.sd[1]), meanSD(x.o.mean[2], x.o.sd[2]), x.o.allZeroPc)
+		}
+		o.WriteString("\n")
+		for _, x := range rows {
+			if x.scen != sc || x.window != "hog" || x.arm == "static" {
+				continue
+			}
+			fmt.Fprintf(&o, "- %s: rs3's weight at 10 or less %s after the hog", x.arm, secs(x.react))
+			if !math.IsNaN(x.back) || sc == "recovery" {
+				fmt.Fprintf(&o, "; back at half its weight before the hog %s after the hog stopped", secs(x.back))
+			}
+			fmt.Fprintf(&o, ". Targets after the hog: rs1/rs2 weight sd %.1f/%.1f (≤ %.1f: %s), rs1+rs2 p50 %s static's (≤ 1.5: %s), p95 %s (≥ 80 %%: %s)\n",
+				x.o.sd[0], x.o.sd[1], targetSD, met(x.o.sd[0] <= targetSD && x.o.sd[1] <= targetSD),
+				ratio(x.healthyX), met(x.healthyX <= targetHealthyP50), below(x.p95Below), met(x.p95Below >= targetP95BelowPct))
+		}
+		o.WriteString("\n")
+	}
+	o.WriteString("Arms: ")
+	var arms []string
+	for _, r := range runs {
+		if !slices.Contains(arms, r.arm) {
+			arms = append(arms, r.arm)
+			o.WriteString(fmt.Sprintf("%s = %s; ", r.arm, armTitle[r.arm]))
+		}
+	}
+	o.WriteString("\n")
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(o.String()), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	writeTSV(filepath.Join(dir, "summary.tsv"), rows)
+	fmt.Print(o.String())
+}
+
+func writeTSV(p string, rows []row) {
+	f, err := os.Create(p)
+	if err != nil {
+		log.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	fmt.Fprintln(w, strings.Join(tsvHeader, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(w, strings.Join(r.tsv(), "\t"))
+	}
+	closeFile(w, f)
+}
+
+func ratio(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+func below(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f %%", v)
+}
+
+func perMin(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func meanSD(m, sd float64) string {
+	if math.IsNaN(m) {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f ± %.1f", m, sd)
+}
+
+func secs(v float64) string {
+	if math.IsNaN(v) {
+		return "never"
+	}
+	return fmt.Sprintf("%.1f s", v)
+}
+
+func met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
+// --- -combine ---------------------------------------------------------------
+
+type key struct{ scen, arm, window string }
+
+// combine reads every invocation's summary.tsv under dir and writes
+// dir/combined.md with the range of each figure.
+func combine(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	vals := map[key]map[string][]float64{}
+	var order []key
+	var invocations []string
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == "latest" {
+			continue // the latest link would count one invocation twice
+		}
+		recs, err := readTSV(filepath.Join(dir, e.Name(), "summary.tsv"))
+		if os.IsNotExist(err) {
+			continue // an invocation that did not finish
+		}
+		if err != nil {
+			log.Fatal(err)
+		}
+		invocations = append(invocations, e.Name())
+		for _, rec := range recs[1:] {
+			k := key{rec[0], rec[1], rec[2]}
+			if vals[k] == nil {
+				vals[k] = map[string][]float64{}
+				order = append(order, k)
+			}
+			for i := 3; i < len(tsvHeader) && i < len(rec); i++ {
+				v, err := strconv.ParseFloat(rec[i], 64)
+				if err != nil {
+					v = math.NaN()
+				}
+				vals[k][tsvHeader[i]] = append(vals[k][tsvHeader[i]], v)
+			}
+		}
+	}
+	if len(invocations) == 0 {
+		log.Fatalf("no */summary.tsv under %s", dir)
+	}
+	var o strings.Builder
+	fmt.Fprintf(&o, "Ranges (lowest–highest) over %d invocations: %s.\n\n", len(invocations), strings.Join(invocations, ", "))
+	scens := []string{}
+	for _, k := range order {
+		if !slices.Contains(scens, k.scen) {
+			scens = append(scens, k.scen)
+		}
+	}
+	for _, sc := range scens {
+		fmt.Fprintf(&o, "## Scenario %s\n\n", sc)
+		fmt.Fprintf(&o, "| arm | window | n | failed %% | p50 ms | p95 ms | p99 ms | rs1+rs2 p50 ÷ static | p95 below static %% | IPVS changes/min | writes/min | rs1 weight sd | rs2 weight sd | rs3 weight mean |\n")
+		fmt.Fprintf(&o, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		for _, k := range order {
+			if k.scen != sc || k.window == "hog-settled" {
+				continue
+			}
+			v := vals[k]
+			fmt.Fprintf(&o, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				k.arm, k.window, len(v["requests"]), rng(v["failed_pct"], 1), rng(v["p50_ms"], 0), rng(v["p95_ms"], 0), rng(v["p99_ms"], 0),
+				rng(v["healthy_p50_x_static"], 2), rng(v["p95_below_static_pct"], 0), rng(v["changes_per_min"], 0), rng(v["writes_per_min"], 0),
+				rng(v["w1_sd"], 1), rng(v["w2_sd"], 1), rng(v["w3_mean"], 1))
+		}
+		o.WriteString("\nIssue 15's targets after the hog (window \"hog\"), invocations in which each was met:\n\n")
+		fmt.Fprintf(&o, "| arm | rs1 and rs2 weight sd ≤ %.1f | rs1+rs2 p50 ≤ 1.5× static | p95 ≥ 80 %% below static | rs3 at ≤ 10 after (s) | rs3 back at half after the hog stopped (s) |\n", targetSD)
+		o.WriteString("|---|--:|--:|--:|--:|--:|\n")
+		for _, k := range order {
+			if k.scen != sc || k.window != "hog" || k.arm == "static" {
+				continue
+			}
+			v := vals[k]
+			n := len(v["requests"])
+			sdOK, xOK, pOK := 0, 0, 0
+			for i := range n {
+				if v["w1_sd"][i] <= targetSD && v["w2_sd"][i] <= targetSD {
+					sdOK++
+				}
+				if v["healthy_p50_x_static"][i] <= targetHealthyP50 {
+					xOK++
+				}
+				if v["p95_below_static_pct"][i] >= targetP95BelowPct {
+					pOK++
+				}
+			}
+			fmt.Fprintf(&o, "| %s | %d of %d | %d of %d | %d of %d | %s | %s |\n", k.arm, sdOK, n, xOK, n, pOK, n,
+				rng(v["rs3_low_after_s"], 1), rng(v["rs3_back_after_s"], 1))
+		}
+		o.WriteString("\n")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "combined.md"), []byte(o.String()), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(o.String())
+}
+
+func readTSV(p string) ([][]string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r := csv.NewReader(f)
+	r.Comma = '\t'
+	return r.ReadAll()
+}
+
+// rng formats the range of vs (NaN left out) with prec decimals.
+func rng(vs []float64, prec int) string {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, v := range vs {
+		if math.IsNaN(v) {
+			continue
+		}
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	if math.IsInf(lo, 1) {
+		return "–"
+	}
+	a, b := strconv.FormatFloat(lo, 'f', prec, 64), strconv.FormatFloat(hi, 'f', prec, 64)
+	if a == b {
+		return a
+	}
+	return a + "–" + b
+}
+
+func main() {
+	dir := flag.String("dir", "", "results directory of one invocation")
+	comb := flag.String("combine", "", "directory of invocations (each with summary.tsv): write combined.md there")
+	warm := flag.Float64("warmup", 10, "seconds at the start left out of the 'before' window")
+	settle := flag.Float64("settle", 15, "seconds after the hog started left out of the 'hog, settled' window")
+	flag.Parse()
+	switch {
+	case *dir != "" && *comb == "":
+		report(*dir, *warm, *settle)
+	case *comb != "" && *dir == "":
+		combine(*comb)
+	default:
+		fmt.Fprintln(os.Stderr, "expreport: give -dir OUT or -combine DIR")
+		os.Exit(2)
+	}
 }
