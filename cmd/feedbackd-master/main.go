@@ -67,7 +67,7 @@ func run(args []string, io cli.Stdio) int {
 		return cli.Fatal(log, err)
 	}
 	defer kv.Close()
-	ln, err := sd.Listener(cfg.Listen, log)
+	ln, ctlLn, err := sd.Listeners(cfg.Listen, log)
 	if err != nil {
 		return cli.Fatal(log, err)
 	}
@@ -91,6 +91,7 @@ func run(args []string, io cli.Stdio) int {
 		return cli.Fatal(log, err)
 	}
 	sh.Reloads(func(ctx context.Context) error { return reload(ctx, m, cfg.File, o.listen, log) }, status)
+	go serveControl(sh.Ctx, m, ctlLn, o.controlSocket, log)
 	err = m.Run(sh.Ctx, ln)
 	log.Info("feedbackd-master stopped; IPVS tables left as they are")
 	if err != nil {

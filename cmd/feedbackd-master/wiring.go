@@ -4,9 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
+	"os"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
+	"github.com/lvs-feedbackd/feedbackd/internal/control"
 	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
 	"github.com/lvs-feedbackd/feedbackd/internal/master"
 )
@@ -15,8 +18,8 @@ const summary = "LVS dynamic feedback: polls feedbackd-agents over NECP and sets
 
 type options struct {
 	cli.Common
-	dryRun, withoutIPVS bool
-	listen, stateFile   string
+	dryRun, withoutIPVS              bool
+	listen, stateFile, controlSocket string
 }
 
 func flags(o *options) *cli.Flags {
@@ -26,6 +29,7 @@ func flags(o *options) *cli.Flags {
 	f.Bool(&o.withoutIPVS, "use an in-memory IPVS table (no kernel ip_vs needed); the table is logged on every change", "without-ipvs")
 	f.String(&o.listen, "", "ADDR", "listen on ADDR (host:port) when not socket-activated; overrides 'listen' in the config", "listen")
 	f.String(&o.stateFile, defaultStateFile, "FILE", "where to keep the list of destinations this master created", "state-file")
+	f.String(&o.controlSocket, control.DefaultSocket, "PATH", "the control socket for feedbackctl, when systemd does not pass one", "control-socket")
 	return f
 }
 
@@ -55,6 +59,34 @@ func backends(o options, log *slog.Logger, logw io.Writer) (ipvs.IPVS, master.St
 		store = master.ReadOnly(store)
 	}
 	return kv, store, nil
+}
+
+// serveControl answers feedbackctl on the control socket systemd passed,
+// or on one it opens at path. Without one the master still runs: the
+// control socket is for operators, not for balancing.
+func serveControl(ctx context.Context, m *master.Master, ln net.Listener, path string, log *slog.Logger) {
+	if ln == nil {
+		var err error
+		if ln, err = control.Listen(path); err != nil {
+			log.Warn("no control socket; feedbackctl cannot reach this master", "path", path, "err", err)
+			return
+		}
+		defer os.Remove(path)
+	}
+	srv := &control.Server{
+		Handle: m.Control,
+		// Root, or the configuration's control-group, may change admin
+		// states; anyone who can reach the socket may read them. The
+		// configuration is read at each request, so a reload applies.
+		MayChange: func(p control.Peer) bool {
+			cfg := m.Config()
+			return p.UID == 0 || cfg.ControlGroup != "" && p.InGroup(cfg.ControlGID)
+		},
+		Log: log,
+	}
+	if err := srv.Serve(ctx, ln); err != nil {
+		log.Error("control socket stopped", "err", err)
+	}
 }
 
 // reload re-reads the configuration on SIGHUP. A broken file keeps the

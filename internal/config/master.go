@@ -6,7 +6,9 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"os/user"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +22,7 @@ import (
 var (
 	masterGlobalKeys = []string{"logfile", "loglevel", "keepalive-interval", "keepalive-timeout", "keepalive-retries", "removal-interval", "listen",
 		"allow", "trust-agent-address", "secret-file", "handshake-timeout", "max-sessions", "max-sessions-per-address", "max-services", "weight-threshold", "weight-max-step",
-		"weight-law", "weight-smoothing", "slow-start"}
+		"weight-law", "weight-smoothing", "slow-start", "control-group"}
 	virtualKeys = []string{"name", "address", "protocol", "port", "scheduler", "max-weight"}
 )
 
@@ -67,6 +69,7 @@ func ParseMaster(file string, data []byte) (*Master, error) {
 		WeightLaw:             DefaultWeightLaw,
 		WeightSmoothing:       DefaultWeightSmoothing,
 		SlowStart:             DefaultSlowStart,
+		ControlGID:            -1,
 	}
 	var warn warnings
 	warn.file = file
@@ -185,6 +188,9 @@ func (m *Master) globals(el *errorList, warn *warnings, b block) {
 			m.WeightSmoothing, err = parseTimer(e.value, time.Second, "the filter moves once per keepalive-interval; for no smoothing, set weight-law = direct")
 		case "slow-start":
 			m.SlowStart, err = parseSlowStart(e.value)
+		case "control-group":
+			m.ControlGroup = e.value
+			m.ControlGID, err = lookupGroup(e.value)
 		case "logfile":
 			m.LogFile, err = nonEmpty(e.value, "log file path")
 		case "loglevel":
@@ -346,4 +352,19 @@ func parseSlowStart(v string) (time.Duration, error) {
 		return 0, nil
 	}
 	return parseTimer(v, time.Second, "the ramp moves once per keepalive-interval, so a shorter one is a jump")
+}
+
+// lookupGroup resolves control-group to a gid at load time, so that -t
+// refuses a group the system does not have instead of a master that
+// silently lets nobody in.
+func lookupGroup(name string) (int, error) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return -1, fmt.Errorf("no group %q on this system", name)
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return -1, fmt.Errorf("group %q has a gid that is not a number: %q", name, g.Gid)
+	}
+	return gid, nil
 }

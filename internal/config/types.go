@@ -145,6 +145,10 @@ type Master struct {
 	WeightLaw       string
 	WeightSmoothing time.Duration // smoothed: the health filter's time constant
 	SlowStart       time.Duration // ramp of a realserver that joins or returns from 0; 0 = off
+	// ControlGroup may change admin states through the control socket
+	// besides root; ControlGID is its gid, -1 when none is set.
+	ControlGroup string
+	ControlGID   int
 
 	VirtualServices []VirtualService
 	// Warnings are doubts that do not stop the master, formatted like

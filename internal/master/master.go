@@ -124,6 +124,9 @@ func (m *Master) Sessions() int {
 	return len(m.sessions)
 }
 
+// Config returns the configuration in force.
+func (m *Master) Config() *config.Master { return m.cfg.Load() }
+
 // Summary returns the latest cluster summary.
 func (m *Master) Summary() Summary { return *m.summary.Load() }
 

@@ -8,22 +8,39 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 )
 
-// Listener returns the first stream socket systemd passed (socket
-// activation: feedbackd-master.socket), or listens on addr itself when
-// there is none. A socket from systemd outlives the daemon, so a restart
-// loses no connection attempt.
-func Listener(addr string, log *slog.Logger) (net.Listener, error) {
+// Listeners returns the sockets systemd passed (socket activation:
+// feedbackd-master.socket): the first TCP one for the agents, and the
+// first unix one for the control socket (nil if none). Without a TCP
+// socket from systemd it listens on addr itself. A socket from systemd
+// outlives the daemon, so a restart loses no connection attempt.
+func Listeners(addr string, log *slog.Logger) (agents, ctl net.Listener, err error) {
 	lns, err := activation.Listeners()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, l := range lns {
-		if l != nil {
-			log.Debug("using socket passed by systemd", "addr", l.Addr().String())
-			return l, nil
+		if l == nil {
+			continue
+		}
+		switch {
+		case l.Addr().Network() == "unix" && ctl == nil:
+			ctl = l
+		case l.Addr().Network() != "unix" && agents == nil:
+			agents = l
+		default:
+			continue
+		}
+		log.Debug("using socket passed by systemd", "addr", l.Addr().String())
+	}
+	if agents == nil {
+		if agents, err = net.Listen("tcp", addr); err != nil {
+			if ctl != nil {
+				ctl.Close()
+			}
+			return nil, nil, err
 		}
 	}
-	return net.Listen("tcp", addr)
+	return agents, ctl, nil
 }
 
 // LoopEvery is how often a loop that feeds the watchdog must turn at

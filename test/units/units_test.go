@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
+	"github.com/lvs-feedbackd/feedbackd/internal/control"
 )
 
 // repoRoot is where go.mod is, seen from this package's directory (go test
@@ -520,9 +521,14 @@ func TestContents(t *testing.T) {
 	t.Run("socket", func(t *testing.T) {
 		u := all[masterSocket]
 		_, port, _ := strings.Cut(config.DefaultListen, ":")
-		if got := u.get("Socket", "ListenStream"); !slices.Equal(got, []string{port}) {
-			// A bare port is [::]:PORT, dual-stack with BindIPv6Only=both.
-			t.Errorf("%s: ListenStream=%q, want exactly %q (the master's default port, all addresses)", masterSocket, got, port)
+		if got := u.get("Socket", "ListenStream"); !slices.Equal(got, []string{port, control.DefaultSocket}) {
+			// A bare port is [::]:PORT, dual-stack with BindIPv6Only=both;
+			// then the control socket where feedbackctl looks for it.
+			t.Errorf("%s: ListenStream=%q, want exactly %q and %q (the master's default port, all addresses; the control socket)",
+				masterSocket, got, port, control.DefaultSocket)
+		}
+		if got := u.last("Socket", "SocketMode"); got != "0666" {
+			t.Errorf("%s: SocketMode=%q, want 0666 (everyone may read the status; the master checks credentials before a change)", masterSocket, got)
 		}
 		if got := u.last("Socket", "BindIPv6Only"); got != "both" {
 			t.Errorf("%s: BindIPv6Only=%q, want both (IPv4 too, whatever net.ipv6.bindv6only says)", masterSocket, got)
