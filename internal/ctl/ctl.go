@@ -211,6 +211,11 @@ func Run(ctx context.Context, args []string, env Env) int {
 	if err != nil {
 		return fail(env.Stderr, o.socket, err)
 	}
+	if cmd.name == control.CmdAgents && req.Realserver != "" {
+		// The protocol lets the master filter; doing it here as well
+		// gives the same answer from a master that does not.
+		resp.Agents = agentsOf(resp.Agents, req.Realserver)
+	}
 	if o.json {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetEscapeHTML(false)
@@ -260,13 +265,16 @@ func Run(ctx context.Context, args []string, env Env) int {
 	return ExitOK
 }
 
-func commandNames() string {
+// CommandNames lists the commands, as --help and feedbackctl(8) do.
+func CommandNames() []string {
 	var names []string
 	for _, c := range commands {
 		names = append(names, c.name)
 	}
-	return strings.Join(names, ", ")
+	return names
 }
+
+func commandNames() string { return strings.Join(CommandNames(), ", ") }
 
 func flagSet(f *cli.Flags, name string) bool {
 	set := false
@@ -290,6 +298,20 @@ func filterNote(req control.Request) string {
 		return ""
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// agentsOf keeps the sessions that register the realserver rs.
+func agentsOf(as []control.Agent, rs string) []control.Agent {
+	var out []control.Agent
+	for _, a := range as {
+		for _, s := range a.Services {
+			if addr, err := netip.ParseAddr(s.Realserver); err == nil && addr.Unmap().String() == rs {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // fail reports err from control.Do and returns the exit status for it.
@@ -386,10 +408,17 @@ func sortDestinations(ds []control.Destination) []control.Destination {
 	return ds
 }
 
+// The tables' columns, each documented in feedbackctl(8) (test/man
+// checks).
+var (
+	StatusColumns = []string{"VS", "REALSERVER", "STATE", "AGENT", "HEALTH", "AGE", "TARGET", "WEIGHT", "KERNEL", "ACTIVE", "INACTIVE", "ADMIN", "WHY"}
+	AgentsColumns = []string{"AGENT", "SINCE", "UP", "SERVICES"}
+)
+
 // writeDestinations prints the status table.
 func writeDestinations(w io.Writer, ds []control.Destination) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "VS\tREALSERVER\tSTATE\tAGENT\tHEALTH\tAGE\tTARGET\tWEIGHT\tKERNEL\tACTIVE\tINACTIVE\tADMIN\tWHY")
+	fmt.Fprintln(tw, strings.Join(StatusColumns, "\t"))
 	for _, d := range sortDestinations(ds) {
 		kernel := "-" // not in IPVS
 		if d.Kernel >= 0 {
@@ -405,7 +434,7 @@ func writeDestinations(w io.Writer, ds []control.Destination) {
 // writeAgents prints one line per agent session.
 func writeAgents(w io.Writer, as []control.Agent, now time.Time, loc *time.Location) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "AGENT\tSINCE\tUP\tSERVICES")
+	fmt.Fprintln(tw, strings.Join(AgentsColumns, "\t"))
 	for _, a := range as {
 		var svcs []string
 		for _, s := range a.Services {

@@ -177,6 +177,20 @@ func TestAgentsEventsChanged(t *testing.T) {
 	if out != want {
 		t.Errorf("agents:\n%s\nwant:\n%s", out, want)
 	}
+	// Filtered here too, whether or not the master does.
+	_, out, _ = ctl(t, srv.Path, "agents", "10.0.0.11")
+	if !strings.Contains(out, "10.0.0.11:40312") || strings.Contains(out, "10.0.0.12:40313") {
+		t.Errorf("agents 10.0.0.11:\n%s", out)
+	}
+	_, out, _ = ctl(t, srv.Path, "agents", "10.0.0.99")
+	if out != "no agents (realserver 10.0.0.99)\n" {
+		t.Errorf("agents 10.0.0.99:\n%s", out)
+	}
+	_, out, _ = ctl(t, srv.Path, "--json", "agents", "10.0.0.11")
+	var r control.Response
+	if err := json.Unmarshal([]byte(out), &r); err != nil || len(r.Agents) != 1 || r.Agents[0].Peer != "10.0.0.11:40312" {
+		t.Errorf("--json agents 10.0.0.11: %v\n%s", err, out)
+	}
 	_, out, _ = ctl(t, srv.Path, "events", "10.0.0.12")
 	want = `2026-03-01 11:59:00.000 INFO realserver joined realserver=10.0.0.12 vs=http
 2026-03-01 11:59:58.500 WARN admin state set empty="" reason="admin drain" uid=0

@@ -56,6 +56,7 @@ const (
 	syncPage       = "feedbackd-agent-sync.8"
 	masterConfPage = "feedbackd-master.conf.5"
 	agentConfPage  = "feedbackd-agent.conf.5"
+	ctlPage        = "feedbackctl.8"
 )
 
 // commands maps each command in cmd/ to its page.
@@ -63,6 +64,7 @@ var commands = map[string]string{
 	"feedbackd-master":     masterPage,
 	"feedbackd-agent":      agentPage,
 	"feedbackd-agent-sync": syncPage,
+	"feedbackctl":          ctlPage,
 }
 
 // pages lists man/*.[0-9], and fails when there are none.
@@ -581,7 +583,7 @@ func TestJournalFields(t *testing.T) {
 }
 
 // manRef matches .BR NAME (N) in plain source.
-var manRef = regexp.MustCompile(`(?m)^\.BR (feedbackd-[A-Za-z0-9.-]+) \(([0-9])\)`)
+var manRef = regexp.MustCompile(`(?m)^\.BR (feedbackd-[A-Za-z0-9.-]+|feedbackctl) \(([0-9])\)`)
 
 // TestReferencesExist checks that the feedbackd pages the pages and the
 // units point at (.BR name (N), Documentation=man:name(N)) are all here.
@@ -602,7 +604,7 @@ func TestReferencesExist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	docRef := regexp.MustCompile(`man:(feedbackd[A-Za-z0-9.@-]*)\(([0-9])\)`)
+	docRef := regexp.MustCompile(`man:(feedbackd[A-Za-z0-9.@-]*|feedbackctl)\(([0-9])\)`)
 	for _, u := range units {
 		data, err := os.ReadFile(u)
 		if errors.Is(err, os.ErrNotExist) {
