@@ -77,9 +77,14 @@ func (t *table) setAdmin(vsName string, rs netip.Addr, state, who string, now ti
 		}
 		changed = append(changed, id)
 		t.adminChanged = true
-		reason := "admin " + state
+		reason := "admin ready"
+		switch state {
+		case AdminDrain:
+			reason = "admin drain"
+		case AdminMaint:
+			reason = "admin maint"
+		}
 		if state == "" {
-			reason = "admin ready"
 			delete(t.admin, id)
 		} else {
 			t.admin[id] = state

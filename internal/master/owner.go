@@ -22,8 +22,8 @@ type owner struct {
 	pendingJoins   []pendingJoin
 	pendingControl []pendingControl
 	adminErr       error // the last admin-state save, nil when it worked
-	nextResync   time.Time
-	kernelErr    string
+	nextResync     time.Time
+	kernelErr      string
 }
 
 type pendingJoin struct {

@@ -27,7 +27,7 @@ import (
 
 // masterSources are the packages whose log lines feedbackd-master(8)
 // describes.
-var masterSources = []string{"internal/master", "cmd/feedbackd-master"}
+var masterSources = []string{"internal/master", "internal/control", "cmd/feedbackd-master"}
 
 // logCall is one logging call found in the source.
 type logCall struct {
@@ -547,9 +547,7 @@ func TestReasonsNamedElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := append(docs, filepath.Join(repoRoot, "README.md"))
-	for _, p := range pages(t) {
-		files = append(files, p)
-	}
+	files = append(files, pages(t)...)
 	for _, f := range files {
 		rel, _ := filepath.Rel(repoRoot, f)
 		src := readRepo(t, rel)
