@@ -72,9 +72,16 @@ func Dial(addr string, opts AgentOptions) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	return NewAgent(c, opts), nil
+}
+
+// NewAgent plays an agent on c, a connection made some other way than by
+// Dial (opts.Local is not used): net.Pipe, say, whose writes block until
+// the other end reads.
+func NewAgent(c net.Conn, opts AgentOptions) *Agent {
 	a := &Agent{conn: newConn(c, opts.Timeout), opts: opts}
 	a.health.Store(uint32(necp.HealthMax))
-	return a, nil
+	return a
 }
 
 func (a *Agent) nextSeq() uint32 {

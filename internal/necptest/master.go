@@ -66,7 +66,7 @@ func (m *Master) acceptLoop() {
 			return // Close
 		}
 		select {
-		case m.conns <- &AgentConn{conn: newConn(c, m.opts.Timeout), secret: m.opts.Secret}:
+		case m.conns <- NewAgentConn(c, m.opts):
 		case <-m.quit:
 			c.Close()
 			return
@@ -147,6 +147,13 @@ type AgentConn struct {
 	mu      sync.Mutex
 	state   State
 	changed notifier
+}
+
+// NewAgentConn plays the master on c, a connection made some other way
+// than by Listen: net.Pipe, say, whose writes block until the other end
+// reads, where loopback TCP would buffer megabytes first.
+func NewAgentConn(c net.Conn, opts MasterOptions) *AgentConn {
+	return &AgentConn{conn: newConn(c, opts.Timeout), secret: opts.Secret}
 }
 
 // State is what an AgentConn has recorded of its agent.

@@ -383,3 +383,38 @@ func TestOnKeepaliveHoldsTheAnswer(t *testing.T) {
 		t.Fatalf("hook saw %v", seqs)
 	}
 }
+
+// Over net.Pipe a write blocks until the other end reads: Pause must
+// still end a loop stuck in one.
+func TestPipeAndPauseOnABlockedWrite(t *testing.T) {
+	agentEnd, masterEnd := net.Pipe()
+	a := necptest.NewAgent(agentEnd, necptest.AgentOptions{})
+	c := necptest.NewAgentConn(masterEnd, necptest.MasterOptions{})
+	t.Cleanup(func() { a.Close(); c.Close() })
+	done := async(func() error { return a.Join(web) })
+	if _, _, err := c.Handshake(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := recvErr(t, done); err != nil {
+		t.Fatal(err)
+	}
+	loop := a.Serve()
+	a.SetHealth(77)
+	if ack, err := c.Keepalive(1, time.Second); err != nil || ack.Health[0].Health != 77 {
+		t.Fatalf("%+v, %v", ack, err)
+	}
+	// The master sends a KEEPALIVE and stops reading: the answer blocks.
+	if err := c.Send(necp.Message{Type: necp.TypeKeepalive, Seq: 2}); err != nil {
+		t.Fatal(err)
+	}
+	paused := async(a.Pause)
+	if err := recvErr(t, paused); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-loop; err != nil {
+		t.Fatalf("loop ended with %v", err)
+	}
+	if n := a.Answered(); n != 1 {
+		t.Fatalf("%d answers, want the first only", n)
+	}
+}
