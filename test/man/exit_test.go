@@ -65,8 +65,7 @@ func exitSpecOf(t *testing.T, cmd string) exitSpec {
 // really exits with them (for the daemons: a bad option 2, an unreadable
 // configuration 1, -V 0).
 func TestExitStatus(t *testing.T) {
-	ldflags := makeVars(t, "LDFLAGS")[0]
-	dir := builtCommands(t, ldflags)
+	dir := builtCommands(t)
 	entry := regexp.MustCompile(`(?m)^\.TP\n\.B ([0-9]+)\n`)
 	for cmd, page := range commands {
 		t.Run(cmd, func(t *testing.T) {

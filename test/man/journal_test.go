@@ -79,16 +79,16 @@ func stringLit(e ast.Expr) (string, bool) {
 }
 
 // methodLevels maps the names of logging methods, slog's and the master
-// session's own (s.warn, s.info, s.debug, rate-limited per peer), to the
-// level they log at.
+// session's own (s.warn, s.info, s.debug, rate-limited per peer, and
+// s.refuse, a WARN with its REASON=), to the level they log at.
 var methodLevels = map[string]string{
 	"Debug": "DEBUG", "Info": "INFO", "Warn": "WARN", "Error": "ERR",
-	"debug": "DEBUG", "info": "INFO", "warn": "WARN",
+	"debug": "DEBUG", "info": "INFO", "warn": "WARN", "refuse": "WARN",
 }
 
 // impliedKeys are keys a logging method adds by itself: the session's
 // helpers log through session.logAt, which adds the agent's address.
-var impliedKeys = map[string][]string{"debug": {"agent"}, "info": {"agent"}, "warn": {"agent"}}
+var impliedKeys = map[string][]string{"debug": {"agent"}, "info": {"agent"}, "warn": {"agent"}, "refuse": {"agent", "reason"}}
 
 // levelOf reads the level argument of a Log(ctx, level, msg) call:
 // slog.LevelX or logging.LevelX, possibly plus or minus a constant.
