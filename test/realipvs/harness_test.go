@@ -21,6 +21,7 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
 	"github.com/lvs-feedbackd/feedbackd/internal/master"
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+	"github.com/lvs-feedbackd/feedbackd/internal/necptest"
 )
 
 // ---- counting IPVS wrapper ----
@@ -252,10 +253,10 @@ func (c *counting) waitPass(tb testing.TB, from int, timeout time.Duration, ok f
 
 // ---- fake agents ----
 
-// fleet is a set of fake agents, one NECP connection each, all answering
-// KEEPALIVEs with their current health. hold makes every agent park the
-// next KEEPALIVE it receives, unanswered, until release: that is how all
-// of them report a new health at the same moment.
+// fleet is a set of fake agents (internal/necptest), one NECP connection
+// each, all answering KEEPALIVEs with their current health. hold makes
+// every agent park the next KEEPALIVE it receives, unanswered, until
+// release: that is how all of them report a new health at the same moment.
 type fleet struct {
 	port   uint16
 	agents []*fakeAgent
@@ -267,19 +268,14 @@ type fleet struct {
 	parkedCh chan struct{} // poked when an agent parks
 	stop     chan struct{}
 	stopOnce sync.Once
-	wg       sync.WaitGroup
 }
 
+// fakeAgent is one agent of the fleet, registering realserver rs.
 type fakeAgent struct {
-	f      *fleet
+	*necptest.Agent
 	rs     netip.Addr
-	conn   net.Conn
-	rd     *necp.Reader
-	health atomic.Uint32
-	acks   atomic.Int64
-	ackAt  atomic.Int64 // UnixNano just before the latest KEEPALIVE_ACK was written
-	msg    necp.Message
-	wbuf   []byte
+	health atomic.Uint32 // what the next KEEPALIVE_ACK reports; set at any time
+	ackAt  atomic.Int64  // UnixNano just before the latest KEEPALIVE_ACK was written
 }
 
 // rsAddr is the realserver address of agent i: 198.18.0.0/15, the range
@@ -302,7 +298,7 @@ func startFleet(tb testing.TB, addr string, n int, port uint16, h uint8, timeout
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(timeout)
 	for i := range n {
-		a := &fakeAgent{f: f, rs: rsAddr(i)}
+		a := &fakeAgent{rs: rsAddr(i)}
 		a.health.Store(uint32(h))
 		f.agents[i] = a
 		wg.Add(1)
@@ -310,7 +306,7 @@ func startFleet(tb testing.TB, addr string, n int, port uint16, h uint8, timeout
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if err := a.connect(addr, deadline); err != nil {
+			if err := f.connect(a, addr, time.Until(deadline)); err != nil {
 				errs <- fmt.Errorf("agent %s: %w", a.rs, err)
 			}
 		}()
@@ -321,91 +317,35 @@ func startFleet(tb testing.TB, addr string, n int, port uint16, h uint8, timeout
 		tb.Fatalf("starting %d agents: %v", n, err)
 	}
 	for _, a := range f.agents {
-		f.wg.Add(1)
-		go a.loop()
+		a.Serve()
 	}
 	return f
 }
 
-func (a *fakeAgent) connect(addr string, deadline time.Time) error {
-	c, err := net.DialTimeout("tcp", addr, time.Until(deadline))
+// connect dials and joins as a; each wait is bounded by timeout.
+func (f *fleet) connect(a *fakeAgent, addr string, timeout time.Duration) error {
+	ag, err := necptest.Dial(addr, necptest.AgentOptions{Timeout: timeout,
+		// Runs on the agent's loop for every KEEPALIVE, before the answer.
+		OnKeepalive: func(uint32) {
+			f.park()
+			a.SetHealth(uint8(a.health.Load()))
+			// Stamped before the write, so that the master cannot
+			// have acted on the report before the stamp is visible.
+			a.ackAt.Store(time.Now().UnixNano())
+		}})
 	if err != nil {
 		return err
 	}
-	a.conn, a.rd = c, necp.NewReader(c)
-	c.SetDeadline(deadline)
-	if err := a.send(&necp.Message{Type: necp.TypeInit, Seq: 1}); err != nil {
-		return err
-	}
-	if err := a.expect(necp.TypeInitAck, 1); err != nil {
-		return err
-	}
-	start := necp.Message{Type: necp.TypeStart, Seq: 2, Services: []necp.ServiceRecord{
-		{Protocol: necp.ProtoTCP, Forwarding: necp.ForwardDR, Port: a.f.port, Address: a.rs},
-	}}
-	if err := a.send(&start); err != nil {
-		return err
-	}
-	if err := a.expect(necp.TypeStartAck, 2); err != nil {
-		return err
-	}
-	if len(a.msg.Statuses) != 1 || a.msg.Statuses[0] != necp.StatusAccepted {
-		return fmt.Errorf("START answered %v, want accepted", a.msg.Statuses)
-	}
-	return c.SetDeadline(time.Time{})
+	a.Agent = ag
+	return ag.Join(necp.ServiceRecord{Protocol: necp.ProtoTCP, Forwarding: necp.ForwardDR, Port: f.port, Address: a.rs})
 }
 
-func (a *fakeAgent) send(m *necp.Message) error {
-	var err error
-	a.wbuf, err = m.AppendBinary(a.wbuf[:0])
-	if err == nil {
-		_, err = a.conn.Write(a.wbuf)
-	}
-	return err
-}
-
-func (a *fakeAgent) expect(t necp.Type, seq uint32) error {
-	if err := a.rd.ReadMessage(&a.msg); err != nil {
-		return err
-	}
-	if a.msg.Type != t || a.msg.Seq != seq {
-		return fmt.Errorf("got %v seq %d, want %v seq %d", a.msg.Type, a.msg.Seq, t, seq)
-	}
-	return nil
-}
-
-// loop answers KEEPALIVEs until the connection is closed.
-func (a *fakeAgent) loop() {
-	defer a.f.wg.Done()
-	for {
-		if err := a.rd.ReadMessage(&a.msg); err != nil {
-			return
-		}
-		if a.msg.Type != necp.TypeKeepalive {
-			continue
-		}
-		if !a.f.park() {
-			return
-		}
-		ack := necp.Message{Type: necp.TypeKeepaliveAck, Seq: a.msg.Seq, Health: []necp.HealthRecord{
-			{Protocol: necp.ProtoTCP, Health: uint8(a.health.Load()), Port: a.f.port},
-		}}
-		// Stamped before the write, so that the master cannot have acted
-		// on the report before the stamp is visible.
-		a.ackAt.Store(time.Now().UnixNano())
-		if err := a.send(&ack); err != nil {
-			return
-		}
-		a.acks.Add(1)
-	}
-}
-
-// park blocks while the fleet holds KEEPALIVEs; false means the fleet stopped.
-func (f *fleet) park() bool {
+// park blocks while the fleet holds KEEPALIVEs, or until it stops.
+func (f *fleet) park() {
 	f.mu.Lock()
 	if !f.holding {
 		f.mu.Unlock()
-		return true
+		return
 	}
 	f.parked++
 	rel := f.release
@@ -416,9 +356,7 @@ func (f *fleet) park() bool {
 	}
 	select {
 	case <-rel:
-		return true
 	case <-f.stop:
-		return false
 	}
 }
 
@@ -457,7 +395,7 @@ func (f *fleet) releaseAll() {
 func (f *fleet) acks() []int64 {
 	out := make([]int64, len(f.agents))
 	for i, a := range f.agents {
-		out[i] = a.acks.Load()
+		out[i] = a.Answered()
 	}
 	return out
 }
@@ -472,7 +410,7 @@ func (f *fleet) waitAcks(tb testing.TB, before []int64, k int64, timeout time.Du
 	for {
 		short := 0
 		for i, a := range f.agents {
-			if a.acks.Load() < before[i]+k {
+			if a.Answered() < before[i]+k {
 				short++
 			}
 		}
@@ -488,13 +426,12 @@ func (f *fleet) waitAcks(tb testing.TB, before []int64, k int64, timeout time.Du
 
 func (f *fleet) close() {
 	f.stopOnce.Do(func() {
-		close(f.stop)
+		close(f.stop) // before Close, which waits for a parked hook
 		for _, a := range f.agents {
-			if a != nil && a.conn != nil {
-				a.conn.Close()
+			if a != nil && a.Agent != nil {
+				a.Close()
 			}
 		}
-		f.wg.Wait()
 	})
 }
 
