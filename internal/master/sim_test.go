@@ -134,12 +134,13 @@ const (
 )
 
 var (
-	simSeeds = flag.Int("sim.seeds", simSeedsDefault, "simulation: number of seeds")
-	simSteps = flag.Int("sim.steps", simStepsDefault, "simulation: events per seed")
-	simSeed0 = flag.Uint64("sim.seed", 1, "simulation: first seed")
-	simSkip  = flag.String("sim.skip", "", "simulation: invariants not to check, comma-separated (I1,...,I7)")
-	simAll   = flag.Bool("sim.all", false, "simulation: run every seed and report each failing one, not only the first")
-	simOff   = flag.String("sim.without", "", "simulation: event kinds not to generate, comma-separated: "+
+	simSeeds    = flag.Int("sim.seeds", simSeedsDefault, "simulation: number of seeds")
+	simSteps    = flag.Int("sim.steps", simStepsDefault, "simulation: events per seed")
+	simSeed0    = flag.Uint64("sim.seed", 1, "simulation: first seed")
+	simSkip     = flag.String("sim.skip", "", "simulation: invariants not to check, comma-separated (I1,...,I7)")
+	simAll      = flag.Bool("sim.all", false, "simulation: run every seed and report each failing one, not only the first")
+	simNoShrink = flag.Bool("sim.noshrink", false, "simulation: report failing seeds without shrinking them")
+	simOff      = flag.String("sim.without", "", "simulation: event kinds not to generate, comma-separated: "+
 		"connect,health,start,flood,stop,close,silent,reload,crash,foreign,ipvsfail,readfail,race,storefail,conns "+
 		"(events), claims,invalid (START records), vs,maxweight,allow,trust,secret,timers,law (reload changes; "+
 		"without law, every configuration has the direct law)")
@@ -707,14 +708,21 @@ func (w *simWorld) check() {
 	var kernel map[destID]ipvs.Destination
 	for vi := range simVS {
 		if !w.cfg.has(vi) {
+			for _, a := range simAddrs {
+				delete(w.stable, simDest(vi, a))
+			}
 			continue
 		}
 		for _, a := range simAddrs {
 			id := simDest(vi, a)
 			if w.tainted[id] || w.suspended[id].After(w.now) {
+				delete(w.stable, id)
 				continue
 			}
 			x := w.expect(vi, a)
+			if x.owner == nil || x.may {
+				delete(w.stable, id)
+			}
 			if x.owner != nil {
 				w.offered[id] = true
 			}
@@ -1620,6 +1628,9 @@ func (run *simRun) report(skip map[string]bool, w *simWorld) string {
 	f := w.fail
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d: invariant %s failed at event %d of %d: %s\n", run.seed, f.inv, f.step+1, len(run.evs), f.msg)
+	if *simNoShrink {
+		return b.String()
+	}
 	short := run.shrink(skip, f.inv)
 	sw := run.replay(skip, short)
 	for i := 0; i < simTries && (sw.fail == nil || sw.fail.inv != f.inv); i++ {
