@@ -73,8 +73,9 @@ func run(args []string, io cli.Stdio) int {
 	}
 	var m *master.Master
 	status := func() string { return m.Summary().String() + sh.Note() }
+	obs := metricsFor(&m)
 	m, err = master.New(cfg, master.Options{
-		Logger: log, IPVS: kv, Store: store, DryRun: o.dryRun,
+		Logger: log, IPVS: kv, Store: store, DryRun: o.dryRun, Observer: obs,
 		LoopEvery: sd.LoopEvery(sh.Notifier.WatchdogInterval()),
 		// READY=1 once the configuration is loaded, IPVS opened and the
 		// virtual services ensured.
@@ -92,6 +93,9 @@ func run(args []string, io cli.Stdio) int {
 	}
 	sh.Reloads(func(ctx context.Context) error { return reload(ctx, m, cfg.File, o.listen, log) }, status)
 	go serveControl(sh.Ctx, m, ctlLn, o.controlSocket, log)
+	if err := serveMetrics(sh.Ctx, cfg.MetricsListen, obs, log); err != nil {
+		return cli.Fatal(log, err)
+	}
 	err = m.Run(sh.Ctx, ln)
 	log.Info("feedbackd-master stopped; IPVS tables left as they are")
 	if err != nil {

@@ -2,16 +2,21 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/control"
 	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
 	"github.com/lvs-feedbackd/feedbackd/internal/master"
+	"github.com/lvs-feedbackd/feedbackd/internal/metrics"
 )
 
 const summary = "LVS dynamic feedback: polls feedbackd-agents over NECP and sets IPVS weights from their health."
@@ -87,6 +92,46 @@ func serveControl(ctx context.Context, m *master.Master, ln net.Listener, path s
 	if err := srv.Serve(ctx, ln); err != nil {
 		log.Error("control socket stopped", "err", err)
 	}
+}
+
+// metricsFor builds the master's metrics; *m is the master, set once it
+// exists (the metrics are its Observer, so they come first).
+func metricsFor(m **master.Master) *metrics.Master {
+	return metrics.NewMaster(cli.Version, func(ctx context.Context) ([]control.Destination, int, int, error) {
+		r := (*m).Control(ctx, control.Request{Version: control.Version, Command: control.CmdStatus}, "metrics")
+		if !r.OK {
+			return nil, 0, 0, errors.New(r.Error)
+		}
+		return r.Status.Destinations, (*m).Sessions(), (*m).Summary().Agents, nil
+	})
+}
+
+// serveMetrics serves /metrics on addr (metrics-listen) until ctx is done;
+// nothing when addr is empty. Failing to listen is fatal: an operator who
+// asked for metrics and gets none would only find out from an alert that
+// never fires.
+func serveMetrics(ctx context.Context, addr string, mx *metrics.Master, log *slog.Logger) error {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", mx.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	log.Info("metrics served", "listen", ln.Addr().String(), "path", "/metrics")
+	return nil
 }
 
 // reload re-reads the configuration on SIGHUP. A broken file keeps the

@@ -22,7 +22,7 @@ import (
 var (
 	masterGlobalKeys = []string{"logfile", "loglevel", "keepalive-interval", "keepalive-timeout", "keepalive-retries", "removal-interval", "listen",
 		"allow", "trust-agent-address", "secret-file", "handshake-timeout", "max-sessions", "max-sessions-per-address", "max-services", "weight-threshold", "weight-max-step",
-		"weight-law", "weight-smoothing", "slow-start", "control-group"}
+		"weight-law", "weight-smoothing", "slow-start", "control-group", "metrics-listen"}
 	virtualKeys = []string{"name", "address", "protocol", "port", "scheduler", "max-weight"}
 )
 
@@ -188,6 +188,8 @@ func (m *Master) globals(el *errorList, warn *warnings, b block) {
 			m.WeightSmoothing, err = parseTimer(e.value, time.Second, "the filter moves once per keepalive-interval; for no smoothing, set weight-law = direct")
 		case "slow-start":
 			m.SlowStart, err = parseSlowStart(e.value)
+		case "metrics-listen":
+			m.MetricsListen, err = parseListen(e.value)
 		case "control-group":
 			m.ControlGroup = e.value
 			m.ControlGID, err = lookupGroup(e.value)

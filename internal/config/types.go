@@ -149,6 +149,8 @@ type Master struct {
 	// besides root; ControlGID is its gid, -1 when none is set.
 	ControlGroup string
 	ControlGID   int
+	// MetricsListen is host:port for the Prometheus metrics, "" when off.
+	MetricsListen string
 
 	VirtualServices []VirtualService
 	// Warnings are doubts that do not stop the master, formatted like

@@ -45,6 +45,8 @@ type Options struct {
 	// OnChange is called from the owner goroutine after a pass that changed
 	// the table, with a one-line summary (systemd STATUS=).
 	OnChange func(Summary)
+	// Observer is told what the master does, for metrics; nil: nobody.
+	Observer Observer
 }
 
 // Summary is a snapshot of the cluster for status lines.
@@ -82,6 +84,7 @@ type Master struct {
 	refused  refusals // used by the accept goroutine only
 	peerLogs peerLogs
 	evlog    *eventLog // the latest lines per realserver (feedbackctl events)
+	obs      Observer
 }
 
 // New checks the options; nothing is touched until Run.
@@ -101,11 +104,15 @@ func New(cfg *config.Master, opts Options) (*Master, error) {
 	if opts.LoopEvery <= 0 {
 		opts.LoopEvery = time.Second
 	}
+	if opts.Observer == nil {
+		opts.Observer = noObserver{}
+	}
 	evlog := &eventLog{}
 	m := &Master{
 		opts:     opts,
 		log:      slog.New(&eventHandler{next: opts.Logger.Handler(), log: evlog}),
 		evlog:    evlog,
+		obs:      opts.Observer,
 		events:   make(chan event, 1024),
 		sessions: map[*session]struct{}{},
 		perAddr:  map[netip.Addr]int{},
@@ -209,7 +216,7 @@ func (m *Master) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup
 			// Closed before a byte is read: a refused host never reaches
 			// the protocol, let alone IPVS.
 			c.Close()
-			m.refused.note(m.log, peer, "address not in allow", time.Now())
+			m.refused.note(m.log, m.obs, peer, "address not in allow", time.Now())
 			continue
 		}
 		m.mu.Lock()
@@ -229,7 +236,7 @@ func (m *Master) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup
 		m.mu.Unlock()
 		if reason != "" {
 			c.Close()
-			m.refused.note(m.log, peer, reason, time.Now())
+			m.refused.note(m.log, m.obs, peer, reason, time.Now())
 		}
 	}
 }

@@ -48,6 +48,7 @@ func (t *table) join(ev joinEvent, now time.Time) (st []necp.Status, ids [][]des
 		for i := range st {
 			st[i] = necp.StatusRefused
 		}
+		t.obs.Refused(reason)
 		t.log.Warn("agent refused at START: the access policy in force does not admit it",
 			"agent", ev.peer.String(), "reason", reason)
 		t.gone(ev.sid, reason, now)
@@ -92,6 +93,9 @@ func (t *table) join(ev joinEvent, now time.Time) (st []necp.Status, ids [][]des
 				si.started = si.started[:len(si.started)-1]
 			}
 		}
+	}
+	for range over {
+		t.obs.Refused("max-services reached")
 	}
 	if over > 0 {
 		t.log.Warn("services refused: the agent offers more than max-services", "agent", si.peer.String(),
@@ -166,6 +170,7 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 	log := t.log.With("agent", si.peer.String(), "service", serviceName(rec.Protocol, rec.Port))
 	fwd, ok := forwardingFromNECP(rec.Forwarding)
 	if !ok {
+		t.obs.Refused("invalid forwarding")
 		log.Warn("refused service: invalid forwarding method", "forwarding", rec.Forwarding.String(), "reason", "invalid forwarding")
 		return necp.StatusRefused, nil
 	}
@@ -176,6 +181,7 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 		// host would do to point traffic at someone else.
 		if reason := t.claimRefusal(c); reason != "" {
 			if loud {
+				t.obs.Refused(reason)
 				log.Warn("refused service: the agent claims another realserver address (trust-agent-address = yes, and the address inside allow, are needed)",
 					"realserver", c.String(), "reason", reason)
 			}
@@ -184,6 +190,7 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 		addr = c
 	}
 	if !addr.Is4() {
+		t.obs.Refused("not IPv4")
 		log.Warn("refused service: realserver address is not IPv4", "realserver", addr.String(), "reason", "not IPv4")
 		return necp.StatusRefused, nil
 	}
@@ -198,6 +205,7 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 		id := destID{vsKey(vs), ipvs.DestKey{Address: addr, Port: rec.Port}}
 		if t.foreign[id] {
 			if loud {
+				t.obs.Refused("foreign destination")
 				log.Warn("refused: this destination exists in IPVS but was not created by feedbackd; it is left alone",
 					"vs", vs.Name, "realserver", addr.String(), "reason", "foreign destination")
 			}
@@ -438,6 +446,7 @@ func (t *table) rematch(kernel map[ipvs.ServiceKey][]ipvs.Destination, now time.
 	for _, sid := range sids {
 		si := t.sessions[sid]
 		if reason := t.inadmissible(si.peer.Addr(), si.auth); reason != "" {
+			t.obs.Refused(reason)
 			t.log.Warn("agent session closed: the reloaded access policy does not admit it",
 				"agent", si.peer.String(), "reason", reason)
 			t.gone(sid, reason, now)
@@ -455,6 +464,7 @@ func (t *table) rematch(kernel map[ipvs.ServiceKey][]ipvs.Destination, now time.
 			if reason == "" {
 				return false
 			}
+			t.obs.Refused(reason)
 			t.log.Warn("address claim withdrawn: the reloaded configuration does not allow it",
 				"agent", si.peer.String(), "service", serviceName(rec.Protocol, rec.Port), "realserver", c.String(), "reason", reason)
 			for _, id := range sortedOffers(si) {

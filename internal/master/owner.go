@@ -40,6 +40,7 @@ const maxBatch = 512
 
 func (m *Master) newOwner() (*owner, error) {
 	t := newTable(m.cfg.Load(), m.log)
+	t.obs = m.obs
 	t.dryRun = m.opts.DryRun
 	return &owner{m: m, t: t, kv: m.opts.IPVS, store: m.opts.Store}, nil
 }
@@ -217,7 +218,9 @@ func (o *owner) handle(ev event, now time.Time) {
 	case goneEvent:
 		o.t.gone(ev.sid, ev.reason, now)
 	case reloadEvent:
-		ev.done <- o.reload(ev.cfg, now)
+		err := o.reload(ev.cfg, now)
+		o.m.obs.Reloaded(err)
+		ev.done <- err
 	case controlEvent:
 		o.control(ev, now)
 	}
@@ -269,6 +272,7 @@ func (o *owner) apply() {
 	o.kernelErr = ""
 	for _, op := range o.t.diff() {
 		var err error
+		began := time.Now()
 		switch op.kind {
 		case "add":
 			// EEXIST is not turned into an update: the destination is
@@ -282,6 +286,7 @@ func (o *owner) apply() {
 				err = nil
 			}
 		}
+		o.m.obs.IPVSWrite(op.kind, time.Since(began), err)
 		if err != nil {
 			o.kernelErr = err.Error()
 			o.m.log.Error("IPVS write failed; will retry", "op", op.kind, "vs", op.id.Service.String(),
@@ -303,8 +308,13 @@ func (o *owner) saveIfChanged() {
 	if !o.t.ownedChanged {
 		return
 	}
-	if err := o.store.Save(o.t.owned()); err != nil {
+	err := o.store.Save(o.t.owned())
+	o.m.obs.StateSaved(err)
+	if err != nil {
 		n := o.t.unrecordable()
+		for range n {
+			o.m.obs.Refused("state file not writable")
+		}
 		o.m.log.Error("cannot record owned destinations in the state file; new realservers are refused until it can",
 			"err", err, "refused", n, "reason", "state file not writable")
 		return

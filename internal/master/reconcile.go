@@ -169,6 +169,7 @@ func (t *table) applied(o op, err error) {
 // another tool's destination is there: it becomes foreign, and every
 // session's offer of it is withdrawn without touching the kernel.
 func (t *table) disown(e *entry, why string) {
+	t.obs.Refused("foreign destination")
 	t.log.Warn("refused: this destination exists in IPVS but was not created by feedbackd; it is left alone",
 		"vs", e.vsName, "realserver", e.id.Dest.Address.String(), "why", why, "reason", "foreign destination")
 	for _, sid := range e.offers {

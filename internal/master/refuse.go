@@ -30,7 +30,8 @@ const (
 	refusalKeys = 4096
 )
 
-func (r *refusals) note(log *slog.Logger, peer netip.AddrPort, reason string, now time.Time) {
+func (r *refusals) note(log *slog.Logger, obs Observer, peer netip.AddrPort, reason string, now time.Time) {
+	obs.Refused(reason) // counted even when the line is not logged
 	if r.last == nil {
 		r.last, r.suppressed = map[refusalKey]time.Time{}, map[refusalKey]int{}
 	}

@@ -81,6 +81,12 @@ func (s *session) logAt(level slog.Level, msg string, args ...any) {
 }
 
 func (s *session) warn(msg string, args ...any)  { s.logAt(slog.LevelWarn, msg, args...) }
+
+// refuse logs a refusal at WARN with its REASON= and counts it.
+func (s *session) refuse(msg, reason string, args ...any) {
+	s.m.obs.Refused(reason)
+	s.logAt(slog.LevelWarn, msg, append(args, "reason", reason)...)
+}
 func (s *session) info(msg string, args ...any)  { s.logAt(slog.LevelInfo, msg, args...) }
 func (s *session) debug(msg string, args ...any) { s.logAt(slog.LevelDebug, msg, args...) }
 
@@ -202,14 +208,13 @@ func (s *session) onReadError(ctx context.Context, err error) (reason string) {
 			// What an agent without the secret does on seeing the
 			// challenge: worth a WARN here too, since the agent's own log
 			// is on another machine.
-			s.warn("agent refused: it closed the connection instead of proving the shared secret (secret-file)",
-				"reason", "not authenticated")
+			s.refuse("agent refused: it closed the connection instead of proving the shared secret (secret-file)", "not authenticated")
 			return "not authenticated"
 		case errors.Is(err, io.EOF):
 			s.info("agent closed the connection")
 			return "agent closed the connection"
 		case errors.Is(err, necp.ErrMalformed):
-			s.warn("malformed message from agent; closing its connection", "err", err)
+			s.refuse("malformed message from agent; closing its connection", "protocol error", "err", err)
 			return "protocol error"
 		case ctx.Err() != nil:
 			return "master stopping"
@@ -218,18 +223,20 @@ func (s *session) onReadError(ctx context.Context, err error) (reason string) {
 		return "connection lost"
 	}
 	if s.state != sActive {
-		s.warn("agent did not complete the handshake in time; closing", "timeout", s.m.cfg.Load().HandshakeTimeout)
+		s.refuse("agent did not complete the handshake in time; closing", "handshake timed out", "timeout", s.m.cfg.Load().HandshakeTimeout)
 		return "handshake timed out"
 	}
 	switch act, seq := s.ka.onTimer(time.Now()); act {
 	case kaSend:
 		if s.ka.sends > 1 {
+			s.m.obs.KeepaliveMissed()
 			s.info("keepalive unanswered; resending", "seq", seq, "attempt", s.ka.sends)
 		}
 		if !s.write(necp.TypeKeepalive, seq, nil) {
 			return "write failed"
 		}
 	case kaDead:
+		s.m.obs.KeepaliveMissed()
 		s.warn("agent declared dead: keepalives unanswered",
 			"timeout", s.ka.timeout, "retries", s.ka.retries)
 		return "keepalives unanswered"
@@ -275,7 +282,7 @@ func (s *session) handle(ctx context.Context, now time.Time) bool {
 
 func (s *session) onInit(m *necp.Message) bool {
 	if s.state != sWaitInit {
-		s.warn("INIT in the middle of a session; closing", "reason", "protocol error")
+		s.refuse("INIT in the middle of a session; closing", "protocol error")
 		return false
 	}
 	if secret := s.m.cfg.Load().Secret; secret != nil {
@@ -294,7 +301,7 @@ func (s *session) onAuth(m *necp.Message) bool {
 	}
 	secret := s.m.cfg.Load().Secret
 	if !necp.Verify(secret, s.challenge, m.Auth) {
-		s.warn("agent refused: it does not know the shared secret (secret-file)", "reason", "authentication failed")
+		s.refuse("agent refused: it does not know the shared secret (secret-file)", "authentication failed")
 		return false
 	}
 	s.debug("agent authenticated")
@@ -309,16 +316,15 @@ func (s *session) onAuth(m *necp.Message) bool {
 func (s *session) onStart(ctx context.Context, m *necp.Message, now time.Time) bool {
 	switch s.state {
 	case sWaitInit:
-		s.warn("START before INIT; closing", "reason", "protocol error")
+		s.refuse("START before INIT; closing", "protocol error")
 		return false
 	case sWaitAuth:
-		s.warn("agent refused: START without AUTH, and this master requires the shared secret (secret-file)",
-			"reason", "not authenticated")
+		s.refuse("agent refused: START without AUTH, and this master requires the shared secret (secret-file)", "not authenticated")
 		return false
 	}
 	if !s.starts.take(now, startBurst, startEvery) {
-		s.warn("agent closed: it sends START faster than a working agent does",
-			"limit_per_second", float64(time.Second)/float64(startEvery), "reason", "START flood")
+		s.refuse("agent closed: it sends START faster than a working agent does", "START flood",
+			"limit_per_second", float64(time.Second)/float64(startEvery))
 		return false
 	}
 	reply := make(chan []necp.Status, 1)
@@ -353,7 +359,7 @@ func (s *session) onStart(ctx context.Context, m *necp.Message, now time.Time) b
 // last one: in steady state a KEEPALIVE then costs the owner nothing.
 func (s *session) onKeepaliveAck(ctx context.Context, m *necp.Message, now time.Time) bool {
 	if s.state != sActive {
-		s.warn("KEEPALIVE_ACK before START; closing", "reason", "protocol error")
+		s.refuse("KEEPALIVE_ACK before START; closing", "protocol error")
 		return false
 	}
 	// Timers come from the current configuration at every answered
@@ -361,10 +367,12 @@ func (s *session) onKeepaliveAck(ctx context.Context, m *necp.Message, now time.
 	// started before it.
 	cfg := s.m.cfg.Load()
 	s.ka.interval, s.ka.timeout, s.ka.retries = cfg.KeepaliveInterval, cfg.KeepaliveTimeout, cfg.KeepaliveRetries
+	sentAt := s.ka.sentAt
 	if !s.ka.onAck(m.Seq, now) {
 		s.debug("KEEPALIVE_ACK matches no outstanding KEEPALIVE; skipped", "seq", m.Seq)
 		return true
 	}
+	s.m.obs.KeepaliveAnswered(now.Sub(sentAt))
 	if s.sentHealth && slices.Equal(s.lastHealth, m.Health) {
 		return true
 	}
@@ -376,7 +384,7 @@ func (s *session) onKeepaliveAck(ctx context.Context, m *necp.Message, now time.
 
 func (s *session) onStop(ctx context.Context, m *necp.Message) bool {
 	if s.state != sActive {
-		s.warn("STOP before START; closing", "reason", "protocol error")
+		s.refuse("STOP before START; closing", "protocol error")
 		return false
 	}
 	recs := append([]necp.ServiceRecord(nil), m.Services...)
@@ -391,7 +399,7 @@ func (s *session) onStop(ctx context.Context, m *necp.Message) bool {
 func (s *session) stray() bool {
 	s.strays++
 	if s.strays > maxStrays {
-		s.warn("agent closed: too many messages that have no place in the protocol", "reason", "protocol error")
+		s.refuse("agent closed: too many messages that have no place in the protocol", "protocol error")
 		return false
 	}
 	return true

@@ -124,6 +124,7 @@ type sessionInfo struct {
 type table struct {
 	cfg     *config.Master
 	log     *slog.Logger
+	obs     Observer
 	dryRun  bool
 	entries map[destID]*entry
 	// foreign holds kernel destinations under configured virtual services
@@ -168,6 +169,7 @@ func newTable(cfg *config.Master, log *slog.Logger) *table {
 	return &table{
 		cfg:      cfg,
 		log:      log,
+		obs:      noObserver{},
 		entries:  map[destID]*entry{},
 		foreign:  map[destID]bool{},
 		dormant:  map[destID]bool{},

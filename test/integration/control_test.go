@@ -2,12 +2,23 @@ package integration
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
 	"github.com/lvs-feedbackd/feedbackd/internal/control"
+	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
+	"github.com/lvs-feedbackd/feedbackd/internal/master"
+	"github.com/lvs-feedbackd/feedbackd/internal/metrics"
+	"github.com/lvs-feedbackd/feedbackd/internal/testutil"
 )
 
 // serveControl puts the running master's control socket in a temporary
@@ -78,5 +89,47 @@ func TestControlDrainMaintReady(t *testing.T) {
 	}
 	if w := c.weights()["127.0.0.80"]; w != 82 {
 		t.Fatalf("a refused drain changed the weight to %d", w)
+	}
+}
+
+// TestMetricsAgreeWithTable: the Prometheus metrics of a running master,
+// scraped over HTTP, say what its IPVS table says, count the IPVS writes
+// and the refusals, and pass the linter promtool check metrics uses.
+func TestMetricsAgreeWithTable(t *testing.T) {
+	cfg := masterConfig()
+	cfg.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/25")}
+	c := &cluster{t: t, kv: ipvs.NewMemory(nil), store: &master.MemoryStore{}, logs: &testutil.SyncBuffer{}}
+	mx := metrics.NewMaster("test", func(ctx context.Context) ([]control.Destination, int, int, error) {
+		r := c.m.Control(ctx, control.Request{Version: control.Version, Command: control.CmdStatus}, "metrics")
+		return r.Status.Destinations, c.m.Sessions(), c.m.Summary().Agents, nil
+	})
+	c.obs = mx
+	c.start(cfg, "127.0.0.1:0")
+	t.Cleanup(c.stop)
+	srv := httptest.NewServer(mx.Handler())
+	defer srv.Close()
+	joinedAgent(t, c, "127.0.0.81", 64)
+	c.waitWeight("127.0.0.81", 64, 5*time.Second)
+	refused := dialRaw(t, c, "127.0.0.200") // outside allow
+	closedByMaster(t, refused, 5*time.Second)
+	var body string
+	c.waitFor("metrics with the weight and the refusal", 5*time.Second, func() bool {
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		return strings.Contains(body, `feedbackd_realserver_kernel_weight{realserver="127.0.0.81:80",vs="web"} 64`) &&
+			strings.Contains(body, `feedbackd_refusals_total{reason="address not in allow"} 1`)
+	})
+	for _, want := range []string{`feedbackd_ipvs_writes_total{op="add"} 1`, `feedbackd_agents 1`, `feedbackd_keepalive_rtt_seconds_count`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if problems, err := promlint.New(strings.NewReader(body)).Lint(); err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %v", err, problems)
 	}
 }

@@ -78,6 +78,7 @@ type cluster struct {
 	done   chan error
 	m      *master.Master
 	logs   *testutil.SyncBuffer
+	obs    master.Observer // nil: none (control_test.go sets the metrics)
 }
 
 func startCluster(t *testing.T, cfg *config.Master) *cluster {
@@ -96,7 +97,7 @@ func (c *cluster) start(cfg *config.Master, addr string) {
 	c.addr = ln.Addr().String()
 	log := logging.New(logging.Options{Level: logging.LevelDebug, Writer: c.logs})
 	ready := make(chan struct{})
-	c.m, err = master.New(cfg, master.Options{Logger: log, IPVS: c.kv, Store: c.store, OnReady: func() { close(ready) }})
+	c.m, err = master.New(cfg, master.Options{Logger: log, IPVS: c.kv, Store: c.store, Observer: c.obs, OnReady: func() { close(ready) }})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -1,0 +1,81 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/control"
+)
+
+func scrape(t *testing.T, m *Master) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	return string(body)
+}
+
+func TestMasterMetrics(t *testing.T) {
+	snapErr := error(nil)
+	m := NewMaster("0.6.0", func(context.Context) ([]control.Destination, int, int, error) {
+		return []control.Destination{
+			{VS: "http", Realserver: "10.0.0.11:80", State: "active", Health: 80, Target: 80, Weight: 0, Kernel: 0, Admin: "drain", ActiveConn: 3},
+			{VS: "http", Realserver: "10.0.0.12:80", State: "active", Health: -1, Target: 0, Weight: 0, Kernel: -1},
+		}, 5, 2, snapErr
+	})
+	m.KeepaliveAnswered(3 * time.Millisecond)
+	m.KeepaliveMissed()
+	m.Refused("address not in allow")
+	m.IPVSWrite("update", 100*time.Microsecond, nil)
+	m.IPVSWrite("add", 100*time.Microsecond, errors.New("EIO"))
+	m.Reloaded(nil)
+	m.StateSaved(errors.New("ENOSPC"))
+	out := scrape(t, m)
+	for _, want := range []string{
+		`feedbackd_realserver_health{realserver="10.0.0.11:80",vs="http"} 80`,
+		`feedbackd_realserver_kernel_weight{realserver="10.0.0.11:80",vs="http"} 0`,
+		`feedbackd_realserver_target_weight{realserver="10.0.0.11:80",vs="http"} 80`,
+		`feedbackd_realserver_admin_state{realserver="10.0.0.11:80",state="drain",vs="http"} 1`,
+		`feedbackd_realserver_admin_state{realserver="10.0.0.11:80",state="ready",vs="http"} 0`,
+		`feedbackd_realserver_active_connections{realserver="10.0.0.11:80",vs="http"} 3`,
+		`feedbackd_agent_connections 5`,
+		`feedbackd_agents 2`,
+		`feedbackd_keepalive_rtt_seconds_count 1`,
+		`feedbackd_keepalives_missed_total 1`,
+		`feedbackd_refusals_total{reason="address not in allow"} 1`,
+		`feedbackd_ipvs_writes_total{op="add"} 1`,
+		`feedbackd_ipvs_write_errors_total{op="add"} 1`,
+		`feedbackd_ipvs_write_errors_total{op="update"} 0`,
+		`feedbackd_reloads_total{result="applied"} 1`,
+		`feedbackd_state_file_writes_total{result="error"} 1`,
+		`feedbackd_build_info{goversion=`,
+		`feedbackd_snapshot_ok 1`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+	// Never reported, not in IPVS: no health and no kernel weight series,
+	// rather than a 0 that would read as a fact.
+	for _, absent := range []string{`feedbackd_realserver_health{realserver="10.0.0.12:80"`, `feedbackd_realserver_kernel_weight{realserver="10.0.0.12:80"`} {
+		if strings.Contains(out, absent) {
+			t.Errorf("scrape has %s", absent)
+		}
+	}
+	// What promtool check metrics runs.
+	problems, err := promlint.New(strings.NewReader(out)).Lint()
+	if err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %v", err, problems)
+	}
+	snapErr = errors.New("owner busy")
+	if out := scrape(t, m); !strings.Contains(out, "feedbackd_snapshot_ok 0") {
+		t.Error("a failed snapshot is not visible")
+	}
+}
