@@ -480,7 +480,9 @@ max-weight = %d
 	// addresses would not do, as the kernel turns a destination with a
 	// local address into a local-node one), which the master refuses
 	// unless trust-agent-address is on.
-	cfg, err := config.ParseMaster("realipvs.conf", []byte("trust-agent-address = yes\n"+text))
+	// All of them also connect from that one host, so the per-address
+	// session limit must allow the whole fleet.
+	cfg, err := config.ParseMaster("realipvs.conf", []byte("trust-agent-address = yes\nmax-sessions-per-address = 100000\n"+text))
 	if err != nil {
 		tb.Fatalf("master configuration: %v", err)
 	}
