@@ -82,11 +82,13 @@ expected() { # expected PACKAGE-NAME
 	lvs-feedbackd-master)
 		cat <<-EOF
 			/usr/sbin/feedbackd-master
+			/usr/bin/feedbackctl
 			/usr/lib/systemd/system/feedbackd-master.socket
 			/usr/lib/systemd/system/feedbackd-master.service
 			/usr/lib/modules-load.d/lvs-feedbackd.conf
 			/etc/feedbackd/master.conf
 			/usr/share/man/man8/feedbackd-master.8.gz
+			/usr/share/man/man8/feedbackctl.8.gz
 			/usr/share/man/man5/feedbackd-master.conf.5.gz
 			/usr/share/doc/lvs-feedbackd-master/copyright
 		EOF
