@@ -92,6 +92,14 @@ e2e-systemd:
 e2e-ipvs:
 	./test/e2e/qemu.sh
 
+# The README's two commands as a new user runs them, in a clean Debian 12
+# root (debootstrap minbase + make, systemd-nspawn) with only Go added:
+# test/readme/check.sh. Needs root. Fails when the demo's own checks fail,
+# when make test fails, or when either does not say what to install.
+.PHONY: readme-check
+readme-check:
+	GO='$(GO)' ./test/readme/check.sh
+
 # Packages: lvs-feedbackd-master and lvs-feedbackd-agent, .deb and .rpm, in
 # dist/ (nfpm.yaml, packaging/nfpm-agent.yaml; see packaging/README.md).
 # Reproducible: static stripped binaries from the build flags above, and
