@@ -4,17 +4,16 @@
 package main
 
 import (
-	"context"
 	"fmt"
+	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/agent"
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
-	"github.com/lvs-feedbackd/feedbackd/internal/sd"
+	"github.com/lvs-feedbackd/feedbackd/internal/daemon"
+	"github.com/lvs-feedbackd/feedbackd/internal/metrics"
 )
 
 const prog = "feedbackd-agent"
@@ -48,33 +47,14 @@ func run(args []string, io cli.Stdio) int {
 		return cli.ExitError
 	}
 	defer closeLog()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	// SIGHUP's default action would kill the agent without a STOP. The
-	// agent has no reload: its configuration is applied by a restart, which
-	// feedbackd-agent-sync does when a file changes.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for range hup {
-			log.Warn("SIGHUP ignored: the agent applies configuration changes on restart")
-		}
-	}()
-	notifier := sd.New(log)
-	opts := agent.Options{
-		Logger: log,
-		// The watchdog is fed whenever the agent shows life: each KEEPALIVE
-		// answered, and each connection attempt or loss while the master is
-		// away. A hung agent does neither.
-		OnState: func(connected bool, summary string) {
-			notifier.Status(summary, 0)
-			notifier.Alive(time.Now())
-		},
-		OnKeepalive: func() { notifier.Alive(time.Now()) },
-	}
+	sh := daemon.Start(log)
+	defer sh.Close()
+	// The agent has no reload: feedbackd-agent-sync restarts it when its
+	// files change.
+	sh.IgnoreHUP("the agent applies configuration changes on restart")
+	opts, mx := options(cfg, log, sh)
 	if measure {
-		if err := agent.MeasureOnce(ctx, cfg, opts, io.Stdout); err != nil {
+		if err := agent.MeasureOnce(sh.Ctx, cfg, opts, io.Stdout); err != nil {
 			fmt.Fprintf(io.Stderr, "%s: %v\n", prog, err)
 			return cli.ExitError
 		}
@@ -85,18 +65,40 @@ func run(args []string, io cli.Stdio) int {
 		fmt.Fprintf(io.Stderr, "%s: %v\n", prog, err)
 		return cli.ExitError
 	}
+	if err := metrics.Serve(sh.Ctx, cfg.MetricsListen, mx.Handler(), log); err != nil {
+		return cli.Fatal(log, err)
+	}
 	log.Info("feedbackd-agent starting", "version", cli.Version, "director", cfg.Director,
 		"services", len(cfg.Services), "instance", instance)
 	// Ready once the monitors are built: waiting for the master would make
 	// the unit fail to start whenever the director is down.
-	notifier.Ready(fmt.Sprintf("connecting to director %s", cfg.Director))
-	// STOPPING=1 as soon as the signal arrives, and before the process exits.
-	defer notifier.StoppingWhenDone(ctx)()
-	if err := a.Run(ctx); err != nil {
+	sh.Notifier.Ready(fmt.Sprintf("connecting to director %s", cfg.Director))
+	if err := a.Run(sh.Ctx); err != nil {
 		log.Error("giving up", "err", err)
 		return cli.ExitError
 	}
 	return cli.ExitOK
+}
+
+// options wires the agent to systemd and to its metrics.
+func options(cfg *config.Agent, log *slog.Logger, sh *daemon.Shell) (agent.Options, *metrics.Agent) {
+	svcs := map[string]string{}
+	for _, s := range cfg.Services {
+		svcs[s.Name] = s.Monitor
+	}
+	mx := metrics.NewAgent(cli.Version, svcs)
+	return agent.Options{
+		Logger: log,
+		// The watchdog is fed whenever the agent shows life: each KEEPALIVE
+		// answered, and each connection attempt or loss while the master is
+		// away. A hung agent does neither.
+		OnState: func(connected bool, summary string) {
+			sh.Notifier.Status(summary, 0)
+			sh.Notifier.Alive(time.Now())
+		},
+		OnKeepalive: func() { sh.Notifier.Alive(time.Now()) },
+		OnSample:    mx.Sampled,
+	}, mx
 }
 
 // agentFiles lists the files an agent reads: the common file alone, or for

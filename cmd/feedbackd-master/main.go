@@ -14,6 +14,7 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/daemon"
 	"github.com/lvs-feedbackd/feedbackd/internal/master"
+	"github.com/lvs-feedbackd/feedbackd/internal/metrics"
 	"github.com/lvs-feedbackd/feedbackd/internal/sd"
 )
 
@@ -93,7 +94,7 @@ func run(args []string, io cli.Stdio) int {
 	}
 	sh.Reloads(func(ctx context.Context) error { return reload(ctx, m, cfg.File, o.listen, log) }, status)
 	go serveControl(sh.Ctx, m, ctlLn, o.controlSocket, log)
-	if err := serveMetrics(sh.Ctx, cfg.MetricsListen, obs, log); err != nil {
+	if err := metrics.Serve(sh.Ctx, cfg.MetricsListen, obs.Handler(), log); err != nil {
 		return cli.Fatal(log, err)
 	}
 	err = m.Run(sh.Ctx, ln)

@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
-	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
@@ -104,34 +101,6 @@ func metricsFor(m **master.Master) *metrics.Master {
 		}
 		return r.Status.Destinations, (*m).Sessions(), (*m).Summary().Agents, nil
 	})
-}
-
-// serveMetrics serves /metrics on addr (metrics-listen) until ctx is done;
-// nothing when addr is empty. Failing to listen is fatal: an operator who
-// asked for metrics and gets none would only find out from an alert that
-// never fires.
-func serveMetrics(ctx context.Context, addr string, mx *metrics.Master, log *slog.Logger) error {
-	if addr == "" {
-		return nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("metrics-listen: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", mx.Handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server stopped", "err", err)
-		}
-	}()
-	log.Info("metrics served", "listen", ln.Addr().String(), "path", "/metrics")
-	return nil
 }
 
 // reload re-reads the configuration on SIGHUP. A broken file keeps the

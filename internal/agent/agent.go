@@ -60,6 +60,10 @@ type Options struct {
 	// StopTimeout bounds the wait for STOP_ACK at shutdown; zero means
 	// DefaultStopTimeout.
 	StopTimeout time.Duration
+	// OnSample, when set, is told of every finished sample of every
+	// service (the agent's metrics). It runs on the sampler's goroutine
+	// and must be cheap.
+	OnSample func(service, monitor string, took time.Duration, health int, err error)
 }
 
 // Agent registers one realserver's services with one director and reports
@@ -146,12 +150,12 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 			a.Close()
 			return nil, err
 		}
-		a.services = append(a.services, &service{
-			cfg:     sc,
-			mon:     m,
-			sampler: NewSampler(m, monitor.Interval(sc.Params), svcLog),
-			log:     svcLog,
-		})
+		smp := NewSampler(m, monitor.Interval(sc.Params), svcLog)
+		if opts.OnSample != nil {
+			name, mon := sc.Name, m.Name()
+			smp.onSample = func(took time.Duration, h int, err error) { opts.OnSample(name, mon, took, h, err) }
+		}
+		a.services = append(a.services, &service{cfg: sc, mon: m, sampler: smp, log: svcLog})
 	}
 	return a, nil
 }

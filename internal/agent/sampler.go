@@ -38,6 +38,8 @@ type Sampler struct {
 	// last is swapped whole, so Health is one atomic load and never waits
 	// for a Measure in progress.
 	last atomic.Pointer[sample]
+	// onSample, when set, is told of every finished sample (metrics).
+	onSample func(took time.Duration, health int, err error)
 }
 
 type sample struct {
@@ -88,6 +90,7 @@ func (s *Sampler) Run(ctx context.Context) {
 }
 
 func (s *Sampler) sample(ctx context.Context) {
+	began := time.Now()
 	h, err := s.m.Measure(ctx)
 	if ctx.Err() != nil {
 		// Shutting down: an interrupted sample says nothing about health.
@@ -95,6 +98,9 @@ func (s *Sampler) sample(ctx context.Context) {
 	}
 	if err == nil && (h < 0 || h > 100) {
 		err = fmt.Errorf("monitor returned %d, outside 0..100", h)
+	}
+	if s.onSample != nil {
+		s.onSample(time.Since(began), h, err)
 	}
 	cur := &sample{health: h, at: time.Now(), err: err}
 	prev := s.last.Swap(cur)

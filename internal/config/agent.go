@@ -16,7 +16,7 @@ import (
 // monitor, which come from monitor.Lookup so that the monitor package stays
 // the one place that knows them.
 var (
-	agentGlobalKeys = []string{"director", "connection-retries", "master-timeout", "moduledir", "logfile", "loglevel", "secret-file"}
+	agentGlobalKeys = []string{"director", "connection-retries", "master-timeout", "moduledir", "logfile", "loglevel", "secret-file", "metrics-listen"}
 	serviceKeys     = []string{"name", "protocol", "port", "forwarding", "monitor", "address"}
 )
 
@@ -170,6 +170,8 @@ func (l *agentLayer) globals(el *errorList, b block) {
 			}
 		case "connection-retries":
 			a.ConnectionRetries, err = parseCount(e.value)
+		case "metrics-listen":
+			a.MetricsListen, err = parseListen(e.value)
 		case "master-timeout":
 			if a.MasterTimeout, err = parseTimer(e.value, MinMasterTimeout, "it bounds the handshake and must outlast the master's keepalive-interval"); err == nil && a.MasterTimeout <= 2*DefaultKeepaliveInterval {
 				// The HOWTO: a master-timeout close to the master's

@@ -182,7 +182,9 @@ type Agent struct {
 	// for it (NECP AUTH); nil when unset.
 	SecretFile string
 	Secret     []byte
-	Services   []Service
+	// MetricsListen is host:port for the Prometheus metrics, "" when off.
+	MetricsListen string
+	Services      []Service
 	// Warnings are doubts that do not stop the agent (moduledir ignored,
 	// a director that cannot resolve), formatted like Error.
 	Warnings []string

@@ -66,6 +66,21 @@ func (s *Shell) Reloads(reload func(context.Context) error, status func() string
 	}()
 }
 
+// IgnoreHUP logs and otherwise ignores SIGHUP, for a daemon without a
+// reload (its default action would kill it without a clean stop).
+func (s *Shell) IgnoreHUP(why string) {
+	go func() {
+		for {
+			select {
+			case <-s.Ctx.Done():
+				return
+			case <-s.hup:
+				s.log.Warn("SIGHUP ignored: " + why)
+			}
+		}
+	}()
+}
+
 // Note is what the status line says about the last reload.
 func (s *Shell) Note() string { return s.note.Load().(string) }
 

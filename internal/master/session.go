@@ -80,7 +80,7 @@ func (s *session) logAt(level slog.Level, msg string, args ...any) {
 	s.m.log.With("agent", s.peer.String()).Log(ctx, level, msg, args...)
 }
 
-func (s *session) warn(msg string, args ...any)  { s.logAt(slog.LevelWarn, msg, args...) }
+func (s *session) warn(msg string, args ...any) { s.logAt(slog.LevelWarn, msg, args...) }
 
 // refuse logs a refusal at WARN with its REASON= and counts it.
 func (s *session) refuse(msg, reason string, args ...any) {
