@@ -120,6 +120,12 @@ package-check:
 # The load-balancing experiment of docs/experiment.md: static weights
 # against feedbackd on real IPVS under QEMU, about 10 minutes, needs root.
 # Not part of test, e2e or CI. Results in test/experiment/out/.
+# Both daemons' Prometheus metrics, checked by Debian's promtool (fetched
+# with apt-get download and unpacked, not installed): test/metrics/promtool.sh.
+.PHONY: metrics-check
+metrics-check: build
+	./test/metrics/promtool.sh
+
 .PHONY: experiment
 experiment:
 	./test/experiment/run.sh

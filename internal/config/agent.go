@@ -95,6 +95,9 @@ func LoadAgent(paths ...string) (*Agent, error) {
 		if l.set["secret-file"] {
 			a.SecretFile, a.Secret = la.SecretFile, la.Secret
 		}
+		if l.set["metrics-listen"] {
+			a.MetricsListen = la.MetricsListen
+		}
 		a.Services = append(a.Services, la.Services...)
 		nservices += l.services
 	}
