@@ -19,13 +19,14 @@
 #   5. 10.0.0.11 drops to weight 0 after its agent's STOP,
 #   6. and is then removed, while the other two stay.
 #
-# Every wait has a deadline (DEMO_STEP_TIMEOUT seconds, default 20). While
+# Every wait has a deadline (DEMO_STEP_TIMEOUT seconds, default 30: the
+# default smoothed weight law takes about 10 s to settle a change). While
 # it waits, the demo shows every line the master logs (warnings and errors
 # included) and every agent line above INFO, as they come.
 set -euo pipefail
 BIN=${1:-bin}
 BIN=$(cd "$BIN" && pwd)
-STEP_TIMEOUT=${DEMO_STEP_TIMEOUT:-20}
+STEP_TIMEOUT=${DEMO_STEP_TIMEOUT:-30}
 # A pause between steps, so that each state stays on the screen for a
 # moment and the cpuload weight has time to move. It is not a wait for a
 # condition: every condition is polled, with a deadline.
