@@ -1044,6 +1044,7 @@ func (w *simWorld) reload(c simCfg) {
 	w.cfg = c
 	w.handle(reloadEvent{cfg: newCfg, done: done})
 	err := <-done
+	readFailed := w.k.faulted
 	w.cfg = old
 	// Whatever the error says, the configuration in force is the one the
 	// master publishes to its sessions.
@@ -1052,6 +1053,12 @@ func (w *simWorld) reload(c simCfg) {
 			if c.has(vi) != w.cfg.has(vi) {
 				for _, a := range simAddrs {
 					delete(w.offered, simDest(vi, a))
+					if readFailed && c.has(vi) {
+						// The master could not read what the returning
+						// service holds: its own destinations there
+						// are known again at its next resync.
+						w.suspended[simDest(vi, a)] = w.now.Add(simResyncWait)
+					}
 				}
 			}
 		}
