@@ -275,7 +275,6 @@ type simFailure struct {
 	inv  string
 	msg  string
 	step int // index of the event during which it failed
-	log  []string
 }
 
 type simWorld struct {
