@@ -1,9 +1,9 @@
-#!/bin/bash
+#!/bin/sh
 # cgroup-health.sh CGROUP STATEFILE: the keepalived arm's MISC_CHECK
 # script (misc_dynamic). It prints nothing and exits with 2 + weight, so
 # that keepalived sets the realserver's weight to the cgroup's CPU health:
 #
-#	health = 100 × (1 − Δusage_usec / (Δwall × allowed CPUs))
+#	health = 100 × (1 − Δusage_usec / (Δtime × allowed CPUs))
 #
 # the same reading feedbackd-agent's "monitor = cpuload" with
 # "cgroup = CGROUP" reports (internal/monitor/cgroupcpu.go): usage_usec
@@ -23,12 +23,14 @@
 # A cgroup that cannot be read fails the check (exit 1): keepalived then
 # takes the realserver out, which is what a failed check is for.
 #
-# Bash builtins only, apart from the first run's sleep: keepalived forks
-# this every 2 s for each realserver on an emulated machine.
+# POSIX sh (dash) and its builtins only, apart from the first run's sleep:
+# keepalived forks this every 2 s for each realserver, and on the
+# emulated machine of the experiment a bash start costs far more. The
+# clock is /proc/uptime (10 ms steps: at most half a health point over
+# 2 s), as dash has no finer one without a fork.
 #
 # CGROUP_ROOT and PROC_ROOT (default /sys/fs/cgroup and /proc) are for
 # cgrouphealth_test.go, which runs it on a made-up tree.
-set -u
 [ $# = 2 ] || exit 1
 rel=/${1#/}
 rel=${rel%/}
@@ -36,30 +38,36 @@ root=${CGROUP_ROOT:-/sys/fs/cgroup}
 proc=${PROC_ROOT:-/proc}
 state=$2
 
-# usage: the cgroup's usage_usec and the wall clock in µs, into u and t.
-usage() {
-  local k v
+# sample: the cgroup's usage_usec into u, the time in µs into t.
+sample() {
   u=
   while read -r k v; do
     if [ "$k" = usage_usec ]; then u=$v; break; fi
   done 2>/dev/null <"$root$rel/cpu.stat" || return 1
-  t=${EPOCHREALTIME/./}
+  read -r up _ 2>/dev/null <"$proc/uptime" || return 1
+  # "12345.67" → µs, without a fork; "08" would be octal to $(( )).
+  f=${up#*.}
+  t=$((${up%.*} * 1000000 + ${f#0} * 10000))
   [ -n "$u" ]
 }
 
 # allowed: the CPUs' worth the cgroup may use, as the fraction aq/ap.
 allowed() {
-  local n=0 l p q per cpus
+  n=0
   if read -r cpus 2>/dev/null <"$root$rel/cpuset.cpus.effective" && [ -n "$cpus" ]; then
-    local IFS=,
-    for r in $cpus; do
-      if [[ $r == *-* ]]; then n=$((n + ${r#*-} - ${r%-*} + 1)); else n=$((n + 1)); fi
+    rest=$cpus
+    while [ -n "$rest" ]; do
+      r=${rest%%,*}
+      case $rest in *,*) rest=${rest#*,} ;; *) rest= ;; esac
+      case $r in
+      *-*) n=$((n + ${r#*-} - ${r%-*} + 1)) ;;
+      *) n=$((n + 1)) ;;
+      esac
     done
-    unset IFS
   fi
   if [ "$n" = 0 ]; then
     while read -r l _; do
-      [[ $l == cpu[0-9]* ]] && n=$((n + 1))
+      case $l in cpu[0-9]*) n=$((n + 1)) ;; esac
     done <"$proc/stat"
   fi
   aq=$n ap=1
@@ -75,13 +83,13 @@ allowed() {
   [ "$aq" -gt 0 ]
 }
 
-usage || exit 1
+sample || exit 1
 if read -r pu pt _ 2>/dev/null <"$state" && [ -n "${pt:-}" ] && [ "$u" -ge "$pu" ]; then
   :
 else
   pu=$u pt=$t
   sleep 0.1
-  usage || exit 1
+  sample || exit 1
 fi
 allowed || exit 1
 dt=$((t - pt))

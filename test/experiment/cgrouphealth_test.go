@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestCgroupHealthScript runs the keepalived arm's MISC_CHECK script on a
@@ -20,12 +19,11 @@ import (
 // CPUs the tightest cpu.max up the tree, no more than the cpuset or the
 // CPUs online, clamped to 1..100.
 //
-// The previous reading is put 20 s in the past, so that the few
-// milliseconds the script takes to start move the result by less than
-// one point.
+// The clock is the made-up /proc/uptime, 1000.08 s (the 08 is no octal
+// number), and the previous reading 20 s before it.
 func TestCgroupHealthScript(t *testing.T) {
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Fatalf("bash is needed to run cgroup-health.sh: %v", err)
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Fatalf("sh is needed to run cgroup-health.sh: %v", err)
 	}
 	script, err := filepath.Abs("cgroup-health.sh")
 	if err != nil {
@@ -52,10 +50,10 @@ func TestCgroupHealthScript(t *testing.T) {
 			0, 20 * sec, 2 + 75, "20 s of 4 CPUs (0-2,5) × 20 s", true},
 		{"over budget: the floor of 1", map[string]string{"exp.slice/rs1.slice/cpu.max": "5000 20000\n"}, 2,
 			0, 7 * sec, 2 + 1, "7 s used of 5 s allowed", true},
-		{"first run, idle", map[string]string{"exp.slice/rs1.slice/cpu.max": "5000 20000\n"}, 2,
-			-1, 12345, 2 + 100, "no state: two reads 0.1 s apart, nothing used between", true},
+		{"first run", map[string]string{"exp.slice/rs1.slice/cpu.max": "5000 20000\n"}, 2,
+			-1, 12345, 0, "no state: two reads 0.1 s apart, on a clock that does not move here: weight unchanged", true},
 		{"counter went backwards", map[string]string{"exp.slice/rs1.slice/cpu.max": "5000 20000\n"}, 2,
-			9 * sec, 100, 2 + 100, "a recreated cgroup: measured afresh over 0.1 s", true},
+			9 * sec, 100, 0, "a recreated cgroup: measured afresh, as the first run", true},
 		{"no such cgroup", nil, 2, 0, -1, 1, "cpu.stat missing: the check fails", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,6 +68,8 @@ func TestCgroupHealthScript(t *testing.T) {
 				stat += fmt.Sprintf("cpu%d 1 2 3 4 5 6 7 0 0 0\n", i)
 			}
 			must(t, os.WriteFile(filepath.Join(proc, "stat"), []byte(stat+"intr 0\n"), 0o644))
+			must(t, os.WriteFile(filepath.Join(proc, "uptime"), []byte("1000.08 1500.00\n"), 0o644))
+			const now = 1000_080_000 // µs
 			for f, c := range tc.files {
 				must(t, os.WriteFile(filepath.Join(cg, f), []byte(c), 0o644))
 			}
@@ -78,10 +78,9 @@ func TestCgroupHealthScript(t *testing.T) {
 			}
 			state := filepath.Join(dir, "state")
 			if tc.prev >= 0 {
-				then := time.Now().Add(-20 * time.Second).UnixMicro()
-				must(t, os.WriteFile(state, []byte(fmt.Sprintf("%d %d\n", tc.prev, then)), 0o644))
+				must(t, os.WriteFile(state, []byte(fmt.Sprintf("%d %d\n", tc.prev, now-20*sec)), 0o644))
 			}
-			cmd := exec.Command("bash", script, "/exp.slice/rs1.slice/", state)
+			cmd := exec.Command("sh", script, "/exp.slice/rs1.slice/", state)
 			cmd.Env = append(os.Environ(), "CGROUP_ROOT="+cg, "PROC_ROOT="+proc)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
@@ -104,8 +103,8 @@ func TestCgroupHealthScript(t *testing.T) {
 					t.Fatal(err)
 				}
 				f := strings.Fields(string(b))
-				if len(f) != 2 || f[0] != fmt.Sprint(tc.usage) {
-					t.Errorf("state file %q, want the usage %d and the time", b, tc.usage)
+				if len(f) != 2 || f[0] != fmt.Sprint(tc.usage) || f[1] != fmt.Sprint(now) {
+					t.Errorf("state file %q, want the usage %d and the time %d", b, tc.usage, now)
 				}
 			}
 		})

@@ -141,7 +141,14 @@ start_servers() {
   done
 }
 stop_servers() { systemctl stop exp-http-rs1 exp-http-rs2 exp-http-rs3 exp-hog-rs3 2>/dev/null; }
-three() { [ "$(ipvsadm -Ln -t $VIP:80 2>/dev/null | awk '$1 == "->" && $4 > 0' | wc -l)" = 3 ]; }
+# three: all three destinations have a weight above 0. (The column header
+# line starts with "->" too: only lines with an address count.)
+three() { [ "$(ipvsadm -Ln -t $VIP:80 2>/dev/null | awk '$1 == "->" && $2 ~ /^[0-9]/ && $4 > 0' | wc -l)" = 3 ]; }
+# cpu_ns UNIT...: the CPU time the units have used since they started, in
+# ns, summed (systemd's CPUUsageNSec, from the units' cgroups).
+cpu_ns() {
+  systemctl show -P CPUUsageNSec "$@" | awk '$1 ~ /^[0-9]+$/ { s += $1 } END { printf "%d", s }'
+}
 
 # sampler FILE: the IPVS weights of rs1..rs3 (from /proc/net/ip_vs, where
 # 10.0.0.11:80 is 0A00000B:0050) and the slices' CPU usage, every half
@@ -267,7 +274,10 @@ feedback_run() {
   pause "$settle"
   ipvsadm -Ln >$OUT/$name.ipvs.txt
   since=$(date +%s)
+  local t0=$SECONDS c0
+  c0=$(cpu_ns feedbackd-master.service feedbackd-agent@rs1.service feedbackd-agent@rs2.service feedbackd-agent@rs3.service)
   run $name $scen $arm
+  echo "$name $(($(cpu_ns feedbackd-master.service feedbackd-agent@rs1.service feedbackd-agent@rs2.service feedbackd-agent@rs3.service) - c0)) $((SECONDS - t0))" >>$OUT/controller-cpu.txt
   {
     for i in 1 2 3; do
       echo "== exp-rs$i.slice: cpu.max $(cat /sys/fs/cgroup/exp.slice/exp-rs$i.slice/cpu.max)"
@@ -297,8 +307,12 @@ feedback_run() {
 # virtual_server for the VIP with wrr and direct routing, and per
 # realserver a MISC_CHECK whose exit status sets the weight (misc_dynamic:
 # exit 2..255 sets weight = status - 2). delay_loop and misc_timeout are
-# the agents' interval. The script's state (its previous reading) is in
-# /run/exp-misc, emptied before each run.
+# the agents' interval. retry 3: a check that fails or times out three
+# times more in a row takes the realserver out, as the master drops an
+# agent after keepalive-retries (3) missed keepalives; without it one slow
+# check on the emulated machine removes a realserver (seen in a trial
+# run). The script's state (its previous reading) is in /run/exp-misc,
+# emptied before each run.
 keepalived_conf() {
   local i
   cat <<CONF
@@ -323,6 +337,7 @@ CONF
             misc_path "$LIB/cgroup-health.sh /exp.slice/exp-rs$i.slice /run/exp-misc/rs$i"
             misc_timeout $AGENT_INTERVAL
             misc_dynamic
+            retry 3
         }
     }
 CONF
@@ -358,8 +373,14 @@ keepalived_run() {
   wait_for 60 "every MISC_CHECK to have run twice" misc_ran || finish "FAILED-$name-keepalived-misc-check"
   pause 5
   ipvsadm -Ln >$OUT/$name.ipvs.txt
+  local t0=$SECONDS c0
+  c0=$(cpu_ns keepalived.service)
   run $name $scen keepalived
+  echo "$name $(($(cpu_ns keepalived.service) - c0)) $((SECONDS - t0))" >>$OUT/controller-cpu.txt
   {
+    echo "== CPU of keepalived.service since it started (keepalived and its checks), and of keepalived's own processes (clock ticks)"
+    systemctl show -p CPUUsageNSec keepalived.service
+    for i in $(pgrep -x keepalived); do awk '{ print "pid " $1 ": " $14 + $15 " ticks" }' /proc/$i/stat; done
     echo "== keepalived.conf"
     cat /etc/keepalived/keepalived.conf
     echo "== the health each check computed (unix µs, health) and the weight IPVS has now"

@@ -81,6 +81,8 @@ type run struct {
 	tmout           float64 // ms
 	ws              []weightSample
 	writes          []write
+	// keepalived's checks that timed out, realservers it took out.
+	timeouts, removals int
 }
 
 func readMeta(p string) map[string]string {
@@ -416,17 +418,26 @@ func serverIndex(addr string) int {
 	return -1
 }
 
-// readJournal returns the weight writes of each run, keyed by run name:
-// the master's and keepalived's. Writes outside a run (start-up, between
-// runs) are dropped.
-func readJournal(dir string) map[string][]write {
+// journalRun is what the journal says about one run.
+type journalRun struct {
+	writes []write
+	// keepalived's checks that timed out, and realservers it took out
+	// (a failed check) during the run.
+	timeouts, removals int
+}
+
+// readJournal returns what the journal says about each run, keyed by run
+// name: the master's and keepalived's weight writes, keepalived's timed
+// out checks and removals. Lines outside a run (start-up, between runs)
+// are dropped.
+func readJournal(dir string) map[string]*journalRun {
 	f, err := os.Open(filepath.Join(dir, "journal.txt"))
 	if err != nil {
 		log.Printf("no journal: %v", err)
 		return nil
 	}
 	defer f.Close()
-	out := map[string][]write{}
+	out := map[string]*journalRun{}
 	cur, start := "", 0.0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -445,6 +456,7 @@ func readJournal(dir string) map[string][]write {
 			switch {
 			case strings.Contains(rest, "s at ") && strings.Contains(rest, "req/s"):
 				cur, start = name, mono
+				out[cur] = &journalRun{}
 			case strings.HasPrefix(rest, "done"):
 				cur = ""
 			}
@@ -453,10 +465,20 @@ func readJournal(dir string) map[string][]write {
 		if cur == "" {
 			continue
 		}
+		jr := out[cur]
 		if m := keepalivedChange.FindStringSubmatch(l); m != nil {
 			w, err := strconv.Atoi(m[2])
 			if idx := serverIndex(m[3]); idx >= 0 && err == nil {
-				out[cur] = append(out[cur], write{t: mono - start, server: idx, w: w})
+				jr.writes = append(jr.writes, write{t: mono - start, server: idx, w: w})
+			}
+			continue
+		}
+		if strings.Contains(l, "Keepalived_healthcheckers[") {
+			switch {
+			case strings.Contains(l, "Misc check") && strings.Contains(l, "timed out"):
+				jr.timeouts++
+			case strings.Contains(l, "Removing service"):
+				jr.removals++
 			}
 			continue
 		}
@@ -471,7 +493,7 @@ func readJournal(dir string) map[string][]write {
 		}
 		w, err := strconv.Atoi(kv["weight"])
 		if idx := serverIndex(kv["realserver"]); idx >= 0 && err == nil {
-			out[cur] = append(out[cur], write{t: mono - start, server: idx, w: w})
+			jr.writes = append(jr.writes, write{t: mono - start, server: idx, w: w})
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -552,6 +574,7 @@ func report(dir string, warm, settle float64) {
 		runs = append(runs, load(dir, f[0], f[1], f[2]))
 	}
 	journal := readJournal(dir)
+	cpu := readControllerCPU(dir)
 	var rows []row
 	static := map[string]map[string]phase{} // scenario → window → static's phase
 	for _, r := range runs {
@@ -564,7 +587,12 @@ func report(dir string, warm, settle float64) {
 		}
 	}
 	for _, r := range runs {
-		r.writes = journal[r.name]
+		jr := journal[r.name]
+		if jr == nil {
+			jr = &journalRun{}
+		}
+		r.writes = jr.writes
+		r.timeouts, r.removals = jr.timeouts, jr.removals
 		writeDat(dir, r)
 		writeCPU(dir, r)
 		low, back := reaction(r, warm)
@@ -637,6 +665,24 @@ func report(dir string, warm, settle float64) {
 		}
 		o.WriteString("\n")
 	}
+	o.WriteString("What each controller cost and how its checks fared, over each run's load (the controller ran a little longer):\n\n")
+	o.WriteString("| run | controller CPU s | per minute of load | keepalived check timeouts | keepalived removals |\n|---|--:|--:|--:|--:|\n")
+	for _, r := range runs {
+		if r.arm == "static" {
+			continue
+		}
+		c, ok := cpu[r.name]
+		cs, pm := "–", "–"
+		if ok {
+			cs, pm = fmt.Sprintf("%.1f", c), fmt.Sprintf("%.1f", c/(r.end/60))
+		}
+		to, rm := "–", "–"
+		if r.arm == "keepalived" {
+			to, rm = strconv.Itoa(r.timeouts), strconv.Itoa(r.removals)
+		}
+		fmt.Fprintf(&o, "| %s | %s | %s | %s | %s |\n", r.name, cs, pm, to, rm)
+	}
+	o.WriteString("\n")
 	o.WriteString("Arms: ")
 	var arms []string
 	for _, r := range runs {
@@ -651,6 +697,27 @@ func report(dir string, warm, settle float64) {
 	}
 	writeTSV(filepath.Join(dir, "summary.tsv"), rows)
 	fmt.Print(o.String())
+}
+
+// readControllerCPU reads controller-cpu.txt (NAME CPU_NS SECONDS per
+// line, from the guest): the CPU seconds the controller (feedbackd's
+// master and agents, or keepalived with its checks) used during each run.
+func readControllerCPU(dir string) map[string]float64 {
+	out := map[string]float64{}
+	b, err := os.ReadFile(filepath.Join(dir, "controller-cpu.txt"))
+	if err != nil {
+		return out
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			continue
+		}
+		if ns, err := strconv.ParseFloat(f[1], 64); err == nil {
+			out[f[0]] = ns / 1e9
+		}
+	}
+	return out
 }
 
 func writeTSV(p string, rows []row) {

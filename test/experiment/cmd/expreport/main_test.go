@@ -102,15 +102,24 @@ func TestReport(t *testing.T) {
 	for s := 60; s < 120; s++ {
 		fmt.Fprintf(&j, "[ %d.500000] experiment Keepalived_healthcheckers[9]: Changing weight from 40 to 60 for active service [10.0.0.11]:tcp:80 of VS [192.0.2.10]:tcp:80\n", 1000+s)
 	}
+	fmt.Fprintf(&j, "[ 1100.000000] experiment Keepalived_healthcheckers[9]: Misc check for [[10.0.0.13]:tcp:80 VS [192.0.2.10]:tcp:80] by [/x/cgroup-health.sh] timed out with retry disabled.\n")
+	fmt.Fprintf(&j, "[ 1100.100000] experiment Keepalived_healthcheckers[9]: Removing service [10.0.0.13]:tcp:80 from VS [192.0.2.10]:tcp:80\n")
 	fmt.Fprintf(&j, "[ 1185.000000] experiment guest.sh[7]: experiment: recovery-keepalived: done, 720 requests\n")
 	fmt.Fprintf(&j, "[ 1186.000000] experiment Keepalived_healthcheckers[9]: Changing weight from 100 to 1 for active service [10.0.0.13]:tcp:80 of VS [192.0.2.10]:tcp:80\n")
 	must(t, os.WriteFile(filepath.Join(dir, "journal.txt"), []byte(j.String()), 0o644))
+
+	must(t, os.WriteFile(filepath.Join(dir, "controller-cpu.txt"), []byte("recovery-keepalived 30000000000 200\n"), 0o644))
 
 	stdout := os.Stdout
 	os.Stdout, _ = os.Open(os.DevNull)
 	report(dir, 10, 15)
 	os.Stdout = stdout
 
+	res, err := os.ReadFile(filepath.Join(dir, "results.md"))
+	must(t, err)
+	if want := "| recovery-keepalived | 30.0 | 10.0 | 1 | 1 |"; !strings.Contains(string(res), want) {
+		t.Errorf("results.md lacks the controller line %q:\n%s", want, res)
+	}
 	recs, err := readTSV(filepath.Join(dir, "summary.tsv"))
 	if err != nil {
 		t.Fatal(err)
