@@ -203,6 +203,13 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 		}
 		matched = true
 		id := destID{vsKey(vs), ipvs.DestKey{Address: addr, Port: rec.Port}}
+		if t.dormant[id] {
+			// Recorded as ours, not yet adopted (its virtual service came
+			// back without a read of the kernel): creating an entry would
+			// meet our own destination as EEXIST and disown it. It is
+			// offered once adopted.
+			continue
+		}
 		if t.foreign[id] {
 			if loud {
 				t.obs.Refused("foreign destination")

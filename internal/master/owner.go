@@ -189,6 +189,9 @@ func (o *owner) pass(now time.Time) {
 	o.saveIfChanged()
 	o.saveAdmin()
 	o.replyJoins(now)
+	// A START refused just now gives up its destinations: record that at
+	// once, so that a crash cannot leave them listed as this master's.
+	o.saveIfChanged()
 	o.replyControl(now)
 	o.publish()
 }
@@ -387,17 +390,17 @@ func (o *owner) reload(cfg *config.Master, now time.Time) error {
 		o.t.cfg = old
 		return err
 	}
-	o.m.cfg.Store(cfg)
 	kernel, err := o.readKernel()
 	if err != nil {
-		// Still applied: nothing is adopted or marked foreign without a
-		// read, and an add that meets another tool's entry is refused.
-		kernel = nil
+		// Refused whole, not half applied: without a read of the new
+		// virtual services the master cannot tell its own destinations
+		// from another tool's, and would disown what it created. The
+		// services ensureServices may have created are harmless.
+		o.t.cfg = old
+		return fmt.Errorf("configuration not applied: %w", err)
 	}
+	o.m.cfg.Store(cfg)
 	o.t.rematch(kernel, now)
-	if err != nil {
-		return err
-	}
 	o.t.resync(kernel, now)
 	o.nextResync = now.Add(cfg.RemovalInterval)
 	o.m.log.Info("configuration reloaded", "file", cfg.File, "virtual_services", len(cfg.VirtualServices))
