@@ -1,5 +1,3 @@
-//go:build simulation
-
 package master
 
 // TestSimulation drives the real master logic (owner and table) with long

@@ -1,5 +1,3 @@
-//go:build simulation
-
 package master
 
 // The world the simulation test (sim_test.go) runs the master in: a
