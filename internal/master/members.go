@@ -486,3 +486,20 @@ func (t *table) rematch(kernel map[ipvs.ServiceKey][]ipvs.Destination, now time.
 		}
 	}
 }
+
+// reoffer matches every session's START records again, quietly: what was
+// given up while the state file could not be written comes back once it
+// can.
+func (t *table) reoffer(now time.Time) {
+	sids := make([]sessionID, 0, len(t.sessions))
+	for sid := range t.sessions {
+		sids = append(sids, sid)
+	}
+	slices.Sort(sids)
+	for _, sid := range sids {
+		si := t.sessions[sid]
+		for _, rec := range si.started {
+			t.joinOne(sid, si, rec, now, false)
+		}
+	}
+}

@@ -188,6 +188,12 @@ func (o *owner) pass(now time.Time) {
 	o.apply()
 	o.saveIfChanged()
 	o.saveAdmin()
+	if o.t.gaveUp && !o.t.ownedChanged {
+		// The state file is writable again: what was given up while it
+		// was not is offered again (recorded, then added, next pass).
+		o.t.gaveUp = false
+		o.t.reoffer(now)
+	}
 	o.replyJoins(now)
 	// A START refused just now gives up its destinations: record that at
 	// once, so that a crash cannot leave them listed as this master's.

@@ -218,6 +218,9 @@ func (t *table) unrecordable() (n int) {
 		t.drop(id)
 		n++
 	}
+	if n > 0 {
+		t.gaveUp = true
+	}
 	return n
 }
 

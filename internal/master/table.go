@@ -160,8 +160,11 @@ type table struct {
 	// ownedChanged is set when the set of owned destinations changed and
 	// the state file must be rewritten.
 	ownedChanged bool
-	lastChange   time.Time
-	ops          []op // diff's buffer
+	// gaveUp: offers were given up because the state file could not be
+	// written; once it can, every session's records are offered again.
+	gaveUp     bool
+	lastChange time.Time
+	ops        []op // diff's buffer
 }
 
 func newTable(cfg *config.Master, log *slog.Logger) *table {
