@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/lvs-feedbackd/feedbackd/internal/config/value"
+	"github.com/lvs-feedbackd/feedbackd/internal/value"
 )
 
 // parseAllow reads `allow`: addresses and CIDR networks separated by

@@ -1,6 +1,6 @@
 package config
 
-import "github.com/lvs-feedbackd/feedbackd/internal/config/value"
+import "github.com/lvs-feedbackd/feedbackd/internal/value"
 
 // servicesFile is the services database port names are read from (see
 // value.Services); tests replace it.

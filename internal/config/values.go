@@ -7,12 +7,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lvs-feedbackd/feedbackd/internal/config/value"
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+	"github.com/lvs-feedbackd/feedbackd/internal/value"
 )
 
 // The grammar of the values themselves (timers, counts, switches,
-// addresses, ports) and the words of their errors are internal/config/value's,
+// addresses, ports) and the words of their errors are internal/value's,
 // shared with internal/monitor; the names below keep this package's callers
 // short.
 

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/lvs-feedbackd/feedbackd/internal/config/value"
+	"github.com/lvs-feedbackd/feedbackd/internal/value"
 )
 
 func init() {

@@ -71,7 +71,7 @@ func TestConstant(t *testing.T) {
 }
 
 // TestKeySpecCheck: New reads every key as KeySpec.Check does, which is
-// what the config reader calls; both are internal/config/value.
+// what the config reader calls; both are internal/value.
 func TestKeySpecCheck(t *testing.T) {
 	for _, tc := range []struct {
 		kind, key, v string

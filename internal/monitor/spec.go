@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lvs-feedbackd/feedbackd/internal/config/value"
+	"github.com/lvs-feedbackd/feedbackd/internal/value"
 )
 
 // ValueType says how a monitor key's value is read (KeySpec.Check), by
@@ -39,7 +39,7 @@ type KeySpec struct {
 }
 
 // Check reads v as the key's value, with the grammar and the error words
-// of internal/config/value, which the config reader (-t) and New share: a
+// of internal/value, which the config reader (-t) and New share: a
 // value one accepts the other accepts, and means the same.
 func (k KeySpec) Check(v string) error {
 	var err error
