@@ -718,6 +718,317 @@ ipvs_evidence "after"
 end
 
 # ---------------------------------------------------------------------------
+# I14-I17: issue 13's interleavings on the real kernel, each one a sequence
+# of events that works alone (a reload during a takeover, a tightened
+# policy, a foreign write between two resyncs, a service absent for one
+# reload). What must hold is asserted against ipvsadm -Sn, sampled in the
+# background while the events happen, and against the state file and the
+# journal.
+STATE=/var/lib/lvs-feedbackd/master.state
+MCONF=/etc/feedbackd/master.conf
+# rs_lines RIP: RIP:80's lines in ipvsadm -Sn, sorted; rs_is RIP WANT: they
+# are WANT, joined with "|".
+rs_lines() { ipvsadm -Sn | grep -F -- "-r $1:80 " | sort; }
+rs_is() { [ "$(rs_lines "$1" | paste -sd'|')" = "$2" ]; }
+# rs_want RIP W1 W2 W3: what rs_is wants for DR weights W1/W2/W3 under
+# VIP1/VIP2/VIP3.
+rs_want() { printf -- '-a -t %s:80 -r %s:80 -g -w %s\n' $VIP1 "$1" "$2" $VIP2 "$1" "$3" $VIP3 "$1" "$4" | sort | paste -sd'|'; }
+# reload_ok WHAT: systemctl reload, then the master's "configuration
+# reloaded" line (the master has applied it: systemctl only sends SIGHUP).
+reload_ok() {
+  local r0 out
+  r0=$(jn 'configuration reloaded' -u "$M")
+  out=$(systemctl reload "$M" 2>&1) || {
+    fail "systemctl reload ($1): $out"
+    evidence "why (ExecReload= runs feedbackd-master -t)" journalctl -q --no-pager -u "$M" -n 6
+    return 1
+  }
+  wait_for 30 "journal: configuration reloaded ($1)" jmore "$r0" 'configuration reloaded' -u "$M"
+}
+# sample_start FILE CMD...: in the background, every 0.1 s, one line
+# "MS VALUE" with CMD's output lines joined by "|"; sample_stop ends it.
+# The scenario's own steps (systemctl reload, waits) block; the sampler
+# watches the kernel while they do.
+sample_start() {
+  local f=$1
+  shift
+  (while :; do printf '%s %s\n' "$(ms)" "$("$@" 2>&1 | paste -sd'|')"; sleep 0.1; done) >"$f" &
+  SAMPLER=$!
+}
+sample_stop() { kill "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null; }
+# samples_all FILE WANT DESCRIPTION: every sample in FILE is WANT.
+samples_all() {
+  local f=$1 want=$2 what=$3 n bad span
+  n=$(wc -l <"$f")
+  bad=$(awk -v w="$want" '{ v = $0; sub(/^[0-9]+ /, "", v) } v != w { c++ } END { print c + 0 }' "$f")
+  span=$(awk 'NR == 1 { a = $1 } { b = $1 } END { printf "%.1f", (b - a) / 1000 }' "$f")
+  if [ "$n" -ge 2 ] && [ "$bad" = 0 ]; then
+    pass_note "$what ($n samples over $span s)"
+  else
+    fail "$what: $bad of $n samples (over $span s) differ from '$want'"
+    evidence "the first differing samples (epoch ms, value)" sh -c "awk -v w='$want' '{ v = \$0; sub(/^[0-9]+ /, \"\", v) } v != w' '$f' | head -5"
+  fi
+}
+
+# ---------------------------------------------------------------------------
+scenario_start I14 "issue 13 defect 1, a reload during an agent's restart: a second instance feedbackd-agent@rs1b in rs1's namespace (health 55) takes $RS1 over, rs1's first agent is frozen with SIGSTOP (TCP connection open), systemctl reload, then the frozen one is declared dead by the keepalive timers: ipvsadm -Sn keeps $RS1 at the new instance's 55/110/55 throughout, never 0 or deleted; after SIGCONT and rs1b's removal it is at 80/160/80 again, never 0 in between"
+wait_for 60 "master status: 3 agents" agents_are 3
+wait_for 30 "$VIP1: $RS1 Route 80" dest_is $VIP1 $RS1 80
+before=$(table)
+rs1_before=$(rs_lines $RS1 | paste -sd'|')
+ipvs_evidence "before"
+# The frozen agent is declared dead (1 + keepalive-retries) x
+# keepalive-timeout after its first unanswered KEEPALIVE: 4 s with the
+# test's timers, which the reload under test must fit in for defect 1's
+# interleaving (a reload while the silent session is still open). A
+# session takes the timers in force at each KEEPALIVE it answers, so a
+# reload to a longer keepalive-timeout first widens the window for rs1's
+# agent; the reload under test restores 2 s, which the frozen agent,
+# answering nothing, never takes. The window is 8 s (keepalive-timeout 4),
+# about six reloads on an idle host; where a reload takes longer (a loaded
+# host under emulation: 8 s were seen), a second reload makes it six of
+# the measured reload. weight-law = direct for the scenario: the weights
+# follow each session's health at once, not through the smoothing filter,
+# so each change of owner is seen without waiting for the filter.
+cp $MCONF /tmp/master.conf.i14
+sed '1i weight-law = direct' /tmp/master.conf.i14 >/tmp/master.conf.i14-direct
+ka=4
+sed "s/^keepalive-timeout = 2\$/keepalive-timeout = $ka/" /tmp/master.conf.i14-direct >$MCONF
+grep -q "^keepalive-timeout = $ka\$" $MCONF || fail "could not set keepalive-timeout = $ka in $MCONF"
+t0=$(ms)
+reload_ok "keepalive-timeout = $ka, weight-law = direct"
+d=$(secs_since "$t0")
+log "  that reload took $d s"
+if awk -v d="$d" 'BEGIN { exit !(d > 1.3) }'; then
+  ka=$(awk -v d="$d" 'BEGIN { printf "%d", 3 * d + 1 }')
+  sed "s/^keepalive-timeout = 2\$/keepalive-timeout = $ka/" /tmp/master.conf.i14-direct >$MCONF
+  reload_ok "keepalive-timeout = $ka: a window of six such reloads"
+fi
+apid=$(mainpid "$(agent rs1)")
+# The first agent's connection, to tell its lines in the journal (AGENT=)
+# from the second instance's: same address, another port.
+aport=$(ip netns exec rs1 ss -Htnp state established '( dport = :3262 )' | grep -F "pid=$apid," |
+  awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^10\.0\.0\.11:/) { sub(/.*:/, "", $i); print $i; exit } }')
+[ -n "$aport" ] && pass_note "rs1's agent (pid $apid) is connected from $RS1:$aport" ||
+  fail "no connection of rs1's agent (pid $apid) to port 3262 in namespace rs1"
+a_dead() { journalctl -q --no-pager -u "$M" -o cat "AGENT=$RS1:$aport" | grep -q 'declared dead: keepalives unanswered'; }
+# The second instance: the packaged template in rs1's namespace, started
+# by feedbackd-agent-sync (enabled in I12) when its file appears. Started
+# before the freeze, so that the freeze-to-death window holds only the
+# reload: to the master a frozen agent is a live one until its timers run
+# out, so the state at the reload is defect 1's either way.
+mkdir -p "/etc/systemd/system/$(agent rs1b).d"
+printf '[Service]\nNetworkNamespacePath=/run/netns/rs1\n' >"/etc/systemd/system/$(agent rs1b).d/netns.conf"
+systemctl daemon-reload
+q0=$(jn 'realserver quiesced' -u "$M" REALSERVER=$RS1)
+want_b=$(rs_want $RS1 55 110 55)
+t0=$(ms)
+agent_file rs1b "monitor = constant" "value = 55"
+wait_for 60 "$(agent rs1b) active (feedbackd-agent-sync started it)" is_active "$(agent rs1b)"
+wait_for 30 "the second instance took $RS1 over: 55/110/55 under $VIP1/$VIP2/$VIP3 (ipvsadm -Sn)" rs_is $RS1 "$want_b" &&
+  log "  $(secs_since "$t0") s after its file was written"
+sample_start /tmp/i14.samples rs_lines $RS1
+kill -STOP "$apid"
+t0=$(ms)
+log "  SIGSTOP to rs1's first agent $apid"
+cp /tmp/master.conf.i14-direct $MCONF
+reload_ok "the test's keepalive-timeout = 2 again"
+if a_dead; then
+  fail "the reload was applied only after the frozen agent was declared dead ($(secs_since "$t0") s after SIGSTOP): defect 1's interleaving was not produced"
+else
+  pass_note "the reload was applied while the frozen agent's session was open, $(secs_since "$t0") s after SIGSTOP"
+fi
+wait_for $((2 * ka + 30)) "journal: the frozen session (AGENT=$RS1:$aport) declared dead: keepalives unanswered" a_dead &&
+  log "  $(secs_since "$t0") s after SIGSTOP"
+sleep 2 # owner passes after the death: nothing may move
+sample_stop
+samples_all /tmp/i14.samples "$want_b" "ipvsadm -Sn: $RS1 at 55/110/55 through the reload and the frozen agent's death"
+[ "$(jn 'realserver quiesced' -u "$M" REALSERVER=$RS1)" = "$q0" ] && pass_note "journal: no 'realserver quiesced' for $RS1" ||
+  fail "journal: $RS1 was quiesced"
+evidence "journalctl -u $M REALSERVER=$RS1 (last 6)" journalctl -q --no-pager -u "$M" REALSERVER=$RS1 -n 6
+evidence "journalctl -u $M AGENT=$RS1:$aport (the frozen session)" journalctl -q --no-pager -u "$M" "AGENT=$RS1:$aport" -n 4
+# Back to three agents: the frozen one resumes, finds its connection
+# closed, reconnects (the newest session of $RS1 again); then the second
+# instance goes, and its STOP must leave $RS1 to the first, not to 0.
+t1=$(ms)
+kill -CONT "$apid"
+wait_for 60 "rs1's agent back after SIGCONT: $RS1 at 80/160/80 again" rs_is $RS1 "$rs1_before" &&
+  log "  $(secs_since "$t1") s after SIGCONT"
+sample_start /tmp/i14b.samples rs_lines $RS1
+rm "$AD/rs1b.conf"
+wait_for 60 "$(agent rs1b) stopped (file removed)" is_inactive "$(agent rs1b)"
+sleep 1 # an owner pass after its STOP
+sample_stop
+samples_all /tmp/i14b.samples "$rs1_before" "ipvsadm -Sn: $RS1 at 80/160/80 while the second instance stopped"
+cp /tmp/master.conf.i14 $MCONF
+reload_ok "the test's configuration again"
+wait_for 30 "the table as before the scenario (ipvsadm -Sn)" table_is "$before"
+ipvs_evidence "after"
+end
+
+# ---------------------------------------------------------------------------
+scenario_start I15 "issue 13 defect 3, access tightened by reload: systemctl reload with allow narrowed to $RS1 and $RS2 closes rs3's connected agent (journal: closing line with REASON=address not in allow) and $RS3 goes to weight 0 under $VIP1/$VIP2/$VIP3 in one owner pass (deadline 5 s after the reload returned), then is deleted, its reconnects refused; rs1 and rs2 keep their weights throughout (ipvsadm -Sn sampled); allow restored afterwards"
+wait_for 60 "master status: 3 agents" agents_are 3
+wait_for 30 "$VIP1: weights 80/40/10" weights_are $VIP1 "$RS1:80 Route 80, $RS2:80 Route 40, $RS3:80 Route 10"
+before=$(table)
+others_lines() { table | grep -vF -- "-r $RS3:80 "; }
+others0=$(others_lines | paste -sd'|')
+want0=$(rs_want $RS3 0 0 0)
+ipvs_evidence "before"
+cp $MCONF /tmp/master.conf.i15
+sed -i "s|^allow = 10.0.0.0/24\$|allow = $RS1, $RS2|" $MCONF
+grep -q "^allow = $RS1, $RS2\$" $MCONF || fail "could not narrow allow in $MCONF"
+c0=$(jn "reloaded access policy does not admit it.*agent=$RS3:" -u "$M" 'REASON=address not in allow')
+q0=$(jn 'realserver quiesced' -u "$M" REALSERVER=$RS3 'REASON=address not in allow')
+a0=$(jn "agent connection refused.*agent=$RS3:" -u "$M" 'REASON=address not in allow')
+sample_start /tmp/i15.samples others_lines
+t0=$(ms)
+out=$(systemctl reload "$M" 2>&1) || fail "systemctl reload: $out"
+tr=$(ms)
+log "  systemctl reload returned after $(secs_since "$t0") s"
+# Watch $RS3 until it is deleted: weight 0 first (quiesced), then gone
+# after removal-interval (3 s, no connections).
+seen0='' gone='' deadline=$((SECONDS + 30))
+while :; do
+  l=$(rs_lines $RS3 | paste -sd'|')
+  [ -z "$seen0" ] && [ "$l" = "$want0" ] && seen0=$(secs_since "$tr")
+  [ -z "$l" ] && { gone=$(secs_since "$tr"); break; }
+  [ $SECONDS -lt $deadline ] || break
+  sleep 0.1
+done
+sample_stop
+if [ -z "$seen0" ]; then
+  fail "$RS3 never seen at weight 0 under the three services (deleted at '${gone:-never}' s)"
+elif awk -v t="$seen0" 'BEGIN { exit !(t <= 5) }'; then
+  pass_note "$RS3 at weight 0 under $VIP1/$VIP2/$VIP3 $seen0 s after systemctl reload returned"
+else
+  fail "$RS3 at weight 0 only $seen0 s after systemctl reload returned (want one owner pass, deadline 5 s)"
+fi
+[ -n "$gone" ] && pass_note "$RS3 deleted $gone s after the reload (removal-interval 3 s)" || fail "$RS3 not deleted within 30 s: $(rs_lines $RS3 | paste -sd'|')"
+samples_all /tmp/i15.samples "$others0" "ipvsadm -Sn: rs1 and rs2 unchanged through the reload"
+wait_for 10 "journal: rs3's session closed, 'the reloaded access policy does not admit it', REASON=address not in allow" \
+  jmore "$c0" "reloaded access policy does not admit it.*agent=$RS3:" -u "$M" 'REASON=address not in allow'
+wait_for 10 "journal: REALSERVER=$RS3 quiesced with REASON=address not in allow" \
+  jmore "$q0" 'realserver quiesced' -u "$M" REALSERVER=$RS3 'REASON=address not in allow'
+wait_for 10 "journal: rs3's agent reconnected and was refused at accept (REASON=address not in allow)" \
+  jmore "$a0" "agent connection refused.*agent=$RS3:" -u "$M" 'REASON=address not in allow'
+[ -z "$(rs_lines $RS3)" ] && pass_note "$RS3 still not in IPVS while refused" || fail "$RS3 back in IPVS while refused: $(rs_lines $RS3 | paste -sd'|')"
+evidence "journalctl -u $M REASON='address not in allow' (last 4)" journalctl -q --no-pager -u "$M" 'REASON=address not in allow' -n 4
+cp /tmp/master.conf.i15 $MCONF
+reload_ok "allow = 10.0.0.0/24 again"
+# Its reconnect backoff grew while it was refused: a restart brings it
+# back at once.
+systemctl restart "$(agent rs3)" || fail "systemctl restart $(agent rs3)"
+wait_for 60 "the table as before the scenario, rs3 back (ipvsadm -Sn)" table_is "$before"
+ipvs_evidence "after"
+end
+
+# ---------------------------------------------------------------------------
+RS6=10.0.0.16
+scenario_start I16 "issue 13 defect 4, another tool's destination: ipvsadm -a of $RS6 under $VIP1 (masq, weight 33) while the master runs, then an agent for $RS6 (health 70) before the next resync: that ipvsadm -Sn line stays unchanged through the agent's reports, its stop and past removal-interval; the journal shows the refusal of the add that met it (REASON=foreign destination), the state file does not keep it; the agent's $VIP2 and $VIP3 destinations come and go as usual"
+wait_for 60 "master status: 3 agents" agents_are 3
+before=$(table)
+ipvs_evidence "before"
+realserver 6 || fail "creating realserver rs6"
+# Root, in rs6's namespace, with the secret (I13): the agent binary itself
+# starts faster than a unit.
+printf 'director = 10.0.0.1\nmaster-timeout = 10\nsecret-file = /etc/feedbackd/necp.secret\n[service]\nname = www\nprotocol = tcp\nport = 80\nforwarding = DR\nmonitor = constant\nvalue = 70\n' >/tmp/rs6.conf
+# The master resyncs with the kernel every removal-interval (3 s), and a
+# resync would see the new line before the agent's START: both refuse it,
+# but the START must come first for defect 4's path (the master's own add
+# meeting EEXIST). removal-interval = 20 defers the next resync.
+cp $MCONF /tmp/master.conf.i16
+sed -i 's/^removal-interval = 3$/removal-interval = 20/' $MCONF
+grep -q '^removal-interval = 20$' $MCONF || fail "could not set removal-interval = 20 in $MCONF"
+reload_ok "removal-interval = 20"
+f0=$(jn 'not created by feedbackd.*added to IPVS by someone else' -u "$M" REALSERVER=$RS6 'REASON=foreign destination' VIRTUAL_SERVICE=web)
+foreign="-a -t $VIP1:80 -r $RS6:80 -m -w 33"
+foreign_line() { ipvsadm -Sn | grep -F -- "-t $VIP1:80 -r $RS6:80 "; }
+ipvsadm -a -t $VIP1:80 -r $RS6:80 -m -w 33 || fail "ipvsadm -a"
+[ "$(foreign_line)" = "$foreign" ] && pass_note "ipvsadm -Sn: $foreign" || fail "ipvsadm -Sn has '$(foreign_line)'"
+sample_start /tmp/i16.samples foreign_line
+t0=$(ms)
+ip netns exec rs6 /usr/sbin/feedbackd-agent -d -c /tmp/rs6.conf >/tmp/rs6.txt 2>&1 &
+ag=$!
+rs6_in() { dest_is $VIP2 $RS6 140 && dest_is $VIP3 $RS6 70; }
+wait_for 30 "the agent's reports reach the kernel: $RS6 Route 140 under $VIP2, Route 70 under $VIP3" rs6_in &&
+  log "  $(secs_since "$t0") s after the agent started"
+wait_for 10 "journal: the add under $VIP1 met the line: refused, 'not created by feedbackd', it was added to IPVS by someone else, REASON=foreign destination" \
+  jmore "$f0" 'not created by feedbackd.*added to IPVS by someone else' -u "$M" REALSERVER=$RS6 'REASON=foreign destination' VIRTUAL_SERVICE=web
+wait_for 10 "the state file lists $RS6 under $VIP2, not under $VIP1" sh -c "grep -qx 'tcp $VIP2:80 $RS6:80' $STATE && ! grep -q '^tcp $VIP1:80 $RS6:80' $STATE"
+sleep 2 # two more reports (keepalive-interval 1 s)
+cp /tmp/master.conf.i16 $MCONF
+# (This reload's resync sees the line: foreign already.)
+reload_ok "removal-interval = 3 again"
+t1=$(ms)
+kill "$ag"
+wait "$ag"
+log "  agent stopped (SIGTERM: STOP) $(secs_since "$t1") s after the kill"
+wait_for 20 "$RS6 deleted from $VIP2 and $VIP3 (weight 0, then removal-interval 3 s)" sh -c "! ipvsadm -Sn | grep -qE -- '-t ($VIP2|$VIP3):80 -r $RS6:80 '" &&
+  log "  $(secs_since "$t1") s after the agent's stop"
+sleep 1 # past removal-interval
+sample_stop
+samples_all /tmp/i16.samples "$foreign" "ipvsadm -Sn: '$foreign' unchanged through the agent's START, reports and stop"
+evidence "journalctl -u $M REALSERVER=$RS6" journalctl -q --no-pager -u "$M" REALSERVER=$RS6 -n 8
+ipvsadm -d -t $VIP1:80 -r $RS6:80 || fail "ipvsadm -d"
+wait_for 10 "after ipvsadm -d: the table as before the scenario (ipvsadm -Sn)" table_is "$before"
+ipvs_evidence "after"
+end
+
+# ---------------------------------------------------------------------------
+scenario_start I17 "issue 13 defect 5, ownership across a configuration gap: rs2's agent stopped ($RS2 quiesced), [virtual-service] web-sed ($VIP3) removed by reload, then reloaded back in: $VIP3's lines in ipvsadm -Sn and in the state file stay as they were throughout; rs2's agent back: its weight follows it under $VIP3 too; no 'not created by feedbackd' in the journal"
+wait_for 60 "master status: 3 agents" agents_are 3
+wait_for 30 "$RS2 at 40/80/40" rs_is $RS2 "$(rs_want $RS2 40 80 40)"
+before=$(table)
+rs2_before=$(rs_lines $RS2 | paste -sd'|')
+ipvs_evidence "before"
+evidence "state file $STATE" cat $STATE
+grep -qx "tcp $VIP3:80 $RS2:80" $STATE && pass_note "the state file lists $RS2 under $VIP3" || fail "$STATE does not list tcp $VIP3:80 $RS2:80"
+n0=$(jn 'not created by feedbackd' -u "$M")
+# removal-interval = 20 for the scenario: the quiesced $RS2 must still be
+# in IPVS when web-sed leaves the configuration (3 s would race the
+# reload under emulation).
+cp $MCONF /tmp/master.conf.i17
+sed 's/^removal-interval = 3$/removal-interval = 20/' /tmp/master.conf.i17 >/tmp/master.conf.i17-20
+awk 'BEGIN { RS = ""; ORS = "\n\n" } !/\nname = web-sed\n/' /tmp/master.conf.i17-20 >/tmp/master.conf.i17-gap
+grep -q '^removal-interval = 20$' /tmp/master.conf.i17-20 && grep -q web-sed /tmp/master.conf.i17-20 &&
+  ! grep -q web-sed /tmp/master.conf.i17-gap && grep -q "^address = $VIP2\$" /tmp/master.conf.i17-gap ||
+  fail "could not write the configurations of the gap"
+cp /tmp/master.conf.i17-20 $MCONF
+reload_ok "removal-interval = 20"
+systemctl stop "$(agent rs2)" || fail "systemctl stop $(agent rs2)"
+wait_for 15 "$RS2 at 0 under $VIP1, $VIP2 and $VIP3 (quiesced by its STOP)" rs_is $RS2 "$(rs_want $RS2 0 0 0)"
+vip3_view() {
+  echo "kernel: $(ipvsadm -Sn | grep -F -- "-t $VIP3:80 " | sort | paste -sd,)"
+  echo "state: $(grep -F "tcp $VIP3:80 " $STATE | sort | paste -sd,)"
+}
+want=$(vip3_view | paste -sd'|')
+[ "$(grep -cF "tcp $VIP3:80 " $STATE)" = 3 ] && pass_note "before the gap: $want" || fail "the state file does not list three destinations under $VIP3: $want"
+sample_start /tmp/i17.samples vip3_view
+cp /tmp/master.conf.i17-gap $MCONF
+reload_ok "web-sed removed"
+sched_is $VIP3 sed && pass_note "$VIP3 is left in IPVS (scheduler sed)" || fail "$VIP3 gone from IPVS"
+sleep 1.5 # keepalives and owner passes in the gap
+cp /tmp/master.conf.i17-20 $MCONF
+reload_ok "web-sed back"
+sleep 1.5 # rs1 and rs3 offer $VIP3 again; $RS2 waits for its agent
+sample_stop
+samples_all /tmp/i17.samples "$want" "$VIP3's destinations unchanged in ipvsadm -Sn and in the state file through the gap"
+evidence "journal of the gap" sh -c "journalctl -q --no-pager -u $M -n 40 | grep -E 'no longer configured|adopted|reloaded|rejoined|refused' | tail -12"
+t0=$(ms)
+systemctl start "$(agent rs2)" || fail "systemctl start $(agent rs2)"
+wait_for 60 "rs2's agent back: $RS2 at 40/80/40 under $VIP1/$VIP2/$VIP3, web-sed's destination still the master's" rs_is $RS2 "$rs2_before" &&
+  log "  $(secs_since "$t0") s after systemctl start"
+[ "$(jn 'not created by feedbackd' -u "$M")" = "$n0" ] && pass_note "journal: no 'not created by feedbackd' refusal during the scenario" ||
+  fail "journal: $(journalctl -q --no-pager -u $M | grep 'not created by feedbackd' | tail -1)"
+cp /tmp/master.conf.i17 $MCONF
+reload_ok "the test's configuration again"
+wait_for 30 "the table as before the scenario (ipvsadm -Sn)" table_is "$before"
+grep -qx "tcp $VIP3:80 $RS2:80" $STATE && pass_note "the state file still lists $RS2 under $VIP3" || fail "$STATE lost tcp $VIP3:80 $RS2:80"
+ipvs_evidence "after"
+end
+
+# ---------------------------------------------------------------------------
 NETLINK=/usr/local/lib/e2e/realipvs.test
 if [ -x $NETLINK ] || [ -e /usr/local/lib/e2e/realipvs.build-failed ]; then
   # The speed of real netlink is printed as figures (figure:, goal:), for
