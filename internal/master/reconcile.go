@@ -155,7 +155,11 @@ func (t *table) applied(o op, err error) {
 			return
 		}
 		t.drop(o.id)
-		t.log.Info("realserver removed", "vs", e.vsName, "realserver", o.id.Dest.Address.String())
+		why := e.why
+		if why == "" {
+			why = "quiesced"
+		}
+		t.log.Info("realserver removed", "vs", e.vsName, "realserver", o.id.Dest.Address.String(), "reason", why)
 		return
 	default:
 		e.inKernel, e.kernel = true, o.dest
