@@ -29,39 +29,23 @@ PACKAGES="lvs-feedbackd-master lvs-feedbackd-agent"
 
 die() { echo "packaging/build.sh: $*" >&2; exit 1; }
 
-for b in feedbackd-master feedbackd-agent feedbackd-agent-sync; do
+for b in feedbackd-master feedbackd-agent feedbackd-agent-sync feedbackctl; do
 	[ -x "$BUILD/bin/$b" ] || die "$BUILD/bin/$b missing: run \"make package\""
 done
 
-# --- Version and time, from git -------------------------------------------
-# A commit tagged vX.Y.Z, with no tracked file modified, is version X.Y.Z
-# (a "-" in the tag becomes "~": v1.0.0-rc1 is 1.0.0~rc1, which sorts
-# before 1.0.0 for dpkg and rpm alike). Anything else is a snapshot that
-# sorts after the last tag (or 0.0.0) and before the next one:
-#   BASE+gitYYYYMMDD.N.gHASH[.dirty]
-# with the commit's date, N commits since the tag, and ".dirty" when
-# tracked files differ from the commit.
+# --- Version and time ------------------------------------------------------
+# The version comes from the Makefile (internal/cli/VERSION, see there);
+# every time stamp is the last commit's, for reproducible packages.
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
 	SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
 fi
 export SOURCE_DATE_EPOCH
 
 if [ -z "${PKG_VERSION:-}" ]; then
-	dirty=
-	git diff --quiet HEAD -- || dirty=.dirty
-	if tag=$(git describe --tags --exact-match --match 'v[0-9]*' HEAD 2>/dev/null) && [ -z "$dirty" ]; then
-		PKG_VERSION=$(echo "${tag#v}" | tr - '~')
-	else
-		if last=$(git describe --tags --abbrev=0 --match 'v[0-9]*' HEAD 2>/dev/null); then
-			base=$(echo "${last#v}" | tr - '~')
-			n=$(git rev-list --count "$last..HEAD")
-		else
-			base=0.0.0
-			n=$(git rev-list --count HEAD)
-		fi
-		day=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d)
-		PKG_VERSION="$base+git$day.$n.g$(git rev-parse --short=7 HEAD)$dirty"
-	fi
+	# The version is the Makefile's, from internal/cli/VERSION, the one
+	# place it is kept: the binaries were built with it, and a second
+	# scheme here could only disagree with them.
+	die "PKG_VERSION is not set: build the packages with make package"
 fi
 case $PKG_VERSION in
 [0-9]*) ;;
