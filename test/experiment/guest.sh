@@ -147,7 +147,8 @@ three() { [ "$(ipvsadm -Ln -t $VIP:80 2>/dev/null | awk '$1 == "->" && $2 ~ /^[0
 # cpu_ns UNIT...: the CPU time the units have used since they started, in
 # ns, summed (systemd's CPUUsageNSec, from the units' cgroups).
 cpu_ns() {
-  systemctl show -P CPUUsageNSec "$@" | awk '$1 ~ /^[0-9]+$/ { s += $1 } END { printf "%d", s }'
+  # %.0f: mawk's %d stops at 2^31.
+  systemctl show -P CPUUsageNSec "$@" | awk '$1 ~ /^[0-9]+$/ { s += $1 } END { printf "%.0f", s }'
 }
 
 # sampler FILE: the IPVS weights of rs1..rs3 (from /proc/net/ip_vs, where
@@ -180,6 +181,42 @@ sampler() {
   done
 }
 
+# --- the load: a rate that leaves each realserver UTIL_PCT busy ----------
+# What a request costs its slice is the calibrated work plus what the HTTP
+# server, the TCP handshake and the softirqs charged to the slice cost
+# under emulation, and the latter depends on the host: on a busy host a
+# request has cost its slice about four times the calibrated 8 ms, which
+# at a fixed 20 requests/s left the realservers nearly saturated before
+# the hog, and rs1 and rs2 unable to carry rs3's share after it whatever
+# the weights. So unless RATE is given, a warm-up at WARM_RATE through
+# equal static weights measures the slices' CPU per answered request, and
+# the rate is set so that each realserver is UTIL_PCT busy before the hog:
+# rs1 and rs2 then have room for rs3's share (2 × UTIL_PCT × 3/2). The
+# same rate and arrivals serve every run of the invocation.
+if [ -z "$RATE" ]; then
+  start_servers
+  ipvsadm -C
+  ipvsadm -A -t $VIP:80 -s wrr
+  for i in 1 2 3; do ipvsadm -a -t $VIP:80 -r 10.0.0.1$i:80 -g -w 1; done
+  u0=0
+  for i in 1 2 3; do read -r _ u </sys/fs/cgroup/exp.slice/exp-rs$i.slice/cpu.stat; u0=$((u0 + u)); done
+  ip netns exec client $LIB/loadgen -addr $VIP:80 -rate "$WARM_RATE" -duration 20s -seed 99 \
+    -timeout "${TIMEOUT}s" -out /tmp/warmup.csv -meta /tmp/warmup.meta >/dev/null || finish FAILED-warmup
+  u1=0
+  for i in 1 2 3; do read -r _ u </sys/fs/cgroup/exp.slice/exp-rs$i.slice/cpu.stat; u1=$((u1 + u)); done
+  ok=$(grep -c ',ok$' /tmp/warmup.csv)
+  cp /tmp/warmup.csv $OUT/warmup.csv
+  ipvsadm -C
+  stop_servers
+  [ "$ok" -gt 0 ] || finish FAILED-warmup-no-answers
+  per_us=$(((u1 - u0) / ok))
+  # each realserver's capacity is QUOTA/per requests/s; three of them at UTIL_PCT
+  RATE=$(awk -v q="${QUOTA%\%}" -v p="$per_us" -v u="$UTIL_PCT" 'BEGIN { r = 3 * u / 100 * q / 100 * 1e6 / p; if (r < 2) r = 2; if (r > 40) r = 40; printf "%.1f", r }')
+  say "warm-up: $ok requests cost the slices $((per_us / 1000)) ms of CPU each; rate $RATE requests/s for $UTIL_PCT % busy realservers"
+  echo "warmup_cpu_per_request_us=$per_us" >>$OUT/guest.txt
+fi
+echo "rate=$RATE" >>$OUT/guest.txt
+
 HOG="systemd-run -q --unit=exp-hog-rs3 --slice=exp-rs3.slice -p CPUWeight=$HOG_WEIGHT $LIB/cpuhttp -hog $HOG_THREADS"
 
 # run NAME SCENARIO ARM: one load run through the VIP with the scenario's
@@ -199,7 +236,8 @@ run() {
   *) finish "FAILED-unknown-scenario-$scen" ;;
   esac
   local m k
-  m=$(pgrep -x feedbackd-master >/dev/null && echo yes || echo no)
+  # (pgrep -f: the master's process name is cut to 15 characters.)
+  m=$(pgrep -f '^/usr/sbin/feedbackd-master' >/dev/null && echo yes || echo no)
   k=$(pgrep -x keepalived >/dev/null && echo yes || echo no)
   echo "$name: feedbackd-master running: $m, keepalived running: $k" >>$OUT/controllers.txt
   case $arm in
@@ -297,7 +335,7 @@ feedback_run() {
   } >$OUT/$name.evidence.txt 2>&1
   for i in 1 2 3; do systemctl stop feedbackd-agent@rs$i.service; done
   systemctl stop feedbackd-master.socket feedbackd-master.service
-  wait_for 20 "feedbackd-master to exit" bash -c '! pgrep -x feedbackd-master' || finish "FAILED-$name-master-did-not-stop"
+  wait_for 20 "feedbackd-master to exit" bash -c "! pgrep -f '^/usr/sbin/feedbackd-master'" || finish "FAILED-$name-master-did-not-stop"
   ipvsadm -C
   stop_servers
 }

@@ -38,7 +38,9 @@
 #
 # Environment: EXP_ARMS (default "static direct smoothed-5s keepalived
 # smoothed-10s", run in that order), EXP_SCENARIOS ("hog recovery"),
-# EXP_RATE (requests/s, 20), EXP_HOG_AT (s, 60), EXP_HOG_DURATION (s, the
+# EXP_RATE (requests/s; by default set from a warm-up at EXP_WARM_RATE,
+# 8, so that each realserver is EXP_UTIL_PCT, 45 %, busy before the hog:
+# guest.sh says why), EXP_HOG_AT (s, 60), EXP_HOG_DURATION (s, the
 # hog scenario's length, 150), EXP_REC_HOG_STOP (s, 120) and
 # EXP_REC_DURATION (180) for the recovery scenario, EXP_SEED (1),
 # EXP_QUOTA (each realserver's CPUQuota=, 25%), EXP_WORK_MS (CPU ms per
@@ -195,7 +197,9 @@ chroot "$R" systemctl disable -q keepalived.service
 rm -rf "$R/usr/sbin/policy-rc.d" "$R/tmp/exp-debs"
 chroot "$R" keepalived --version 2>&1 | head -1
 cat >"$WORK/params" <<PARAMS
-RATE=${EXP_RATE:-20}
+RATE=${EXP_RATE:-}
+WARM_RATE=${EXP_WARM_RATE:-8}
+UTIL_PCT=${EXP_UTIL_PCT:-45}
 ARMS="$ARMS"
 SCENARIOS="$SCENARIOS"
 HOG_AT=$HOG_AT
