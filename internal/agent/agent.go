@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,13 +70,16 @@ type Options struct {
 // Agent registers one realserver's services with one director and reports
 // their health. An Agent is used once: build it with New, then call Run.
 type Agent struct {
-	director      string // host:port
-	retries       int    // connection-retries; 0 = never give up
+	directors     []string // host:port each; one session each
+	retries       int      // connection-retries; 0 = never give up
 	masterTimeout time.Duration
 	secret        []byte // shared secret for a master that asks (nil: none)
 	opts          Options
 	log           *slog.Logger
 	services      []*service
+
+	mu     sync.Mutex
+	states map[string]string // each director's latest state line
 
 	ran       atomic.Bool
 	closeOnce sync.Once
@@ -102,7 +106,11 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 	if cfg == nil {
 		return nil, errors.New("agent: no configuration")
 	}
-	if cfg.Director == "" {
+	directors := cfg.Directors
+	if len(directors) == 0 && cfg.Director != "" {
+		directors = []string{cfg.Director}
+	}
+	if len(directors) == 0 {
 		return nil, errors.New("agent: no director configured")
 	}
 	if err := checkServices(cfg.Services); err != nil {
@@ -116,13 +124,17 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 		log = logging.Discard()
 	}
 	a := &Agent{
-		director:      directorAddr(cfg.Director),
+		states:        map[string]string{},
+		directors:     make([]string, 0, len(directors)),
 		retries:       max(cfg.ConnectionRetries, 0),
 		masterTimeout: cfg.MasterTimeout,
 		secret:        cfg.Secret,
 		opts:          opts,
 		log:           log,
 		sleep:         sleepCtx,
+	}
+	for _, d := range directors {
+		a.directors = append(a.directors, directorAddr(d))
 	}
 	if a.masterTimeout <= 0 {
 		a.masterTimeout = config.DefaultMasterTimeout
@@ -263,31 +275,50 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 
-	a.log.Debug("agent starting", "director", a.director, "services", len(a.services),
+	a.log.Debug("agent starting", "directors", len(a.directors), "services", len(a.services),
 		"master_timeout", a.masterTimeout, "connection_retries", a.retries)
-	return a.loop(ctx)
+	// One connection loop per director, each with its own back-off,
+	// timers and handshake, all answering from the same samples: a slow or
+	// dead director never delays the answers to another. The agent gives
+	// up (with connection-retries) only when every director has.
+	errs := make([]error, len(a.directors))
+	var lw sync.WaitGroup
+	for i, d := range a.directors {
+		lw.Add(1)
+		go func() {
+			defer lw.Done()
+			errs[i] = a.loop(ctx, d)
+		}()
+	}
+	lw.Wait()
+	for _, err := range errs {
+		if err == nil {
+			return nil
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // loop is the connection loop: connect, serve until the connection is lost,
 // back off, repeat.
-func (a *Agent) loop(ctx context.Context) error {
+func (a *Agent) loop(ctx context.Context, director string) error {
 	b := backoff{lo: a.opts.BackoffMin, hi: a.opts.BackoffMax}
 	failures := 0
 	var lastImmediate time.Time
 	for {
-		s, err := a.connect(ctx)
+		s, err := a.connect(ctx, director)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			failures++
-			a.log.Warn("connection to master failed", "director", a.director, "attempt", failures, "err", err)
+			a.log.Warn("connection to master failed", "director", director, "attempt", failures, "err", err)
 			if a.retries > 0 && failures >= a.retries {
-				a.state(false, fmt.Sprintf("gave up on director %s after %d failed attempts: %v", a.director, failures, err))
-				return fmt.Errorf("agent: giving up after %d failed connection attempts to director %s: %w", failures, a.director, err)
+				a.state(director, false, fmt.Sprintf("gave up on director %s after %d failed attempts: %v", director, failures, err))
+				return fmt.Errorf("agent: giving up after %d failed connection attempts to director %s: %w", failures, director, err)
 			}
 			delay := b.next()
-			a.state(false, fmt.Sprintf("cannot reach director %s (%v); retrying in %s", a.director, err, delay.Round(time.Millisecond)))
+			a.state(director, false, fmt.Sprintf("cannot reach director %s (%v); retrying in %s", director, err, delay.Round(time.Millisecond)))
 			if !a.sleep(ctx, delay) {
 				return nil
 			}
@@ -310,21 +341,37 @@ func (a *Agent) loop(ctx context.Context) error {
 		// not hammered in a tight loop.
 		if s.answered > 0 && time.Since(lastImmediate) >= a.opts.BackoffMin {
 			lastImmediate = time.Now()
-			a.state(false, fmt.Sprintf("lost director %s: %s; reconnecting", a.director, reason))
+			a.state(director, false, fmt.Sprintf("lost director %s: %s; reconnecting", director, reason))
 			continue
 		}
 		delay := b.next()
-		a.state(false, fmt.Sprintf("lost director %s: %s; reconnecting in %s", a.director, reason, delay.Round(time.Millisecond)))
+		a.state(director, false, fmt.Sprintf("lost director %s: %s; reconnecting in %s", director, reason, delay.Round(time.Millisecond)))
 		if !a.sleep(ctx, delay) {
 			return nil
 		}
 	}
 }
 
-func (a *Agent) state(connected bool, summary string) {
-	if a.opts.OnState != nil {
-		a.opts.OnState(connected, summary)
+// state records one director's state and reports all of them: with
+// several directors the status line names each.
+func (a *Agent) state(director string, connected bool, summary string) {
+	if a.opts.OnState == nil {
+		return
 	}
+	a.mu.Lock()
+	a.states[director] = summary
+	line := summary
+	if len(a.directors) > 1 {
+		parts := make([]string, 0, len(a.directors))
+		for _, d := range a.directors {
+			if st, ok := a.states[d]; ok {
+				parts = append(parts, st)
+			}
+		}
+		line = strings.Join(parts, "; ")
+	}
+	a.mu.Unlock()
+	a.opts.OnState(connected, line)
 }
 
 // sleepCtx waits d, or less if ctx ends; it reports whether d elapsed.

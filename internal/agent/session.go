@@ -22,15 +22,16 @@ import (
 // the only other goroutine that touches the connection is the cancellation
 // watcher, and it only moves the read deadline.
 type session struct {
-	a       *Agent
-	conn    net.Conn
-	r       *necp.Reader
-	log     *slog.Logger
-	seq     uint32       // the last sequence number this side used for a request
-	in      necp.Message // reused for every received message
-	ack     necp.Message // the KEEPALIVE_ACK, built once, refilled per KEEPALIVE
-	buf     []byte       // ack's encoding, reused
-	release func()       // stops the cancellation watcher; idempotent
+	a        *Agent
+	director string // host:port of this session's master
+	conn     net.Conn
+	r        *necp.Reader
+	log      *slog.Logger
+	seq      uint32       // the last sequence number this side used for a request
+	in       necp.Message // reused for every received message
+	ack      necp.Message // the KEEPALIVE_ACK, built once, refilled per KEEPALIVE
+	buf      []byte       // ack's encoding, reused
+	release  func()       // stops the cancellation watcher; idempotent
 
 	versionWarned bool
 	answered      int // KEEPALIVEs answered: the session really worked
@@ -39,17 +40,18 @@ type session struct {
 // connect dials the master and performs INIT and START. A returned error
 // means the attempt failed (it counts against connection-retries) or ctx
 // was cancelled.
-func (a *Agent) connect(ctx context.Context) (*session, error) {
-	conn, err := a.opts.Dial(ctx, a.director)
+func (a *Agent) connect(ctx context.Context, director string) (*session, error) {
+	conn, err := a.opts.Dial(ctx, director)
 	if err != nil {
 		return nil, err
 	}
 	s := &session{
-		a:       a,
-		conn:    conn,
-		r:       necp.NewReader(conn),
-		log:     a.log.With("director", a.director),
-		release: interruptOnCancel(ctx, conn),
+		a:        a,
+		director: director,
+		conn:     conn,
+		r:        necp.NewReader(conn),
+		log:      a.log.With("director", director),
+		release:  interruptOnCancel(ctx, conn),
 	}
 	s.ack = necp.Message{Type: necp.TypeKeepaliveAck, Health: make([]necp.HealthRecord, len(a.services))}
 	for i, svc := range a.services {
@@ -142,8 +144,8 @@ func (s *session) handshake(ctx context.Context) error {
 	accepted := s.logStatuses(ack.Statuses)
 	local := hostOf(s.conn.LocalAddr())
 	s.log.Info("registered with master", "realserver", local, "services", len(s.a.services), "accepted", accepted)
-	s.a.state(true, fmt.Sprintf("connected to director %s as %s; %d of %d services accepted",
-		s.a.director, local, accepted, len(s.a.services)))
+	s.a.state(s.director, true, fmt.Sprintf("connected to director %s as %s; %d of %d services accepted",
+		s.director, local, accepted, len(s.a.services)))
 	return nil
 }
 
@@ -190,7 +192,7 @@ func (s *session) logStatuses(st []necp.Status) (accepted int) {
 			"sent", len(s.a.services), "answered", len(st))
 	}
 	for i, svc := range s.a.services {
-		attrs := []any{"director", s.a.director, "protocol", necp.ProtocolName(svc.cfg.Protocol), "port", svc.cfg.Port}
+		attrs := []any{"director", s.director, "protocol", necp.ProtocolName(svc.cfg.Protocol), "port", svc.cfg.Port}
 		if i >= len(st) {
 			svc.log.Warn("master did not answer for service", attrs...)
 			continue

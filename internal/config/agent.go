@@ -74,7 +74,7 @@ func LoadAgent(paths ...string) (*Agent, error) {
 		warns = append(warns, l.warnings.strings()...)
 		la := l.agent
 		if l.set["director"] {
-			a.Director = la.Director
+			a.Director, a.Directors = la.Director, la.Directors
 			directorSet = true
 		}
 		if l.set["connection-retries"] {
@@ -167,8 +167,11 @@ func (l *agentLayer) globals(el *errorList, b block) {
 		var err error
 		switch e.key {
 		case "director":
-			var w string
-			if a.Director, w, err = parseDirector(e.value); w != "" {
+			var ws []string
+			if a.Directors, ws, err = parseDirectors(e.value); err == nil {
+				a.Director = strings.Join(a.Directors, ", ")
+			}
+			for _, w := range ws {
 				l.warnings.add(e.line, e.key, "%s", w)
 			}
 		case "connection-retries":

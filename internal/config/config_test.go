@@ -346,10 +346,16 @@ func TestDirector(t *testing.T) {
 			t.Errorf("director = %s: warnings %q", in, a.Warnings)
 		}
 	}
-	for _, in := range []string{"", ":3262", "0.0.0.0", "::1", "[2001:db8::1]:3262", "lb:70000", "lb:", "a b"} {
+	for _, in := range []string{"", ":3262", "0.0.0.0", "::1", "[2001:db8::1]:3262", "lb:70000", "lb:", "a a", "192.0.2.1, 192.0.2.1:3262", ","} {
 		if _, err := ParseAgent("a", []byte("director = "+in+"\n")); err == nil {
 			t.Errorf("director = %q accepted", in)
 		}
+	}
+	// Several directors (an HA pair, active-active): commas or spaces.
+	a := mustAgent(t, "director = 192.0.2.1, 192.0.2.2:4000 lb\n")
+	if want := []string{"192.0.2.1:3262", "192.0.2.2:4000", "lb:3262"}; !slices.Equal(a.Directors, want) ||
+		a.Director != "192.0.2.1:3262, 192.0.2.2:4000, lb:3262" {
+		t.Errorf("three directors: %q (%q)", a.Directors, a.Director)
 	}
 }
 

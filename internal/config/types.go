@@ -171,8 +171,13 @@ type VirtualService struct {
 
 // Agent is a parsed agent.conf (possibly layered with an agent.d file).
 type Agent struct {
-	File              string // the last file read
-	Director          string // host:port, port defaulting to 3262
+	File string // the last file read
+	// Directors are the masters to report to, host:port each (port
+	// defaulting to 3262): one NECP session each, the same samples to all
+	// (an HA pair, or active-active directors). Director is them joined
+	// with ", ", for messages.
+	Directors         []string
+	Director          string
 	ConnectionRetries int
 	MasterTimeout     time.Duration
 	ModuleDir         string // accepted and ignored: monitors are built in

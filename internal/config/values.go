@@ -73,6 +73,32 @@ func parseDirector(s string) (addr, warning string, err error) {
 	return services().Director(s, necp.DefaultPort)
 }
 
+// parseDirectors reads the director key: one address, as the HOWTO has
+// it, or several separated by commas or spaces, each reported to
+// independently. The same director twice is an error: it would get two
+// sessions that take turns owning the same destinations.
+func parseDirectors(s string) (addrs, warnings []string, err error) {
+	seen := map[string]bool{}
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		a, w, err := parseDirector(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		if seen[a] {
+			return nil, nil, fmt.Errorf("director %s is listed twice", a)
+		}
+		seen[a] = true
+		addrs = append(addrs, a)
+		if w != "" {
+			warnings = append(warnings, w)
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, nil, fmt.Errorf("no director address")
+	}
+	return addrs, warnings, nil
+}
+
 // ParseListen checks a listen address as the `listen` key and the master's
 // --listen flag take it: host:port, :port, or a bare IPv4 host (port 3262).
 func ParseListen(s string) (string, error) { return parseListen(s) }
