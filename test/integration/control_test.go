@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,7 +46,7 @@ func serveControl(t *testing.T, c *cluster, mayChange func(control.Peer) bool) s
 // may not change state is refused and changes nothing.
 func TestControlDrainMaintReady(t *testing.T) {
 	c := startCluster(t, masterConfig())
-	path := serveControl(t, c, func(p control.Peer) bool { return p.UID == 0 })
+	path := serveControl(t, c, func(p control.Peer) bool { return p.UID == os.Getuid() }) // this test's own user, root or not
 	a := joinedAgent(t, c, "127.0.0.80", 80)
 	c.waitWeight("127.0.0.80", 80, 5*time.Second)
 	do := func(cmd string) *control.Response {
