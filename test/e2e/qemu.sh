@@ -165,6 +165,11 @@ keepalive-interval = 1
 keepalive-timeout = 2
 keepalive-retries = 1
 removal-interval = 3
+# Prometheus metrics, for the ops scenarios (O3).
+metrics-listen = 127.0.0.1:9262
+# The weight law's timers, shortened like the others (defaults 5 and 10).
+weight-smoothing = 2
+slow-start = 2
 
 [virtual-service]
 name = web
