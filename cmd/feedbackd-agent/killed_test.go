@@ -5,8 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -26,24 +24,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// markedProcs lists the live processes, other than this one, whose command
-// line contains marker.
-func markedProcs(marker string) []int {
-	names, _ := os.ReadDir("/proc")
-	var out []int
-	for _, n := range names {
-		pid, err := strconv.Atoi(n.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + n.Name() + "/cmdline")
-		if err == nil && strings.Contains(string(b), marker) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
 // TestKilledAgentLeavesNoMonitorProcess: an agent killed with SIGKILL,
 // which cannot clean up, while its monitors are busy in processes they
 // started (some detached with setsid): the monitors' processes die with it
@@ -57,7 +37,7 @@ func TestKilledAgentLeavesNoMonitorProcess(t *testing.T) {
 	}
 	mark := fmt.Sprintf("feedbackd-killed-agent-test-%d", os.Getpid())
 	t.Cleanup(func() {
-		for _, p := range markedProcs(mark) {
+		for _, p := range testutil.MarkedProcs(mark) {
 			_ = syscall.Kill(p, syscall.SIGKILL)
 		}
 	})
@@ -102,9 +82,9 @@ timeout = 60
 	// Both monitors busy: exec's reaper, its shell and two sleepers;
 	// perl's two sleepers at least.
 	deadline := time.Now().Add(10 * time.Second)
-	for len(markedProcs(mark)) < 6 {
+	for len(testutil.MarkedProcs(mark)) < 6 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the monitors did not start their processes: %v\n%s", markedProcs(mark), out.String())
+			t.Fatalf("the monitors did not start their processes: %v\n%s", testutil.MarkedProcs(mark), out.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -120,7 +100,7 @@ timeout = 60
 	// clean up on their own, so this waits, with a deadline.
 	deadline = time.Now().Add(10 * time.Second)
 	for {
-		left := markedProcs(mark)
+		left := testutil.MarkedProcs(mark)
 		if len(left) == 0 {
 			break
 		}

@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lvs-feedbackd/feedbackd/internal/testutil"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -17,24 +16,6 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 )
-
-// marked lists the live processes, other than this one, whose command line
-// contains marker.
-func marked(marker string) []int {
-	names, _ := os.ReadDir("/proc")
-	var out []int
-	for _, n := range names {
-		pid, err := strconv.Atoi(n.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + n.Name() + "/cmdline")
-		if err == nil && strings.Contains(string(b), marker) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
 
 // TestShutdownLeavesNoMonitorProcess: the agent stops while every monitor
 // is busy in processes it started, some of them detached (setsid); when Run
@@ -47,7 +28,7 @@ func TestShutdownLeavesNoMonitorProcess(t *testing.T) {
 	}
 	mark := fmt.Sprintf("feedbackd-shutdown-test-%d", os.Getpid())
 	t.Cleanup(func() {
-		for _, p := range marked(mark) {
+		for _, p := range testutil.MarkedProcs(mark) {
 			_ = syscall.Kill(p, syscall.SIGKILL)
 		}
 	})
@@ -73,9 +54,9 @@ func TestShutdownLeavesNoMonitorProcess(t *testing.T) {
 	// Marked while both are busy: exec's reaper, its shell and two
 	// sleepers; perl's two sleepers at least.
 	deadline := time.Now().Add(10 * time.Second)
-	for len(marked(mark)) < 6 {
+	for len(testutil.MarkedProcs(mark)) < 6 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the monitors did not start their processes: %v", marked(mark))
+			t.Fatalf("the monitors did not start their processes: %v", testutil.MarkedProcs(mark))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -83,7 +64,7 @@ func TestShutdownLeavesNoMonitorProcess(t *testing.T) {
 	if err := ra.wait(t, 15*time.Second); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if left := marked(mark); len(left) > 0 {
+	if left := testutil.MarkedProcs(mark); len(left) > 0 {
 		t.Fatalf("%d monitor processes outlived the agent: %v", len(left), left)
 	}
 }

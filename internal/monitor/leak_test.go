@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lvs-feedbackd/feedbackd/internal/testutil"
 	"os"
 	"os/exec"
 	"strconv"
@@ -28,34 +29,16 @@ func leakMarker(t *testing.T) string {
 	t.Helper()
 	m := fmt.Sprintf("feedbackd-leak-test-%d-%d", os.Getpid(), markerSeq.Add(1))
 	t.Cleanup(func() {
-		for _, p := range marked(m) {
+		for _, p := range testutil.MarkedProcs(m) {
 			_ = syscall.Kill(p, syscall.SIGKILL)
 		}
 	})
 	return m
 }
 
-// marked lists the live processes whose command line contains marker
-// (zombies have an empty one), other than this test process.
-func marked(marker string) []int {
-	names, _ := os.ReadDir("/proc")
-	var out []int
-	for _, n := range names {
-		pid, err := strconv.Atoi(n.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + n.Name() + "/cmdline")
-		if err == nil && strings.Contains(string(b), marker) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
 func expectNoneMarked(t *testing.T, marker, when string) {
 	t.Helper()
-	if left := marked(marker); len(left) > 0 {
+	if left := testutil.MarkedProcs(marker); len(left) > 0 {
 		var desc []string
 		for _, p := range left {
 			b, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/cmdline")
@@ -82,7 +65,7 @@ func cancelWhenMarked(t *testing.T, marker string, n int) context.Context {
 	go func() {
 		defer cancel()
 		deadline := time.Now().Add(10 * time.Second)
-		for len(marked(marker)) < n && time.Now().Before(deadline) {
+		for len(testutil.MarkedProcs(marker)) < n && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
 	}()
