@@ -296,7 +296,10 @@ func (o *owner) apply() {
 			}
 		}
 		o.m.obs.IPVSWrite(op.kind, time.Since(began), err)
-		if err != nil {
+		if op.kind == "add" && errors.Is(err, os.ErrExist) {
+			// Another tool's destination: not a failure to retry, and
+			// applied says so (disown, WARN with REASON).
+		} else if err != nil {
 			o.kernelErr = err.Error()
 			o.m.log.Error("IPVS write failed; will retry", "op", op.kind, "vs", op.id.Service.String(),
 				"realserver", op.id.Dest.Address.String(), "weight", op.dest.Weight, "err", err)
