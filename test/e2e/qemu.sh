@@ -29,7 +29,7 @@
 # "e2e-ipvs: N passed, N failed"; the exit status is non-zero on any
 # failure or if the guest did not finish.
 #
-# Environment: E2E_QEMU_TIMEOUT (seconds for the whole VM, default 1500),
+# Environment: E2E_QEMU_TIMEOUT (seconds for the whole VM, default 2400),
 # E2E_QEMU_KERNEL=vmlinuz to boot the packaged bzImage instead of the
 # faster PVH vmlinux, E2E_MASTER_LOGLEVEL (default INFO; DEBUG also shows
 # what moby/ipvs logs).
@@ -40,7 +40,7 @@ HELPERS=$TOP/test/e2e/qemu
 GUEST=$TOP/test/e2e/guest
 CACHE=$TOP/.cache/e2e/qemu
 OUT=$TOP/test/e2e/out/ipvs
-VM_TIMEOUT=${E2E_QEMU_TIMEOUT:-1500}
+VM_TIMEOUT=${E2E_QEMU_TIMEOUT:-2400}
 MASTER_LOGLEVEL=${E2E_MASTER_LOGLEVEL:-INFO}
 [ "$(id -u)" = 0 ] || { echo "e2e-ipvs: needs root (debootstrap, mkfs.ext4 -d of a root file system)" >&2; exit 1; }
 
@@ -220,7 +220,7 @@ Type=oneshot
 ExecStart=/usr/local/lib/e2e/scenarios.sh
 # Power off however the script ends, killed at the timeout included.
 ExecStopPost=/bin/systemctl --no-block poweroff
-TimeoutStartSec=1200
+TimeoutStartSec=2100
 StandardOutput=journal+console
 StandardError=journal+console
 [Install]
