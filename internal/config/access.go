@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -54,7 +55,8 @@ func readSecret(path string) (secret []byte, warn string, err error) {
 	if path == "" {
 		return nil, "", fmt.Errorf("empty path")
 	}
-	if !filepath.IsAbs(path) {
+	credential := !filepath.IsAbs(path)
+	if credential {
 		dir := os.Getenv("CREDENTIALS_DIRECTORY")
 		if dir == "" {
 			return nil, fmt.Sprintf("%q names a systemd credential, which cannot be read here ($CREDENTIALS_DIRECTORY is not set); not checked", path), nil
@@ -62,6 +64,15 @@ func readSecret(path string) (secret []byte, warn string, err error) {
 		path = filepath.Join(dir, path)
 	}
 	data, mode, err := readSmallFile(path, maxSecretFile)
+	if err != nil && credential && errors.Is(err, fs.ErrPermission) {
+		// systemd before 254 (Debian 12 has 252) does not let a
+		// DynamicUser= unit's later commands read its credentials
+		// (systemd#24291): ExecReload='s -t lands here. The check cannot
+		// be made in this process, so it is a warning: with no secret
+		// read, the master itself (SecretMissing) refuses to start or to
+		// reload, and it can read the credential.
+		return nil, fmt.Sprintf("credential %s cannot be read by this process (%v; systemd before 254 denies it to ExecReload= of a DynamicUser= unit); not checked here, the running master checks it when it reloads", path, err), nil
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot read secret file %s: %v", path, err)
 	}
@@ -118,5 +129,5 @@ func SecretMissing(file string, secret []byte) error {
 	if file == "" || secret != nil {
 		return nil
 	}
-	return fmt.Errorf("secret-file %q: no systemd credentials directory ($CREDENTIALS_DIRECTORY); a relative secret-file names a credential given with LoadCredential=", file)
+	return fmt.Errorf("secret-file %q: the credential could not be read (no $CREDENTIALS_DIRECTORY, or no permission); a relative secret-file names a credential given with LoadCredential=", file)
 }
