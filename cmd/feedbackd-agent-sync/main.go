@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/agentsync"
@@ -47,7 +46,7 @@ func run(args []string, io cli.Stdio, connect connectFunc) int {
 		return code
 	}
 	if c.Test {
-		return testFiles(io, c.ConfFile, dir)
+		return agentsync.CheckFiles(io.Stdout, io.Stderr, prog, c.ConfFile, dir)
 	}
 	// INFO rather than agent.conf's loglevel (WARN by default): the point
 	// of this command is the one journal line per start, restart or stop.
@@ -82,46 +81,4 @@ func run(args []string, io cli.Stdio, connect connectFunc) int {
 		return cli.ExitError
 	}
 	return cli.ExitOK
-}
-
-// testFiles is -t: check every instance file against the base file as the
-// agent would, report each, and exit 1 if any is invalid. It needs neither
-// systemd nor root.
-func testFiles(io cli.Stdio, base, dir string) int {
-	files, skipped, err := agentsync.Scan(base, dir)
-	if err != nil {
-		fmt.Fprintf(io.Stderr, "%s: %v\n", prog, err)
-		return cli.ExitError
-	}
-	for _, s := range skipped {
-		fmt.Fprintf(io.Stdout, "%s: skipping %s: %s\n", prog, s.Name, s.Reason)
-	}
-	seen := map[string]bool{}
-	bad := 0
-	for _, f := range files {
-		if f.Err != nil {
-			bad++
-			fmt.Fprintf(io.Stderr, "%s: %s: configuration error:\n%v\n", prog, f.Path, f.Err)
-			continue
-		}
-		for _, w := range f.Warnings {
-			if !seen[w] { // agent.conf's warnings come back with every file
-				seen[w] = true
-				fmt.Fprintf(io.Stderr, "%s: warning: %s\n", prog, w)
-			}
-		}
-		fmt.Fprintf(io.Stdout, "%s: %s: OK (%s, director %s) as %s\n", prog, f.Path, plural(len(f.Config.Services), "service"), f.Config.Director, f.Unit)
-	}
-	fmt.Fprintf(io.Stdout, "%s: %s in %s: %d valid, %d invalid\n", prog, plural(len(files), "instance file"), dir, len(files)-bad, bad)
-	if bad > 0 {
-		return cli.ExitError
-	}
-	return cli.ExitOK
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, strings.TrimSuffix(what, "s"))
 }
