@@ -195,7 +195,9 @@ chroot "$R" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout
   >"$WORK/keepalived-install.txt" 2>&1 || { tail -20 "$WORK/keepalived-install.txt" >&2; exit 1; }
 chroot "$R" systemctl disable -q keepalived.service
 rm -rf "$R/usr/sbin/policy-rc.d" "$R/tmp/exp-debs"
-chroot "$R" keepalived --version 2>&1 | head -1
+# (sed, not head: head's early exit would kill keepalived with SIGPIPE,
+# and pipefail this script.)
+chroot "$R" keepalived --version 2>&1 | sed -n 1p
 cat >"$WORK/params" <<PARAMS
 RATE=${EXP_RATE:-}
 WARM_RATE=${EXP_WARM_RATE:-8}
@@ -246,6 +248,17 @@ mkfs.ext4 -q -F -L exp-root -d "$R" "$WORK/root.img"
 rm -rf "$R"
 
 # --- boot -------------------------------------------------------------------
+# The lock keeps out this checkout's VMs, not another checkout's, and a
+# second VM on the same two cores changes every figure (the calibration
+# and the warm-up most). Wait for one to end, up to EXP_OTHER_QEMU_WAIT
+# seconds (900); after that go on: hostload.txt records it.
+other_wait=${EXP_OTHER_QEMU_WAIT:-900}
+if pgrep -x qemu-system-x86 >/dev/null; then
+  echo "=== $(date -u +%H:%M:%SZ): another QEMU is running (another checkout's); waiting up to $other_wait s for it to end"
+  end=$((SECONDS + other_wait))
+  while pgrep -x qemu-system-x86 >/dev/null && [ $SECONDS -lt $end ]; do sleep 5; done
+  pgrep -x qemu-system-x86 >/dev/null && echo "experiment: WARNING: another QEMU still runs; booting anyway" >&2
+fi
 SHARE=$WORK/share
 mkdir -m 755 "$SHARE"
 echo "=== $(date -u +%H:%M:%SZ): booting under QEMU TCG (-smp ${EXP_SMP:-2}, ${EXP_MEM:-1536} MiB); arms: $ARMS; scenarios: $SCENARIOS; at most $VM_TIMEOUT s"
