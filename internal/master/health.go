@@ -147,29 +147,16 @@ func (t *table) step(e *entry, now time.Time) {
 	}
 }
 
-// weightLogEvery bounds the "weight changed" lines of one destination: a
-// loaded cluster rewrites weights many times a minute (22 a minute per
-// realserver in the experiment), which at 20 000 realservers would be a
-// journal of hundreds of thousands of lines a minute. Changes to or from
-// 0 and to max-weight are decisions an operator looks for, and always
-// logged.
-const weightLogEvery = 10 * time.Second
-
-func (t *table) logWeight(e *entry, w int, now time.Time) {
-	if !(w == 0 || e.want == 0 || w == e.maxWeight || now.Sub(e.loggedAt) >= weightLogEvery) {
-		e.unlogged++
-		return
-	}
+// logWeight logs one weight change. Every change is logged: the journal's
+// last WEIGHT= for a destination is the weight in the kernel (feedbackd-
+// master(8), JOURNAL), and the damping threshold already bounds how often
+// a weight is written.
+func (t *table) logWeight(e *entry, w int, _ time.Time) {
 	// Guarded: the arguments would be boxed even when INFO is off.
 	if t.log.Enabled(context.Background(), slog.LevelInfo) {
-		args := []any{"vs", e.vsName, "realserver", e.id.Dest.Address.String(),
-			"health", e.health, "old_weight", e.want, "weight", w, "target", e.target}
-		if e.unlogged > 0 {
-			args = append(args, "unlogged_changes", e.unlogged)
-		}
-		t.log.Info("weight changed", args...)
+		t.log.Info("weight changed", "vs", e.vsName, "realserver", e.id.Dest.Address.String(),
+			"health", e.health, "old_weight", e.want, "weight", w, "target", e.target)
 	}
-	e.loggedAt, e.unlogged = now, 0
 }
 
 // settled says whether e's health has not changed for a smoothing time

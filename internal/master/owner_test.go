@@ -427,25 +427,3 @@ func TestFailedAddIsRetriedAndNotAccepted(t *testing.T) {
 	r.pass()
 	r.expectWeight(rs1, -1) // its offer was given up with the refusal
 }
-
-// "weight changed" is bounded per destination: a weight rewritten every
-// second logs one line per 10 s, counting the rest, while changes to and
-// from 0 are always logged.
-func TestWeightLinesBounded(t *testing.T) {
-	r := newRig(t, httpOnly()) // direct law, threshold 0 in testConfig
-	r.join(1, peer(rs1), nil, http80)
-	before := strings.Count(r.logs.String(), `msg="weight changed"`)
-	for i := range 20 {
-		r.now = r.now.Add(time.Second)
-		r.health(1, 80, uint8(40+i%2*20)) // 40, 60, 40, ...
-	}
-	lines := strings.Count(r.logs.String(), `msg="weight changed"`) - before
-	if lines < 2 || lines > 4 || !strings.Contains(r.logs.String(), "unlogged_changes=") {
-		t.Fatalf("%d lines for 20 changes in 20 s, want 2 to 4 with unlogged_changes:\n%s", lines, r.logs)
-	}
-	r.health(1, 80, 0)
-	r.health(1, 80, 50)
-	if n := strings.Count(r.logs.String(), `msg="weight changed"`) - before; n != lines+2 {
-		t.Fatalf("changes to and from 0 not logged at once: %d lines, want %d", n, lines+2)
-	}
-}

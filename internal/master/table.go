@@ -78,9 +78,6 @@ type entry struct {
 	healthAt time.Time
 	// why says why the entry was quiesced (the reason logged).
 	why string
-	// loggedAt and unlogged bound "weight changed" lines (step).
-	loggedAt time.Time
-	unlogged int
 	// target is the weight the law asks for now (ctl under the slow-start
 	// cap); want moves towards it as the damping policy allows (weight.go).
 	target    int
