@@ -110,7 +110,8 @@ if [ ! -f "$INITRD" ]; then
   prune 'initrd-*' "$INITRD"
 fi
 
-ROOT_PACKAGES=systemd,systemd-sysv,dbus,udev,kmod,ipvsadm,iproute2,procps,perl-base
+# curl and jq: the ops scenarios scrape the metrics and read feedbackctl --json.
+ROOT_PACKAGES=systemd,systemd-sysv,dbus,udev,kmod,ipvsadm,iproute2,procps,perl-base,curl,jq
 ROOTFS=$CACHE/rootfs-$(key <(echo "bookworm $ROOT_PACKAGES") "$HELPERS/rootfs.sh").tar
 if [ ! -f "$ROOTFS" ]; then
   echo "=== building the Debian 12 root with debootstrap (about a minute)"
@@ -208,6 +209,7 @@ install_scenarios() {
   install -d "$r/usr/local/lib/e2e" "$r/mnt/out"
   install -m755 "$GUEST/ipvs-scenarios.sh" "$r/usr/local/lib/e2e/scenarios.sh"
   install -m644 "$GUEST/lib.sh" "$r/usr/local/lib/e2e/lib.sh"
+  install -m644 "$GUEST/ops-scenarios.sh" "$r/usr/local/lib/e2e/ops-scenarios.sh"
   cat >"$u/e2e-ipvs.service" <<'UNIT'
 [Unit]
 Description=feedbackd IPVS end-to-end scenarios

@@ -1051,6 +1051,10 @@ grep -qx "tcp $VIP3:80 $RS2:80" $STATE && pass_note "the state file still lists 
 ipvs_evidence "after"
 end
 
+# O1-O5, issue 16's operator tools (feedbackctl, admin states, metrics),
+# on the state the scenarios above leave.
+. /usr/local/lib/e2e/ops-scenarios.sh
+
 # ---------------------------------------------------------------------------
 NETLINK=/usr/local/lib/e2e/realipvs.test
 if [ -x $NETLINK ] || [ -e /usr/local/lib/e2e/realipvs.build-failed ]; then

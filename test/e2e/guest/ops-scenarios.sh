@@ -8,8 +8,9 @@
 #     100), $VIP2 (wlc, 200) and $VIP3 (sed, 100, added by I10): the
 #     weights 80/160/80, 40/80/40, 10/20/10;
 #   - I8's LVS-DR set-up: $VIP1 on each realserver's lo, a tiny HTTP
-#     server in rs1-rs3, and the "client" namespace routed to $VIP1
-#     through the director; O2 holds one connection through it;
+#     server in rs1-rs3 (on every address), and the "client" namespace
+#     routed to $VIP1 through the director; O2 does the same for $VIP3
+#     and holds one connection through it;
 #   - master.conf with metrics-listen = 127.0.0.1:9262 (qemu.sh writes it)
 #     and the shared secret of I13;
 #   - ipvs-scenarios.sh's helpers: table, rs_lines, rs_is, rs_want,
@@ -88,125 +89,134 @@ agreement() {
 gauge() { metrics | awk -v n="$1{" -v re="$2" 'index($0, n) == 1 { l = $0; sub(/^[^{]*\{/, "", l); sub(/\}.*/, "", l); if (l ~ re) print $NF }'; }
 
 # ---------------------------------------------------------------------------
-scenario_start O1 "feedbackctl drain $RS3 (every virtual service): when it returns, ipvsadm -Sn has $RS3 at weight 0 under $VIP1/$VIP2/$VIP3, the rest unchanged; its health file then says 80 and status --json shows health 80 reported by its agent (target > 0, weight 0, kernel 0, admin drain) while ipvsadm stays at 0; master.admin lists it; systemctl restart feedbackd-master: new process, 3 agents re-registered, the new master's status --json has health 80 from the agent, ipvsadm -Sn sampled throughout: $RS3 at 0, the rest unchanged; feedbackctl ready: 80/160/80 returns (slow start); journal: REASON=admin drain and admin ready, BY=uid 0 (root)"
+scenario_start O1 "feedbackctl drain $RS1 (every virtual service): when it returns, ipvsadm -Sn has $RS1 at weight 0 under $VIP1/$VIP2/$VIP3 and the rest unchanged; status --json: health 80, admin drain, kernel 0; master.admin lists it; systemctl restart feedbackd-master: a new process, 3 agents re-registered, the new master's status --json has health 80 (a report of the agent: the new process starts without any), weight 0, admin drain; ipvsadm -Sn sampled from the drain on: $RS1 at 0, the rest unchanged; feedbackctl ready: 80/160/80 returns through slow start; journal: REASON=admin drain and admin ready, BY=uid 0 (root)"
 wait_for 60 "master status: 3 agents" agents_are 3
-wait_for 30 "$RS3 at 10/20/10 under $VIP1/$VIP2/$VIP3 (its health file says 10)" rs_is $RS3 "$(rs_want $RS3 10 20 10)"
+wait_for 30 "$RS1 at 80/160/80 under $VIP1/$VIP2/$VIP3 (constant health 80)" rs_is $RS1 "$(rs_want $RS1 80 160 80)"
 before=$(table)
-nvs=$(rs_lines $RS3 | wc -l)
-# The table with $RS3's weights 0: what drain must give.
-drained=$(table | sed "/ -r $RS3:80 /s/ -w [0-9]*\$/ -w 0/")
+nvs=$(rs_lines $RS1 | wc -l)
+# The table with $RS1's weights 0: what drain must give.
+drained=$(table | sed "/ -r $RS1:80 /s/ -w [0-9]*\$/ -w 0/")
 ipvs_evidence "before"
-d0=$(jn 'admin state set' -u "$M" 'REASON=admin drain' REALSERVER=$RS3)
-db0=$(jv '^ *BY=uid 0 (root) pid ' -u "$M" 'REASON=admin drain' REALSERVER=$RS3)
-run_ctl rc out "$CTL" drain $RS3
-[ "$rc" = 0 ] && pass_note "feedbackctl drain $RS3: exit 0" || fail "feedbackctl drain $RS3: exit $rc"
+d0=$(jn 'admin state set' -u "$M" 'REASON=admin drain' REALSERVER=$RS1)
+db0=$(jv '^ *BY=uid 0 (root) pid ' -u "$M" 'REASON=admin drain' REALSERVER=$RS1)
+run_ctl rc out "$CTL" drain $RS1
+[ "$rc" = 0 ] && pass_note "feedbackctl drain $RS1: exit 0" || fail "feedbackctl drain $RS1: exit $rc"
 # feedbackctl(8): the master answers once the change is in the kernel.
-table_is "$drained" && pass_note "when feedbackctl returned, ipvsadm -Sn had $RS3 at weight 0 under all $nvs services, the rest as before" ||
+table_is "$drained" && pass_note "when feedbackctl returned, ipvsadm -Sn had $RS1 at weight 0 under all $nvs services, the rest as before" ||
   { fail "when feedbackctl returned, ipvsadm -Sn was not the drained table"; diff <(echo "$drained") <(table) | sed 's/^/    /' >>"$REPORT"; }
 sample_start /tmp/o1.samples table
-echo 80 >"$HEALTH"
-# The agent's exec monitor reads the file; its report must reach the
-# master (health 80, a target) and not the kernel.
+# drained_80: every one of $RS1's destinations in status --json has
+# health 80 from its agent, a target, weight and kernel 0, admin drain.
 drained_80() {
-  [ "$(ctl_json status $RS3 | jq '.status.destinations | length')" = "$nvs" ] &&
-    [ "$(ctl_rs $RS3 '"\(.health) \(.target > 0) \(.weight) \(.kernel) \(.admin) \(.why) \((.agent // "") != "")"' | sort -u)" = "80 true 0 0 drain admin drain true" ]
+  [ "$(ctl_json status $RS1 | jq '.status.destinations | length')" = "$nvs" ] &&
+    [ "$(ctl_rs $RS1 '"\(.health) \(.target > 0) \(.weight) \(.kernel) \(.admin) \(.why) \((.agent // "") != "")"' | sort -u)" = "80 true 0 0 drain admin drain true" ]
 }
-wait_for 30 "status --json: $RS3 under all $nvs services with health 80 from its agent, target > 0, weight 0, kernel 0, admin drain, why 'admin drain'" drained_80
-evidence "feedbackctl status $RS3" "$CTL" status $RS3
-[ "$(grep -c "^drain tcp [0-9.]*:80 $RS3:80\$" $ADMIN)" = "$nvs" ] && pass_note "$ADMIN lists $RS3 drained under all $nvs services" ||
-  { fail "$ADMIN does not list $RS3 drained under $nvs services"; evidence "$ADMIN" cat $ADMIN; }
-wait_for 10 "journal: $nvs lines 'admin state set' REALSERVER=$RS3 REASON=admin drain" \
-  jn_ge $((d0 + nvs)) 'admin state set' -u "$M" 'REASON=admin drain' REALSERVER=$RS3
-[ "$(jv '^ *BY=uid 0 (root) pid ' -u "$M" 'REASON=admin drain' REALSERVER=$RS3)" -ge $((db0 + nvs)) ] &&
+wait_for 10 "status --json: $RS1 under all $nvs services with health 80, target > 0, weight 0, kernel 0, admin drain, why 'admin drain', an agent" drained_80
+[ "$(grep -c "^drain tcp [0-9.]*:80 $RS1:80\$" $ADMIN)" = "$nvs" ] && pass_note "$ADMIN lists $RS1 drained under all $nvs services" ||
+  { fail "$ADMIN does not list $RS1 drained under $nvs services"; evidence "$ADMIN" cat $ADMIN; }
+wait_for 10 "journal: $nvs lines 'admin state set' REALSERVER=$RS1 REASON=admin drain" \
+  jn_ge $((d0 + nvs)) 'admin state set' -u "$M" 'REASON=admin drain' REALSERVER=$RS1
+[ "$(jv '^ *BY=uid 0 (root) pid ' -u "$M" 'REASON=admin drain' REALSERVER=$RS1)" -ge $((db0 + nvs)) ] &&
   pass_note "journal: each of them has BY=uid 0 (root) pid ... (who asked)" || fail "journal: no BY=uid 0 (root) field on the admin drain lines"
-evidence "journalctl -u $M REASON='admin drain' REALSERVER=$RS3 (last $nvs)" journalctl -q --no-pager -u "$M" 'REASON=admin drain' REALSERVER=$RS3 -n $nvs
+evidence "journalctl -u $M REASON='admin drain' REALSERVER=$RS1 (last $nvs)" journalctl -q --no-pager -u "$M" 'REASON=admin drain' REALSERVER=$RS1 -n $nvs
 pid=$(mainpid "$M")
 t0=$(ms)
 out=$(systemctl restart "$M" 2>&1) && pass_note "systemctl restart $M" || fail "systemctl restart $M: $out"
 wait_for 60 "a new master process, active" sh -c "p=\$(systemctl show -p MainPID --value $M); [ \"\$p\" != 0 ] && [ \"\$p\" != '$pid' ] && systemctl -q is-active $M"
 wait_for 60 "master status: 3 agents (re-registered with the new master)" agents_are 3 &&
   log "  3 agents back $(secs_since "$t0") s after systemctl restart"
-wait_for 30 "the new master's status --json: $RS3 health 80 reported by its agent, weight 0, kernel 0, admin drain (from master.admin)" drained_80
-stays_for 3 "ipvsadm -Sn: $RS3 still at 0 with its agent reporting to the new master (3 s of samples)" table_is "$drained"
+wait_for 30 "the new master's status --json: $RS1 health 80 reported by its agent, weight 0, kernel 0, admin drain (from master.admin)" drained_80
+stays_for 2 "ipvsadm -Sn: $RS1 still at 0 with its agent reporting to the new master (2 s of samples)" table_is "$drained"
 sample_stop
-samples_all /tmp/o1.samples "$(echo "$drained" | paste -sd'|')" "ipvsadm -Sn: $RS3 at 0 and the rest unchanged from the drain, through its health change and the master's restart"
-r0=$(jn 'admin state set' -u "$M" 'REASON=admin ready' REALSERVER=$RS3)
+samples_all /tmp/o1.samples "$(echo "$drained" | paste -sd'|')" "ipvsadm -Sn: $RS1 at 0 and the rest unchanged, from the drain through the master's restart"
+evidence "feedbackctl status $RS1" "$CTL" status $RS1
+r0=$(jn 'admin state set' -u "$M" 'REASON=admin ready' REALSERVER=$RS1)
 t1=$(ms)
-run_ctl rc out "$CTL" ready $RS3
-[ "$rc" = 0 ] && pass_note "feedbackctl ready $RS3: exit 0" || fail "feedbackctl ready $RS3: exit $rc"
-wait_for 30 "ipvsadm -Sn: $RS3 back at 80/160/80 (health 80), through slow start" rs_is $RS3 "$(rs_want $RS3 80 160 80)" &&
+run_ctl rc out "$CTL" ready $RS1
+[ "$rc" = 0 ] && pass_note "feedbackctl ready $RS1: exit 0" || fail "feedbackctl ready $RS1: exit $rc"
+wait_for 30 "ipvsadm -Sn: $RS1 back at 80/160/80 through slow start, the table as before" table_is "$before" &&
   log "  $(secs_since "$t1") s after feedbackctl ready"
-wait_for 10 "journal: $nvs lines 'admin state set' REALSERVER=$RS3 REASON=admin ready, BY=uid 0 (root)" \
-  jv_ge $((r0 + nvs)) '^ *BY=uid 0 (root) pid ' -u "$M" 'REASON=admin ready' REALSERVER=$RS3
-grep -q " $RS3:80\$" $ADMIN && fail "$ADMIN still lists $RS3 after ready" || pass_note "$ADMIN no longer lists $RS3"
-echo 10 >"$HEALTH"
-wait_for 30 "health file 10 again: the table as before the scenario (ipvsadm -Sn)" table_is "$before"
+wait_for 10 "journal: $nvs lines 'admin state set' REALSERVER=$RS1 REASON=admin ready, BY=uid 0 (root)" \
+  jv_ge $((r0 + nvs)) '^ *BY=uid 0 (root) pid ' -u "$M" 'REASON=admin ready' REALSERVER=$RS1
+grep -q " $RS1:80\$" $ADMIN && fail "$ADMIN still lists $RS1 after ready" || pass_note "$ADMIN no longer lists $RS1"
 ipvs_evidence "after"
 end
 
 # ---------------------------------------------------------------------------
-scenario_start O2 "feedbackctl maint RS web while a connection through $VIP1 is open to RS (ipvsadm ActiveConn 1): weight 0 under $VIP1 when it returns, not deleted while the connection is open; deleted once it is closed (ActiveConn 0); stays out while its agent goes on reporting (status --json: health, admin maint, kernel -1) and across resyncs; RS under $VIP2/$VIP3 and the others untouched; feedbackctl ready RS web adds it back at its weight; journal: REASON=admin maint and admin ready, BY=uid 0 (root)"
+# O2 holds a connection through $VIP3 (web-sed): I8's traffic through
+# $VIP1 leaves ESTABLISHED entries in IPVS there (DR: the director sees
+# only the client's half), which count as active connections until the
+# kernel's 15-minute timeout.
+scenario_start O2 "feedbackctl maint RS web-sed while a connection through $VIP3 is open to RS (ipvsadm ActiveConn 1): weight 0 under $VIP3 when it returns, not deleted while the connection is open; deleted once it is closed (ActiveConn 0); stays out while its agent stays connected and reporting (status --json: health, admin maint, kernel -1) and across a resync; the rest of the table untouched; feedbackctl ready RS web-sed adds it back at its weight; journal: REASON=admin maint and admin ready, BY=uid 0 (root)"
 wait_for 60 "master status: 3 agents" agents_are 3
 before=$(table)
 ipvs_evidence "before"
+# I8's LVS-DR set-up, for $VIP3 too: the VIP on the director and on each
+# realserver's lo (I8's arp_ignore/arp_announce apply to all addresses),
+# and the client's route through the director.
+ok=1
+ip addr add $VIP3/32 dev lo 2>>"$REPORT" || ok=0
+for i in 1 2 3; do ip -n rs$i addr add $VIP3/32 dev lo 2>>"$REPORT" || ok=0; done
+ip -n client route add $VIP3/32 via 10.0.0.1 2>>"$REPORT" || ok=0
+[ $ok = 1 ] || fail "could not route $VIP3 like I8 routes $VIP1 (client namespace, realservers' lo)"
 # active VIP: the destinations of VIP with active connections, "RIP:PORT N".
 active() { ipvsadm -Ln -t "$1:80" | awk '$1 == "->" && $2 ~ /^[0-9]/ && $5 > 0 { print $2, $5 }'; }
-if ! ip netns list | grep -q '^client'; then
-  fail "no client namespace (I8's LVS-DR set-up): cannot hold a connection through $VIP1"
-fi
-no_active() { [ -z "$(active $VIP1)" ]; }
-wait_for 10 "no active connection under $VIP1 before" no_active
+no_active() { [ -z "$(active $VIP3)" ]; }
+wait_for 10 "no active connection under $VIP3 before" no_active
 # One connection from the client namespace, held open: bash opens it and
 # becomes sleep, so that killing that one process closes it.
-ip netns exec client bash -c "exec 3<>/dev/tcp/$VIP1/80 && exec sleep 60" 2>/dev/null &
+ip netns exec client bash -c "exec 3<>/dev/tcp/$VIP3/80 && exec sleep 60" 2>/dev/null &
 holder=$!
-one_active() { [ "$(active $VIP1 | wc -l)" = 1 ] && [ "$(active $VIP1 | awk '{ print $2 }')" = 1 ]; }
-wait_for 15 "one connection open through $VIP1: one destination with ActiveConn 1" one_active
-HRS=$(active $VIP1 | awk '{ sub(/:80$/, "", $1); print $1; exit }')
+one_active() { [ "$(active $VIP3 | wc -l)" = 1 ] && [ "$(active $VIP3 | awk '{ print $2 }')" = 1 ]; }
+wait_for 15 "one connection open through $VIP3: one destination with ActiveConn 1" one_active
+HRS=$(active $VIP3 | awk '{ sub(/:80$/, "", $1); print $1; exit }')
 HRS=${HRS:-none}
 log "  the connection went to $HRS"
-hline=$(table | grep -F -- "-t $VIP1:80 -r $HRS:80 ")
+hline=$(table | grep -F -- "-t $VIP3:80 -r $HRS:80 ")
 hweight=${hline##* }
-# The table without $HRS under $VIP1: what must not move.
-rest() { table | grep -vF -- "-t $VIP1:80 -r $HRS:80 "; }
+# The table without $HRS under $VIP3: what must not move.
+rest() { table | grep -vF -- "-t $VIP3:80 -r $HRS:80 "; }
 rest0=$(rest)
-m0=$(jn 'admin state set' -u "$M" 'REASON=admin maint' REALSERVER=$HRS VIRTUAL_SERVICE=web)
-run_ctl rc out "$CTL" maint $HRS web
-[ "$rc" = 0 ] && pass_note "feedbackctl maint $HRS web: exit 0" || fail "feedbackctl maint $HRS web: exit $rc"
+m0=$(jn 'admin state set' -u "$M" 'REASON=admin maint' REALSERVER=$HRS VIRTUAL_SERVICE=web-sed)
+run_ctl rc out "$CTL" maint $HRS web-sed
+[ "$rc" = 0 ] && pass_note "feedbackctl maint $HRS web-sed: exit 0" || fail "feedbackctl maint $HRS web-sed: exit $rc"
 t0=$(ms)
-held() { dest_is $VIP1 $HRS 0 && [ "$(active $VIP1)" = "$HRS:80 1" ] && [ "$(rest)" = "$rest0" ]; }
-held && pass_note "when feedbackctl returned: $HRS Route 0 under $VIP1, still there with ActiveConn 1, the rest unchanged" ||
-  fail "when feedbackctl returned: $HRS under $VIP1 is '$(dest $VIP1 $HRS)', active '$(active $VIP1)'"
-stays_for 3 "$HRS stays in IPVS at weight 0 while its connection is open (3 s of samples: three maint checks)" held
+held() { dest_is $VIP3 $HRS 0 && [ "$(active $VIP3)" = "$HRS:80 1" ] && [ "$(rest)" = "$rest0" ]; }
+held && pass_note "when feedbackctl returned: $HRS Route 0 under $VIP3, still there with ActiveConn 1, the rest unchanged" ||
+  fail "when feedbackctl returned: $HRS under $VIP3 is '$(dest $VIP3 $HRS)', active '$(active $VIP3)'"
+stays_for 2 "$HRS stays in IPVS at weight 0 while its connection is open (2 s of samples: two maint checks)" held
 ipvs_evidence "maint, connection open"
 kill "$holder" 2>/dev/null
 wait "$holder" 2>/dev/null
 t1=$(ms)
-wait_for 15 "connection closed: $HRS deleted from $VIP1" dest_gone $VIP1 $HRS &&
+wait_for 15 "connection closed: $HRS deleted from $VIP3" dest_gone $VIP3 $HRS &&
   log "  deleted $(secs_since "$t1") s after the connection was closed ($(secs_since "$t0") s after maint)"
 maint_out() {
-  dest_gone $VIP1 $HRS && [ "$(rest)" = "$rest0" ] &&
-    [ "$(ctl_json status --vs web $HRS | jq -r '.status.destinations[] | "\(.health >= 0) \((.agent // "") != "") \(.admin) \(.kernel) \(.why)"')" = "true true maint -1 admin maint: removed, kept out until ready" ]
+  dest_gone $VIP3 $HRS && [ "$(rest)" = "$rest0" ] &&
+    [ "$(ctl_json status --vs web-sed $HRS | jq -r '.status.destinations[] | "\(.health >= 0) \((.agent // "") != "") \(.admin) \(.kernel) \(.why)"')" = "true true maint -1 admin maint: removed, kept out until ready" ]
 }
-wait_for 10 "status --json: $HRS under web with a health from its agent, admin maint, kernel -1, why 'admin maint: removed, kept out until ready'" maint_out
-# removal-interval is 3 s: a resync of the master with IPVS every 3 s,
-# and an agent report every keepalive-interval (1 s).
+wait_for 10 "status --json: $HRS under web-sed with a health from its agent, admin maint, kernel -1, why 'admin maint: removed, kept out until ready'" maint_out
+# removal-interval is 3 s: the master resyncs with IPVS every 3 s, and
+# its agent answers a keepalive every keepalive-interval (1 s).
 maint_stays() { agents_are 3 && maint_out; }
-stays_for 4 "$HRS stays out of $VIP1 with its agent connected (master status: 3 agents) and reporting, the rest unchanged (4 s of samples: a resync, four reports)" maint_stays
+stays_for 3 "$HRS stays out of $VIP3 with its agent connected (master status: 3 agents) and reporting, the rest unchanged (3 s of samples: a resync, three keepalives)" maint_stays
 evidence "feedbackctl status $HRS" "$CTL" status $HRS
-r0=$(jn 'admin state set' -u "$M" 'REASON=admin ready' REALSERVER=$HRS VIRTUAL_SERVICE=web)
+r0=$(jn 'admin state set' -u "$M" 'REASON=admin ready' REALSERVER=$HRS VIRTUAL_SERVICE=web-sed)
 t2=$(ms)
-run_ctl rc out "$CTL" ready $HRS web
-[ "$rc" = 0 ] && pass_note "feedbackctl ready $HRS web: exit 0" || fail "feedbackctl ready $HRS web: exit $rc"
-wait_for 30 "$HRS back under $VIP1 at Route $hweight; the table as before (ipvsadm -Sn)" table_is "$before" &&
+run_ctl rc out "$CTL" ready $HRS web-sed
+[ "$rc" = 0 ] && pass_note "feedbackctl ready $HRS web-sed: exit 0" || fail "feedbackctl ready $HRS web-sed: exit $rc"
+wait_for 30 "$HRS back under $VIP3 at Route $hweight; the table as before (ipvsadm -Sn)" table_is "$before" &&
   log "  $(secs_since "$t2") s after feedbackctl ready"
 for r in maint:$m0 ready:$r0; do
-  n=$(jn 'admin state set' -u "$M" "REASON=admin ${r%%:*}" REALSERVER=$HRS VIRTUAL_SERVICE=web)
-  b=$(journalctl -q --no-pager -u "$M" -o verbose "REASON=admin ${r%%:*}" REALSERVER=$HRS VIRTUAL_SERVICE=web -n 1 | grep -c '^ *BY=uid 0 (root) pid ')
-  [ "$n" -gt "${r#*:}" ] && [ "$b" = 1 ] && pass_note "journal: 'admin state set' REALSERVER=$HRS VIRTUAL_SERVICE=web REASON=admin ${r%%:*}, BY=uid 0 (root)" ||
-    fail "journal: no new REASON=admin ${r%%:*} line for $HRS under web with BY=uid 0 (root) ($n lines, was ${r#*:})"
+  n=$(jn 'admin state set' -u "$M" "REASON=admin ${r%%:*}" REALSERVER=$HRS VIRTUAL_SERVICE=web-sed)
+  b=$(journalctl -q --no-pager -u "$M" -o verbose "REASON=admin ${r%%:*}" REALSERVER=$HRS VIRTUAL_SERVICE=web-sed -n 1 | grep -c '^ *BY=uid 0 (root) pid ')
+  [ "$n" -gt "${r#*:}" ] && [ "$b" = 1 ] && pass_note "journal: 'admin state set' REALSERVER=$HRS VIRTUAL_SERVICE=web-sed REASON=admin ${r%%:*}, BY=uid 0 (root)" ||
+    fail "journal: no new REASON=admin ${r%%:*} line for $HRS under web-sed with BY=uid 0 (root) ($n lines, was ${r#*:})"
 done
-evidence "journalctl -u $M REALSERVER=$HRS VIRTUAL_SERVICE=web (last 4)" journalctl -q --no-pager -u "$M" REALSERVER=$HRS VIRTUAL_SERVICE=web -n 4
+evidence "journalctl -u $M REALSERVER=$HRS VIRTUAL_SERVICE=web-sed (last 4)" journalctl -q --no-pager -u "$M" REALSERVER=$HRS VIRTUAL_SERVICE=web-sed -n 4
+ip -n client route del $VIP3/32 via 10.0.0.1 2>/dev/null
+for i in 1 2 3; do ip -n rs$i addr del $VIP3/32 dev lo 2>/dev/null; done
+ip addr del $VIP3/32 dev lo 2>/dev/null
 ipvs_evidence "after"
 end
 
@@ -278,8 +288,21 @@ sed '1i control-group = lvsops' /tmp/master.conf.o5 >$MCONF
 reload_ok "control-group = lvsops"
 d0=$(jv "^ *BY=uid $uid_s (lvsop-supp) pid " -u "$M" 'REASON=admin drain' REALSERVER=$RS1)
 run_ctl rc out runuser -u lvsop-supp -- "$CTL" drain $RS1 web
-[ "$rc" = 0 ] && pass_note "as lvsop-supp (lvsops supplementary): feedbackctl drain $RS1 web exits 0" ||
+if [ "$rc" = 0 ]; then
+  pass_note "as lvsop-supp (lvsops supplementary): feedbackctl drain $RS1 web exits 0"
+else
   fail "as lvsop-supp (lvsops supplementary): feedbackctl drain $RS1 web exit $rc"
+  # The master reads a caller's supplementary groups from /proc/PID/status:
+  # what a unit with its /proc sandbox sees of a process of that user.
+  runuser -u lvsop-supp -- sleep 30 &
+  wait_for 5 "a process of lvsop-supp (sleep)" pgrep -u lvsop-supp -x sleep
+  sp=$(pgrep -u lvsop-supp -x sleep | head -1)
+  evidence "its /proc/$sp/status from DynamicUser=yes ProcSubset=pid ProtectProc=invisible (the master's)" \
+    systemd-run --wait --pipe -q -p DynamicUser=yes -p ProcSubset=pid -p ProtectProc=invisible grep Groups /proc/$sp/status
+  evidence "the same without ProtectProc=invisible" \
+    systemd-run --wait --pipe -q -p DynamicUser=yes -p ProcSubset=pid grep Groups /proc/$sp/status
+  kill $sp 2>/dev/null
+fi
 wait_for 5 "ipvsadm: $RS1 Route 0 under $VIP1" dest_is $VIP1 $RS1 0
 [ "$(jv "^ *BY=uid $uid_s (lvsop-supp) pid " -u "$M" 'REASON=admin drain' REALSERVER=$RS1)" -gt "$d0" ] &&
   pass_note "journal: REASON=admin drain for $RS1, BY=uid $uid_s (lvsop-supp)" || fail "journal: no REASON=admin drain line for $RS1 by uid $uid_s"
