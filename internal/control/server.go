@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -143,8 +144,37 @@ func peerOf(c net.Conn) (Peer, error) {
 		return Peer{}, cerr
 	}
 	p := Peer{UID: int(cred.Uid), GID: int(cred.Gid), PID: int(cred.Pid)}
-	p.Groups = procGroups(p.PID)
+	// The supplementary groups from the kernel (SO_PEERGROUPS): the
+	// packaged master runs with ProtectProc=invisible and cannot read the
+	// caller's /proc/PID/status, which is only the fallback.
+	var gerr error
+	if err := raw.Control(func(fd uintptr) { p.Groups, gerr = peerGroups(int(fd)) }); err != nil || gerr != nil {
+		p.Groups = procGroups(p.PID)
+	}
 	return p, nil
+}
+
+// peerGroups reads SO_PEERGROUPS (Linux 4.13): the peer's supplementary
+// groups as they were when it connected.
+func peerGroups(fd int) ([]int, error) {
+	buf := make([]uint32, 64)
+	for {
+		n := uint32(len(buf) * 4)
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
+		if errno == unix.ERANGE && int(n/4) > len(buf) {
+			buf = make([]uint32, n/4)
+			continue
+		}
+		if errno != 0 {
+			return nil, errno
+		}
+		gs := make([]int, 0, n/4)
+		for _, g := range buf[:n/4] {
+			gs = append(gs, int(g))
+		}
+		return gs, nil
+	}
 }
 
 // procGroups reads a process's supplementary groups; SO_PEERCRED carries

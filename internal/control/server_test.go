@@ -7,8 +7,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func serve(t *testing.T, mayChange func(Peer) bool) (path string, seen *[]string) {
@@ -85,5 +87,53 @@ func TestServerMalformedAndUnreachable(t *testing.T) {
 	if _, err := Do(context.Background(), filepath.Join(t.TempDir(), "nothing.sock"), Request{Command: CmdStatus}); err == nil ||
 		!strings.Contains(err.Error(), "cannot reach") {
 		t.Fatalf("no socket: %v", err)
+	}
+}
+
+// The supplementary groups come from the kernel (SO_PEERGROUPS), so they
+// are right even where /proc/PID/status cannot be read (the packaged
+// master runs with ProtectProc=invisible).
+func TestServerPeerGroupsFromKernel(t *testing.T) {
+	got := make(chan []int, 1)
+	path, _ := serve(t, func(p Peer) bool { got <- p.Groups; return true })
+	if _, err := Do(context.Background(), path, Request{Command: CmdDrain, Realserver: "10.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.Getgroups()
+	g := <-got
+	slices.Sort(g)
+	slices.Sort(want)
+	if !slices.Equal(g, want) {
+		t.Fatalf("peer groups %v, want this process's %v", g, want)
+	}
+}
+
+func TestPeerGroupsDirect(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := net.Dial("unix", path); err == nil {
+			defer c.Close()
+			time.Sleep(time.Second)
+		}
+	}()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	raw, _ := c.(*net.UnixConn).SyscallConn()
+	var gs []int
+	var gerr error
+	raw.Control(func(fd uintptr) { gs, gerr = peerGroups(int(fd)) })
+	want, _ := os.Getgroups()
+	slices.Sort(gs)
+	slices.Sort(want)
+	if gerr != nil || !slices.Equal(gs, want) {
+		t.Fatalf("SO_PEERGROUPS: %v %v, want %v", gs, gerr, want)
 	}
 }
