@@ -47,7 +47,11 @@
 # request, 8), EXP_SMP (2), EXP_MEM (MiB, 1536), EXP_AGENT_INTERVAL (the
 # agents' interval and keepalived's delay_loop, 2), EXP_SLOW_START (the
 # smoothed arms' slow-start, 10), EXP_LOCK_WAIT (s to wait for the e2e
-# lock, 3600), EXP_TIMEOUT (s for the whole VM; default from the plan).
+# lock, 3600), EXP_OTHER_QEMU_WAIT (s to wait before booting while
+# another checkout's VM runs, 900), EXP_QUIET_WAIT (s the guest waits
+# before a run while one runs, 600), EXP_RETRIES (runs repeated in all
+# because one ran during them, 4), EXP_TIMEOUT (s for the whole VM;
+# default from the plan).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TOP=$PWD
@@ -80,8 +84,12 @@ for c in $SCENARIOS; do
 done
 # The VM's budget: each run's load plus two minutes to start and stop
 # servers, agents, master or keepalived under emulation, plus ten minutes
-# for the boot and calibration.
-budget=600
+# for the boot and calibration, plus what waiting for other VMs and
+# repeating disturbed runs may take (guest.sh: RETRIES runs of at most
+# 300 s, QUIET_WAIT for each wait).
+retries=${EXP_RETRIES:-4}
+quiet_wait=${EXP_QUIET_WAIT:-600}
+budget=$((600 + retries * 300 + (retries + 2) * quiet_wait))
 narms=$(wc -w <<<"$ARMS")
 for c in $SCENARIOS; do
   d=$HOG_DURATION
@@ -217,6 +225,8 @@ TIMEOUT=10
 HOG_WEIGHT=400
 HOG_THREADS=2
 AGENT_INTERVAL=${EXP_AGENT_INTERVAL:-2}
+RETRIES=$retries
+QUIET_WAIT=$quiet_wait
 PARAMS
 install -m644 "$WORK/params" "$L/params"
 u=$R/etc/systemd/system
@@ -279,13 +289,23 @@ console=$!
 # 10 s the host's load and the number of other QEMU processes go to
 # hostload.txt: the e2e lock keeps out this checkout's VMs, not another
 # checkout's, and a second VM on the same cores changes every figure.
+# Every second, while another QEMU runs, share/other-qemu exists and a
+# line is added to share/other-qemu.log: the guest waits for the file to
+# go before each run and repeats a run during which the log grew.
 done_at=
 tick=0
 echo "# unix_s loadavg1 other_qemu_processes" >"$WORK/hostload.txt"
 while kill -0 "$console" 2>/dev/null; do
   tick=$((tick + 1))
+  others=$(($(pgrep -c -x qemu-system-x86 || true) - 1))
+  if [ "$others" -gt 0 ]; then
+    : >"$SHARE/other-qemu"
+    echo "$(date +%s) $others" >>"$SHARE/other-qemu.log"
+  else
+    rm -f "$SHARE/other-qemu"
+  fi
   if [ $((tick % 10)) = 1 ]; then
-    echo "$(date +%s) $(cut -d' ' -f1 /proc/loadavg) $(($(pgrep -c -x qemu-system-x86 || true) - 1))" >>"$WORK/hostload.txt"
+    echo "$(date +%s) $(cut -d' ' -f1 /proc/loadavg) $others" >>"$WORK/hostload.txt"
   fi
   if [ -z "$done_at" ] && [ -s "$SHARE/status.txt" ]; then done_at=$SECONDS; fi
   if [ -n "$done_at" ] && [ $((SECONDS - done_at)) -ge 60 ]; then
@@ -300,6 +320,7 @@ flock -u 9
 echo "=== $(date -u +%H:%M:%SZ): released $E2E_CACHE/.lock"
 mkdir -p "$OUT"
 ln -sfn "$(basename "$OUT")" "$HERE/out/latest"
+rm -f "$SHARE/other-qemu"
 cp -a "$SHARE"/. "$WORK/console.txt" "$WORK/params" "$WORK/hostload.txt" "$WORK/keepalived-install.txt" "$OUT/"
 echo "commit=$(git rev-parse --short HEAD)" >"$OUT/commit.txt"
 echo "host_cpus=$(nproc) host_cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" >"$OUT/host.txt"

@@ -83,6 +83,11 @@ type run struct {
 	writes          []write
 	// keepalived's checks that timed out, realservers it took out.
 	timeouts, removals int
+	// disturbed: another VM ran on the host during the run and it was
+	// kept (no repeats left); repeated: attempts before this one that
+	// another VM disturbed.
+	disturbed bool
+	repeated  int
 }
 
 func readMeta(p string) map[string]string {
@@ -513,6 +518,7 @@ type row struct {
 	p95Below                 float64 // per cent below static's p95
 	react, back              float64 // s; NaN when not applicable
 	tmout                    float64
+	disturbed                bool
 }
 
 var tsvHeader = []string{"scenario", "arm", "window", "from_s", "to_s", "requests",
@@ -520,7 +526,7 @@ var tsvHeader = []string{"scenario", "arm", "window", "from_s", "to_s", "request
 	"healthy_p50_ms", "healthy_p50_x_static", "p95_below_static_pct",
 	"samples", "changes_per_min", "writes_per_min",
 	"w1_mean", "w1_sd", "w2_mean", "w2_sd", "w3_mean", "w3_sd", "all0_pct",
-	"rs3_low_after_s", "rs3_back_after_s"}
+	"rs3_low_after_s", "rs3_back_after_s", "disturbed"}
 
 func (r row) tsv() []string {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
@@ -530,7 +536,7 @@ func (r row) tsv() []string {
 		f(r.ph.healthyP50), f(r.healthyX), f(r.p95Below),
 		strconv.Itoa(r.o.samples), f(r.o.perMin), f(r.writesPerMin),
 		f(r.o.mean[0]), f(r.o.sd[0]), f(r.o.mean[1]), f(r.o.sd[1]), f(r.o.mean[2]), f(r.o.sd[2]), f(r.o.allZeroPc),
-		f(r.react), f(r.back)}
+		f(r.react), f(r.back), strconv.FormatBool(r.disturbed)}
 }
 
 // reaction: seconds after the hog until the sampler first saw rs3's
@@ -575,6 +581,10 @@ func report(dir string, warm, settle float64) {
 	}
 	journal := readJournal(dir)
 	cpu := readControllerCPU(dir)
+	dist := readDisturbed(dir)
+	for _, r := range runs {
+		r.disturbed, r.repeated = dist[r.name].kept, dist[r.name].repeated
+	}
 	var rows []row
 	static := map[string]map[string]phase{} // scenario → window → static's phase
 	for _, r := range runs {
@@ -599,7 +609,8 @@ func report(dir string, warm, settle float64) {
 		for _, w := range windows(r, warm, settle) {
 			x := row{scen: r.scen, arm: r.arm, window: w.key, label: w.label, from: w.from, to: w.to,
 				ph: stats(r, w.from, w.to), o: oscillate(r.ws, w.from, w.to), tmout: r.tmout,
-				writesPerMin: math.NaN(), healthyX: math.NaN(), p95Below: math.NaN(), react: low, back: back}
+				writesPerMin: math.NaN(), healthyX: math.NaN(), p95Below: math.NaN(), react: low, back: back,
+				disturbed: r.disturbed}
 			if r.arm != "static" {
 				n := 0
 				for _, wr := range r.writes {
@@ -625,6 +636,14 @@ func report(dir string, warm, settle float64) {
 	for _, r := range runs {
 		if !slices.Contains(scens, r.scen) {
 			scens = append(scens, r.scen)
+		}
+	}
+	for _, r := range runs {
+		switch {
+		case r.disturbed:
+			fmt.Fprintf(&o, "**%s was disturbed**: another VM ran on the host during it, and no repeats were left (disturbed.txt).\n\n", r.name)
+		case r.repeated > 0:
+			fmt.Fprintf(&o, "%s was run %d more time(s): another VM ran on the host during the earlier one(s) (disturbed/).\n\n", r.name, r.repeated)
 		}
 	}
 	for _, sc := range scens {
@@ -697,6 +716,36 @@ func report(dir string, warm, settle float64) {
 	}
 	writeTSV(filepath.Join(dir, "summary.tsv"), rows)
 	fmt.Print(o.String())
+}
+
+type disturbance struct {
+	kept     bool
+	repeated int
+}
+
+// readDisturbed reads disturbed.txt (NAME repeated|kept SECONDS per line,
+// from the guest): runs another VM on the host disturbed.
+func readDisturbed(dir string) map[string]disturbance {
+	out := map[string]disturbance{}
+	b, err := os.ReadFile(filepath.Join(dir, "disturbed.txt"))
+	if err != nil {
+		return out
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		d := out[f[0]]
+		switch f[1] {
+		case "kept":
+			d.kept = true
+		case "repeated":
+			d.repeated++
+		}
+		out[f[0]] = d
+	}
+	return out
 }
 
 // readControllerCPU reads controller-cpu.txt (NAME CPU_NS SECONDS per
@@ -789,6 +838,7 @@ func combine(dir string) {
 	vals := map[key]map[string][]float64{}
 	var order []key
 	var invocations []string
+	skipped := 0
 	for _, e := range ents {
 		if !e.IsDir() || e.Name() == "latest" {
 			continue // the latest link would count one invocation twice
@@ -801,13 +851,18 @@ func combine(dir string) {
 			log.Fatal(err)
 		}
 		invocations = append(invocations, e.Name())
+		di := slices.Index(recs[0], "disturbed")
 		for _, rec := range recs[1:] {
+			if di >= 0 && di < len(rec) && rec[di] == "true" {
+				skipped++
+				continue
+			}
 			k := key{rec[0], rec[1], rec[2]}
 			if vals[k] == nil {
 				vals[k] = map[string][]float64{}
 				order = append(order, k)
 			}
-			for i := 3; i < len(tsvHeader) && i < len(rec); i++ {
+			for i := 3; i < len(tsvHeader)-1 && i < len(rec); i++ {
 				v, err := strconv.ParseFloat(rec[i], 64)
 				if err != nil {
 					v = math.NaN()
@@ -820,7 +875,11 @@ func combine(dir string) {
 		log.Fatalf("no */summary.tsv under %s", dir)
 	}
 	var o strings.Builder
-	fmt.Fprintf(&o, "Ranges (lowest–highest) over %d invocations: %s.\n\n", len(invocations), strings.Join(invocations, ", "))
+	fmt.Fprintf(&o, "Ranges (lowest–highest) over %d invocations: %s.", len(invocations), strings.Join(invocations, ", "))
+	if skipped > 0 {
+		fmt.Fprintf(&o, " Left out: %d rows of runs another VM on the host disturbed.", skipped)
+	}
+	o.WriteString("\n\n")
 	scens := []string{}
 	for _, k := range order {
 		if !slices.Contains(scens, k.scen) {

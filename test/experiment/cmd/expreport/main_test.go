@@ -109,6 +109,7 @@ func TestReport(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(dir, "journal.txt"), []byte(j.String()), 0o644))
 
 	must(t, os.WriteFile(filepath.Join(dir, "controller-cpu.txt"), []byte("recovery-keepalived 30000000000 200\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "disturbed.txt"), []byte("recovery-keepalived repeated 12\n"), 0o644))
 
 	stdout := os.Stdout
 	os.Stdout, _ = os.Open(os.DevNull)
@@ -117,8 +118,10 @@ func TestReport(t *testing.T) {
 
 	res, err := os.ReadFile(filepath.Join(dir, "results.md"))
 	must(t, err)
-	if want := "| recovery-keepalived | 30.0 | 10.0 | 1 | 1 |"; !strings.Contains(string(res), want) {
-		t.Errorf("results.md lacks the controller line %q:\n%s", want, res)
+	for _, want := range []string{"| recovery-keepalived | 30.0 | 10.0 | 1 | 1 |", "recovery-keepalived was run 1 more time(s)"} {
+		if !strings.Contains(string(res), want) {
+			t.Errorf("results.md lacks %q:\n%s", want, res)
+		}
 	}
 	recs, err := readTSV(filepath.Join(dir, "summary.tsv"))
 	if err != nil {
@@ -165,15 +168,19 @@ func TestReport(t *testing.T) {
 	near("recovery window failures (static)", get("static", "recovery", "failed_pct"), 0, 0)
 	near("first 20 s of recovery: window end", get("static", "recovery-20s", "to_s"), 140, 0)
 
-	// Two invocations, one of them this one twice over: the ranges and the
-	// target counts.
+	// Three invocations, this one twice over and once with every run
+	// disturbed by another VM: the ranges and the target counts, the
+	// disturbed rows left out.
 	top := t.TempDir()
-	for _, inv := range []string{"a", "b"} {
+	for _, inv := range []string{"a", "b", "c"} {
 		must(t, os.MkdirAll(filepath.Join(top, inv), 0o755))
 		b, err := os.ReadFile(filepath.Join(dir, "summary.tsv"))
 		must(t, err)
-		if inv == "b" {
+		switch inv {
+		case "b":
 			b = []byte(strings.Replace(string(b), "\t98.500\t", "\t70.000\t", 1))
+		case "c":
+			b = []byte(strings.ReplaceAll(strings.ReplaceAll(string(b), "\t98.500\t", "\t10.000\t"), "\tfalse\n", "\ttrue\n"))
 		}
 		must(t, os.WriteFile(filepath.Join(top, inv, "summary.tsv"), b, 0o644))
 	}
@@ -184,7 +191,7 @@ func TestReport(t *testing.T) {
 	c, err := os.ReadFile(filepath.Join(top, "combined.md"))
 	must(t, err)
 	for _, want := range []string{
-		"over 2 invocations: a, b.",
+		"over 3 invocations: a, b, c. Left out: 10 rows of runs another VM on the host disturbed.",
 		"| keepalived | hog | 2 | 0.0 | 150 | 150 | 150 | 1.50 | 70–98 |",
 		"| keepalived | 0 of 2 | 2 of 2 | 1 of 2 |",
 	} {
