@@ -17,6 +17,7 @@
 # scenario, I-netlink; without that directory the scenario is not run and
 # not counted. A build failure is counted as a failure of I-netlink.
 #
+# The QEMU plumbing is test/e2e/qemu/vm.sh, shared with make experiment.
 # Cached under .cache/e2e/qemu (git-ignored), each keyed on its inputs:
 #   kernel-KEY/     Debian's kernel: vmlinux, trimmed module tree (qemu/kernel.sh)
 #   initrd-KEY.gz   busybox initramfs that mounts the root image (qemu/initramfs.sh)
@@ -38,7 +39,6 @@ cd "$(dirname "$0")/../.."
 TOP=$PWD
 HELPERS=$TOP/test/e2e/qemu
 GUEST=$TOP/test/e2e/guest
-CACHE=$TOP/.cache/e2e/qemu
 OUT=$TOP/test/e2e/out/ipvs
 VM_TIMEOUT=${E2E_QEMU_TIMEOUT:-2400}
 MASTER_LOGLEVEL=${E2E_MASTER_LOGLEVEL:-INFO}
@@ -56,68 +56,10 @@ timed() { # timed LABEL CMD...: run CMD, record how long it took
   TIMINGS+=("$(printf '%-36s %6s s' "$label" "$(elapsed "$t")")")
 }
 
-# --- host packages --------------------------------------------------------
-host_packages() {
-  local need=() c p
-  for c in qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils depmod:kmod modprobe:kmod \
-    cpio:cpio zstd:zstd xz:xz-utils mkfs.ext4:e2fsprogs debootstrap:debootstrap; do
-    command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
-  done
-  # The initramfs needs a static busybox; the "busybox" package is dynamic.
-  dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
-  [ ${#need[@]} -gt 0 ] || return 0
-  echo "=== installing host packages: ${need[*]}"
-  . "$TOP/test/readme/apt.sh" # apt-get that waits for the dpkg and apt locks
-  apt_install "${need[@]}"
-}
-timed "host packages" host_packages
-
-mkdir -p "$CACHE"
-# One run at a time: the cache is shared, and two TCG VMs on two cores
-# would only slow each other down.
-exec 9>"$CACHE/.lock"
-if ! flock -n 9; then
-  echo "=== waiting for another qemu.sh run to finish"
-  flock 9
-fi
-
-key() { cat "$@" | sha256sum | cut -c1-12; }
-prune() { # prune PATTERN KEEP: remove older cache entries of one kind
-  local f
-  for f in "$CACHE"/$1; do [ "$f" = "$2" ] || [ ! -e "$f" ] || rm -rf "$f"; done
-}
-
-# --- cached assets ----------------------------------------------------------
-# Kernel: keyed on the linux-image-amd64 version apt would fetch now (a new
-# kernel in the apt lists rebuilds it) and on the scripts that prepare it.
-kernel_version=$(apt-cache show --no-all-versions linux-image-amd64 2>/dev/null | awk '/^Version:/ { print $2; exit }')
-[ -n "$kernel_version" ] || { echo "e2e-ipvs: apt knows no linux-image-amd64 (apt-get update?)" >&2; exit 1; }
-KDIR=$CACHE/kernel-$(key <(echo "$kernel_version") "$HELPERS/kernel.sh" "$HELPERS/extract-vmlinux.sh")
-if [ ! -f "$KDIR/kver" ]; then
-  echo "=== preparing Debian's kernel (linux-image-amd64 $kernel_version)"
-  timed "kernel (download, extract, modules)" "$HELPERS/kernel.sh" "$KDIR.tmp"
-  rm -rf "$KDIR"
-  mv "$KDIR.tmp" "$KDIR"
-  prune 'kernel-*' "$KDIR"
-fi
-KVER=$(cat "$KDIR/kver")
-
-INITRD=$CACHE/initrd-$(key <(echo "$KDIR") <(dpkg-query -W -f '${Version}' busybox-static) \
-  "$HELPERS/initramfs.sh" "$HELPERS/init").gz
-if [ ! -f "$INITRD" ]; then
-  echo "=== building the initramfs"
-  timed "initramfs" "$HELPERS/initramfs.sh" "$KDIR" "$INITRD"
-  prune 'initrd-*' "$INITRD"
-fi
-
-# curl and jq: the ops scenarios scrape the metrics and read feedbackctl --json.
-ROOT_PACKAGES=systemd,systemd-sysv,dbus,udev,kmod,ipvsadm,iproute2,procps,perl-base,curl,jq
-ROOTFS=$CACHE/rootfs-$(key <(echo "bookworm $ROOT_PACKAGES") "$HELPERS/rootfs.sh").tar
-if [ ! -f "$ROOTFS" ]; then
-  echo "=== building the Debian 12 root with debootstrap (about a minute)"
-  timed "root file system (debootstrap)" "$HELPERS/rootfs.sh" "$ROOTFS" "$ROOT_PACKAGES"
-  prune 'rootfs-*.tar' "$ROOTFS"
-fi
+. "$HELPERS/vm.sh"
+timed "host packages" vm_host_packages
+vm_lock 7200
+vm_assets timed
 
 # --- the product ------------------------------------------------------------
 echo "=== building"
@@ -201,68 +143,32 @@ CONF
   fi
 }
 
-# install_scenarios ROOT: the guest side of the harness: scenarios, the
-# oneshot unit that runs them and powers off, the 9p results share, a
-# quiet console.
+# install_scenarios ROOT: the guest side of the harness: the scenarios,
+# run by the oneshot unit e2e-ipvs.service.
 install_scenarios() {
-  local r=$1 u=$1/etc/systemd/system
-  install -d "$r/usr/local/lib/e2e" "$r/mnt/out"
+  local r=$1
+  install -d "$r/usr/local/lib/e2e"
   install -m755 "$GUEST/ipvs-scenarios.sh" "$r/usr/local/lib/e2e/scenarios.sh"
   install -m644 "$GUEST/lib.sh" "$r/usr/local/lib/e2e/lib.sh"
+  install -m644 "$GUEST/net.sh" "$r/usr/local/lib/e2e/net.sh"
   install -m644 "$GUEST/ops-scenarios.sh" "$r/usr/local/lib/e2e/ops-scenarios.sh"
-  cat >"$u/e2e-ipvs.service" <<'UNIT'
-[Unit]
-Description=feedbackd IPVS end-to-end scenarios
-# Start once the system is up (not in the boot transaction's way). Never
-# call "systemctl is-system-running --wait" from here: this job itself
-# keeps the system "starting", so it would wait forever.
-After=multi-user.target
-[Service]
-Type=oneshot
-ExecStart=/usr/local/lib/e2e/scenarios.sh
-# Power off however the script ends, killed at the timeout included.
-ExecStopPost=/bin/systemctl --no-block poweroff
-TimeoutStartSec=2100
-StandardOutput=journal+console
-StandardError=journal+console
-[Install]
-WantedBy=multi-user.target
-UNIT
-  mkdir -p "$u/multi-user.target.wants"
-  ln -sf ../e2e-ipvs.service "$u/multi-user.target.wants/e2e-ipvs.service"
-  echo 'host /mnt/out 9p trans=virtio,version=9p2000.L,msize=512000,nofail 0 0' >>"$r/etc/fstab"
-  # No login prompts; no periodic maintenance jobs competing for the CPU.
-  local m
-  for m in serial-getty@ttyS0.service console-getty.service getty@tty1.service \
-    apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer \
-    e2scrub_reap.service fstrim.timer; do
-    ln -sf /dev/null "$u/$m"
-  done
-  echo e2e-ipvs >"$r/etc/hostname"
+  vm_guest_unit "$r" e2e-ipvs "feedbackd IPVS end-to-end scenarios" /usr/local/lib/e2e/scenarios.sh 2100
 }
 
 WORK=$(mktemp -d /tmp/feedbackd-e2e-qemu.XXXXXX)
 cleanup() {
   [ -z "$NETLINK" ] || rm -f "$NETLINK"
-  # QEMU runs under timeout(1) in a process group of its own, which a ^C
-  # on the terminal does not reach.
-  [ ! -f "$WORK/qemu.pid" ] || kill -TERM "$(cat "$WORK/qemu.pid")" 2>/dev/null || true
+  vm_kill "$WORK"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 R=$WORK/root
 
 prepare_image() {
-  mkdir "$R"
-  tar -C "$R" -xf "$ROOTFS"
-  # The module tree of the kernel the VM boots (depmod already run).
-  mkdir -p "$R/usr/lib/modules"
-  cp -a "$KDIR/modules/lib/modules/$KVER" "$R/usr/lib/modules/"
+  vm_unpack_root "$R"
   stage_product "$R"
   install_scenarios "$R"
-  truncate -s 2G "$WORK/root.img"
-  mkfs.ext4 -q -F -L e2e-root -d "$R" "$WORK/root.img"
-  rm -rf "$R"
+  vm_mkfs "$R" "$WORK/root.img" e2e-root
 }
 echo "=== preparing the root image (kernel $KVER)"
 timed "root image (untar, stage, mkfs)" prepare_image
@@ -270,48 +176,16 @@ timed "root image (untar, stage, mkfs)" prepare_image
 # --- boot -------------------------------------------------------------------
 # The VM writes into a share of its own under $WORK, copied to $OUT at the
 # end: the nspawn tier (run.sh) empties test/e2e/out when it starts, which
-# must not pull the directory from under a VM that is still running.
+# must not pull the directory from under a VM that is still running. Shown
+# live: the progress lines of /init and of the scenarios (journald
+# forwards those to the console behind a "[time] scenarios.sh[pid]: "
+# prefix).
 SHARE=$WORK/share
-mkdir -m 755 "$SHARE"
-KERNEL=$KDIR/${E2E_QEMU_KERNEL:-vmlinux}
 echo "=== booting Debian's kernel under QEMU TCG (software emulation: about a minute); progress:"
-t=$(now)
-# QEMU runs in the background so that this script can watch the results:
-# once the guest has written DONE it has POWEROFF_GRACE seconds to power
-# off, then QEMU is stopped, so that a shutdown hanging under emulation
-# does not cost the whole VM timeout. The serial console goes to stdout:
-# CRs dropped, kept in console.txt, and the progress lines of /init and of
-# the scenarios (journald forwards those to the console behind a
-# "[time] scenarios.sh[pid]: " prefix) shown live.
-POWEROFF_GRACE=60
-{
-  timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
-    -accel tcg,thread=multi -smp 2 -m 2048 -nographic -no-reboot -nic none \
-    -kernel "$KERNEL" -initrd "$INITRD" \
-    -append "console=ttyS0 e2e.root=/dev/vda panic=-1 quiet systemd.show_status=1" \
-    -drive "file=$WORK/root.img,if=virtio,format=raw,cache=unsafe" \
-    -virtfs "local,path=$SHARE,mount_tag=host,security_model=none,id=host" \
-    </dev/null 2>&1 &
-  echo $! >"$WORK/qemu.pid"
-  wait $!
-  echo $? >"$WORK/qemu.rc"
-} | stdbuf -o0 tr -d '\r' | tee "$WORK/console.txt" | grep --line-buffered -a -o 'e2e-\(init\|ipvs\): .*' &
-console=$!
-done_at= stuck=no
-while kill -0 "$console" 2>/dev/null; do
-  if [ -z "$done_at" ] && grep -q '^DONE' "$SHARE/results.txt" 2>/dev/null; then done_at=$SECONDS; fi
-  if [ -n "$done_at" ] && [ "$stuck" = no ] && [ $((SECONDS - done_at)) -ge $POWEROFF_GRACE ]; then
-    stuck=yes
-    echo "e2e-ipvs: the guest finished its scenarios but did not power off within ${POWEROFF_GRACE} s; stopping QEMU" >&2
-    kill -TERM "$(cat "$WORK/qemu.pid")" 2>/dev/null || true
-  fi
-  sleep 1
-done
-wait "$console" || true
-rc=$(cat "$WORK/qemu.rc" 2>/dev/null || echo '?')
-vm_s=$(elapsed "$t")
-TIMINGS+=("$(printf '%-36s %6s s' "VM (boot, scenarios, power-off)" "$vm_s")")
-[ "$rc" = 124 ] && echo "e2e-ipvs: the VM was killed after ${VM_TIMEOUT} s" >&2
+VM_SHOW_STATUS=1 VM_KERNEL=${E2E_QEMU_KERNEL:-vmlinux} \
+  vm_boot "$WORK" "$WORK/root.img" 2 2048 "$VM_TIMEOUT" results.txt '^DONE' 'e2e-\(init\|ipvs\): .*'
+rc=$VM_RC stuck=$VM_STUCK
+TIMINGS+=("$(printf '%-36s %6s s' "VM (boot, scenarios, power-off)" "$VM_SECONDS")")
 rm -rf "$OUT"
 mkdir -p "$OUT"
 cp -a "$SHARE"/. "$WORK/console.txt" "$OUT/"

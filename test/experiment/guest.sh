@@ -39,6 +39,7 @@
 set -u
 LIB=/usr/local/lib/experiment
 . $LIB/params
+. $LIB/net.sh # the test network, shared with the e2e IPVS tier
 VIP=192.0.2.10
 OUT=/mnt/out
 
@@ -87,26 +88,11 @@ say "started, uptime ${up}s; $(nproc) CPUs, kernel $(uname -r)"
 } >$OUT/guest.txt
 
 # --- network -------------------------------------------------------------
-ip link add br0 type bridge && ip link set br0 up && ip addr add 10.0.0.1/24 dev br0 || finish FAILED-network
-ip addr add $VIP/32 dev lo
+net_bridge || finish FAILED-network
 for i in 1 2 3; do
-  n=rs$i
-  ip netns add $n
-  ip link add v$n type veth peer name eth0 netns $n
-  ip link set v$n master br0 up
-  ip -n $n addr add 10.0.0.1$i/24 dev eth0
-  ip -n $n link set eth0 up
-  ip -n $n link set lo up
-  ip netns exec $n sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
-  ip -n $n addr add $VIP/32 dev lo
+  net_ns rs$i 10.0.0.1$i/24 && net_dr_vip rs$i $VIP || finish FAILED-network
 done
-ip netns add client
-ip link add vclient type veth peer name eth0 netns client
-ip link set vclient master br0 up
-ip -n client addr add 10.0.0.100/24 dev eth0
-ip -n client link set eth0 up
-ip -n client link set lo up
-ip -n client route add $VIP/32 via 10.0.0.1
+net_client $VIP || finish FAILED-network
 # Plenty of ephemeral ports and TIME_WAIT reuse for a new connection per request.
 ip netns exec client sysctl -qw net.ipv4.ip_local_port_range="10000 65000" net.ipv4.tcp_tw_reuse=1
 modprobe ip_vs 2>/dev/null

@@ -16,16 +16,15 @@
 # health. The guest side is guest.sh; see docs/experiment.md for the
 # method and the results.
 #
-# Reuses the e2e tier's cached kernel, initramfs and Debian root from
-# .cache/e2e/qemu (made by make e2e-ipvs); when there are none it makes
-# its own in .cache/experiment with the same builder scripts
-# (test/e2e/qemu/*.sh, only called, never changed). keepalived and the
-# packages it needs are downloaded once (apt-get --download-only against
-# the root's own dpkg status, into .cache/experiment) and installed into
-# the root image with apt-get in a chroot. Takes the e2e tier's lock
-# (.cache/e2e/qemu/.lock) while it uses those assets and the VM runs, so
-# two VMs of this checkout never share the two cores.
-#
+# The QEMU plumbing (lock, cached kernel, initramfs and Debian root, the
+# guest unit, the boot) is test/e2e/qemu/vm.sh, shared with make
+# e2e-ipvs: the same assets in .cache/e2e/qemu, and the same per-checkout
+# lock, so that two VMs of this checkout never share the two cores.
+# keepalived and the packages it needs are downloaded once (apt-get
+# --download-only against the root's own dpkg status, into
+# .cache/experiment) and installed into the root image with apt-get in a
+# chroot.
+
 # feedbackd itself is built from the last commit (git archive HEAD), not
 # from the working tree; the experiment's own tools from this directory.
 #
@@ -56,8 +55,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 TOP=$PWD
 HERE=$TOP/test/experiment
-E2E_HELPERS=$TOP/test/e2e/qemu
-E2E_CACHE=$TOP/.cache/e2e/qemu
 CACHE=$TOP/.cache/experiment
 OUT=$HERE/out/$(date -u +%Y%m%dT%H%M%SZ)
 [ "$(id -u)" = 0 ] || { echo "experiment: needs root (mkfs.ext4 -d of a root file system, chroot)" >&2; exit 1; }
@@ -98,19 +95,12 @@ for c in $SCENARIOS; do
 done
 VM_TIMEOUT=${EXP_TIMEOUT:-$budget}
 
-need=()
-for c in qemu-system-x86_64:qemu-system-x86 mkfs.ext4:e2fsprogs flock:util-linux gnuplot:gnuplot-nox; do
-  command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
-done
-. "$TOP/test/readme/apt.sh" # apt-get that waits for the dpkg and apt locks
-if [ ${#need[@]} -gt 0 ]; then
-  echo "=== installing host packages: ${need[*]}"
-  apt_install "${need[@]}"
-fi
+. "$TOP/test/e2e/qemu/vm.sh" # the QEMU plumbing, shared with make e2e-ipvs
+vm_host_packages gnuplot:gnuplot-nox
 
 WORK=$(mktemp -d /tmp/feedbackd-experiment.XXXXXX)
 cleanup() {
-  [ ! -f "$WORK/qemu.pid" ] || kill -TERM "$(cat "$WORK/qemu.pid")" 2>/dev/null || true
+  vm_kill "$WORK"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -128,43 +118,15 @@ done
 go build -o "$WORK/bin/expreport" ./test/experiment/cmd/expreport
 
 # --- assets -----------------------------------------------------------------
-mkdir -p "$E2E_CACHE" "$CACHE"
-LOCK_WAIT=${EXP_LOCK_WAIT:-3600}
-exec 9>"$E2E_CACHE/.lock"
-if ! flock -n 9; then
-  echo "=== waiting (up to $LOCK_WAIT s) for another QEMU run to release $E2E_CACHE/.lock"
-  flock -w "$LOCK_WAIT" 9 || { echo "experiment: the e2e lock was not released within $LOCK_WAIT s" >&2; exit 1; }
-fi
-echo "=== $(date -u +%H:%M:%SZ): holding $E2E_CACHE/.lock"
-newest() { ls -1td "$@" 2>/dev/null | head -1 || true; }
-KDIR=$(newest "$E2E_CACHE"/kernel-* "$CACHE"/kernel)
-[ -n "$KDIR" ] && [ -f "$KDIR/kver" ] || {
-  echo "=== no cached kernel: preparing one with test/e2e/qemu/kernel.sh"
-  KDIR=$CACHE/kernel
-  rm -rf "$KDIR.tmp"
-  "$E2E_HELPERS/kernel.sh" "$KDIR.tmp" && mv "$KDIR.tmp" "$KDIR"
-}
-INITRD=$(newest "$E2E_CACHE"/initrd-*.gz "$CACHE"/initrd.gz)
-[ -n "$INITRD" ] || {
-  echo "=== no cached initramfs: building one with test/e2e/qemu/initramfs.sh"
-  INITRD=$CACHE/initrd.gz
-  "$E2E_HELPERS/initramfs.sh" "$KDIR" "$INITRD"
-}
-ROOTFS=$(newest "$E2E_CACHE"/rootfs-*.tar "$CACHE"/rootfs.tar)
-[ -n "$ROOTFS" ] || {
-  echo "=== no cached Debian root: debootstrap with test/e2e/qemu/rootfs.sh (about a minute)"
-  ROOTFS=$CACHE/rootfs.tar
-  "$E2E_HELPERS/rootfs.sh" "$ROOTFS" systemd,systemd-sysv,dbus,udev,kmod,ipvsadm,iproute2,procps,perl-base
-}
-KVER=$(cat "$KDIR/kver")
+mkdir -p "$CACHE"
+vm_lock "${EXP_LOCK_WAIT:-3600}"
+echo "=== $(date -u +%H:%M:%SZ): holding $VM_CACHE/.lock"
+vm_assets
 echo "=== assets: $(basename "$KDIR") ($KVER), $(basename "$INITRD"), $(basename "$ROOTFS")"
 
 # --- root image -------------------------------------------------------------
 R=$WORK/root
-mkdir "$R"
-tar -C "$R" -xf "$ROOTFS"
-mkdir -p "$R/usr/lib/modules"
-cp -a "$KDIR/modules/lib/modules/$KVER" "$R/usr/lib/modules/"
+vm_unpack_root "$R"
 # feedbackd as the packages install it: binaries, the units unchanged,
 # the modules-load.d file (a minimal equivalent of installing the .debs).
 install -m755 "$WORK/bin/feedbackd-master" "$WORK/bin/feedbackd-agent" "$R/usr/sbin/"
@@ -177,6 +139,7 @@ L=$R/usr/local/lib/experiment
 install -d "$L" "$R/mnt/out"
 install -m755 "$WORK/bin/cpuhttp" "$WORK/bin/loadgen" "$L/"
 install -m755 "$HERE/guest.sh" "$L/guest.sh"
+install -m644 "$TOP/test/e2e/guest/net.sh" "$L/net.sh"
 install -m755 "$HERE/cgroup-health.sh" "$L/cgroup-health.sh"
 # keepalived from Debian, as an operator installs it: the packages apt
 # picks for this root (its own dpkg status), downloaded once, installed
@@ -229,33 +192,8 @@ RETRIES=$retries
 QUIET_WAIT=$quiet_wait
 PARAMS
 install -m644 "$WORK/params" "$L/params"
-u=$R/etc/systemd/system
-cat >"$u/experiment.service" <<UNIT
-[Unit]
-Description=feedbackd load-balancing experiment
-After=multi-user.target
-[Service]
-Type=oneshot
-ExecStart=/usr/local/lib/experiment/guest.sh
-ExecStopPost=/bin/systemctl --no-block poweroff
-TimeoutStartSec=$((VM_TIMEOUT - 60))
-StandardOutput=journal+console
-StandardError=journal+console
-[Install]
-WantedBy=multi-user.target
-UNIT
-mkdir -p "$u/multi-user.target.wants"
-ln -sf ../experiment.service "$u/multi-user.target.wants/experiment.service"
-echo 'host /mnt/out 9p trans=virtio,version=9p2000.L,msize=512000,nofail 0 0' >>"$R/etc/fstab"
-for m in serial-getty@ttyS0.service console-getty.service getty@tty1.service \
-  apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer \
-  e2scrub_reap.service fstrim.timer man-db.timer logrotate.timer; do
-  ln -sf /dev/null "$u/$m"
-done
-echo experiment >"$R/etc/hostname"
-truncate -s 2G "$WORK/root.img"
-mkfs.ext4 -q -F -L exp-root -d "$R" "$WORK/root.img"
-rm -rf "$R"
+vm_guest_unit "$R" experiment "feedbackd load-balancing experiment" /usr/local/lib/experiment/guest.sh $((VM_TIMEOUT - 60))
+vm_mkfs "$R" "$WORK/root.img" exp-root
 
 # --- boot -------------------------------------------------------------------
 # The lock keeps out this checkout's VMs, not another checkout's, and a
@@ -270,32 +208,17 @@ if pgrep -x qemu-system-x86 >/dev/null; then
   pgrep -x qemu-system-x86 >/dev/null && echo "experiment: WARNING: another QEMU still runs; booting anyway" >&2
 fi
 SHARE=$WORK/share
-mkdir -m 755 "$SHARE"
 echo "=== $(date -u +%H:%M:%SZ): booting under QEMU TCG (-smp ${EXP_SMP:-2}, ${EXP_MEM:-1536} MiB); arms: $ARMS; scenarios: $SCENARIOS; at most $VM_TIMEOUT s"
-{
-  timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
-    -accel tcg,thread=multi -smp "${EXP_SMP:-2}" -m "${EXP_MEM:-1536}" -nographic -no-reboot -nic none \
-    -kernel "$KDIR/vmlinux" -initrd "$INITRD" \
-    -append "console=ttyS0 e2e.root=/dev/vda panic=-1 quiet systemd.show_status=0" \
-    -drive "file=$WORK/root.img,if=virtio,format=raw,cache=unsafe" \
-    -virtfs "local,path=$SHARE,mount_tag=host,security_model=none,id=host" \
-    </dev/null 2>&1 &
-  echo $! >"$WORK/qemu.pid"
-  wait $!
-  echo $? >"$WORK/qemu.rc"
-} | stdbuf -o0 tr -d '\r' | tee "$WORK/console.txt" | grep --line-buffered -a -o 'e2e-init: .*\|experiment: .*' &
-console=$!
-# Once the guest has written its status it gets 60 s to power off. Every
-# 10 s the host's load and the number of other QEMU processes go to
-# hostload.txt: the e2e lock keeps out this checkout's VMs, not another
+# Every 10 s the host's load and the number of other QEMU processes go to
+# hostload.txt: the lock keeps out this checkout's VMs, not another
 # checkout's, and a second VM on the same cores changes every figure.
 # Every second, while another QEMU runs, share/other-qemu exists and a
 # line is added to share/other-qemu.log: the guest waits for the file to
 # go before each run and repeats a run during which the log grew.
-done_at=
 tick=0
 echo "# unix_s loadavg1 other_qemu_processes" >"$WORK/hostload.txt"
-while kill -0 "$console" 2>/dev/null; do
+watch_host() {
+  local others
   tick=$((tick + 1))
   others=$(($(pgrep -c -x qemu-system-x86 || true) - 1))
   if [ "$others" -gt 0 ]; then
@@ -307,17 +230,10 @@ while kill -0 "$console" 2>/dev/null; do
   if [ $((tick % 10)) = 1 ]; then
     echo "$(date +%s) $(cut -d' ' -f1 /proc/loadavg) $others" >>"$WORK/hostload.txt"
   fi
-  if [ -z "$done_at" ] && [ -s "$SHARE/status.txt" ]; then done_at=$SECONDS; fi
-  if [ -n "$done_at" ] && [ $((SECONDS - done_at)) -ge 60 ]; then
-    echo "experiment: the guest did not power off within 60 s; stopping QEMU" >&2
-    kill -TERM "$(cat "$WORK/qemu.pid")" 2>/dev/null || true
-    done_at=$((SECONDS + 100000))
-  fi
-  sleep 1
-done
-wait "$console" || true
-flock -u 9
-echo "=== $(date -u +%H:%M:%SZ): released $E2E_CACHE/.lock"
+}
+vm_boot "$WORK" "$WORK/root.img" "${EXP_SMP:-2}" "${EXP_MEM:-1536}" "$VM_TIMEOUT" status.txt . 'e2e-init: .*\|experiment: .*' watch_host
+vm_unlock
+echo "=== $(date -u +%H:%M:%SZ): released $VM_CACHE/.lock"
 mkdir -p "$OUT"
 ln -sfn "$(basename "$OUT")" "$HERE/out/latest"
 rm -f "$SHARE/other-qemu"
@@ -328,7 +244,7 @@ awk '!/^#/ { n++; if ($3 > 0) o++ } END { printf "samples_with_another_qemu=%d/%
 if grep -q '^samples_with_another_qemu=[1-9]' "$OUT/host.txt"; then
   echo "experiment: WARNING: another QEMU shared the host during this invocation (hostload.txt); the figures are disturbed" >&2
 fi
-status=$(cat "$OUT/status.txt" 2>/dev/null || echo "no status (qemu rc $(cat "$WORK/qemu.rc" 2>/dev/null || echo ?))")
+status=$(cat "$OUT/status.txt" 2>/dev/null || echo "no status (qemu rc $VM_RC)")
 if [ "$status" != DONE ]; then
   echo "experiment: the guest did not finish: $status; console tail:" >&2
   tail -30 "$OUT/console.txt" >&2

@@ -35,6 +35,7 @@ for _ in $(seq 150); do
 done
 mountpoint -q /mnt/out || { echo "e2e-ipvs: the 9p share /mnt/out is not mounted"; exit 1; }
 . /usr/local/lib/e2e/lib.sh
+. /usr/local/lib/e2e/net.sh
 read -r BOOT_S _ </proc/uptime
 T_START=$EPOCHREALTIME
 
@@ -121,13 +122,8 @@ agent_file() {
 # realserver N: namespace rsN with eth0 10.0.0.1N/24, its peer vrsN on br0,
 # and the drop-in that puts feedbackd-agent@rsN in that namespace.
 realserver() {
-  local n=rs$1 ip=10.0.0.1$1
-  ip netns add "$n" &&
-    ip link add "v$n" type veth peer name eth0 netns "$n" &&
-    ip link set "v$n" master br0 up &&
-    ip -n "$n" addr add "$ip/24" dev eth0 &&
-    ip -n "$n" link set eth0 up &&
-    ip -n "$n" link set lo up || return 1
+  local n=rs$1
+  net_ns "$n" "10.0.0.1$1/24" || return 1
   mkdir -p "/etc/systemd/system/$(agent "$n").d"
   printf '[Service]\nNetworkNamespacePath=/run/netns/%s\n' "$n" >"/etc/systemd/system/$(agent "$n").d/netns.conf"
 }
@@ -215,7 +211,7 @@ ipvs_evidence "before"
 out=$(systemctl enable --now "$SOCK" 2>&1) || fail "systemctl enable --now $SOCK"
 log "  systemctl enable --now $SOCK: $out"
 wait_for 30 "$SOCK active" is_active "$SOCK"
-ip link add br0 type bridge && ip link set br0 up && ip addr add 10.0.0.1/24 dev br0 || fail "creating br0"
+net_bridge || fail "creating br0"
 for i in 1 2 3; do realserver $i || fail "creating realserver rs$i"; done
 agent_file rs1 "monitor = constant" "value = 80"
 agent_file rs2 "monitor = constant" "value = 40"
@@ -381,28 +377,17 @@ end
 
 # ---------------------------------------------------------------------------
 scenario_start I8 "real HTTP traffic through $VIP1 (LVS-DR) is spread over the realservers in proportion to the weights"
-# Classic LVS-DR on one L2 segment: the VIP is local on the director (so
-# IPVS sees the packets in LOCAL_IN) and on each realserver's lo, where
-# arp_ignore/arp_announce keep the realservers from answering ARP for it;
-# replies go straight from the realserver to the client.
-ip addr add $VIP1/32 dev lo 2>/dev/null || true
+# Classic LVS-DR on one L2 segment (net.sh says how).
 for i in 1 2 3; do
   n=rs$i
-  ip netns exec $n sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
-  ip -n $n addr add $VIP1/32 dev lo
+  net_dr_vip $n $VIP1 || fail "the VIP on $n"
   # A tiny HTTP server that answers with its realserver's name.
   ip netns exec $n perl -MIO::Socket::INET -e '
     my $s = IO::Socket::INET->new(LocalPort => 80, Listen => 64, ReuseAddr => 1) or die "listen: $!";
     while (my $c = $s->accept) { my $l = <$c>; print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n$ARGV[0]\n"; close $c }
   ' $n >/dev/null 2>&1 &
 done
-ip netns add client
-ip link add vclient type veth peer name eth0 netns client
-ip link set vclient master br0 up
-ip -n client addr add 10.0.0.100/24 dev eth0
-ip -n client link set eth0 up
-ip -n client link set lo up
-ip -n client route add $VIP1/32 via 10.0.0.1
+net_client $VIP1 || fail "the client namespace"
 # The weights while the traffic runs (rs3's health file still says 10).
 wait_for 30 "weights 80/40/10 on $VIP1" weights_are $VIP1 "$RS1:80 Route 80, $RS2:80 Route 40, $RS3:80 Route 10"
 ipvs_evidence "before the traffic"
@@ -699,8 +684,7 @@ wait_for 30 "master journal: AGENT=10.0.0.15 refused with REASON=not authenticat
 # An agent with the secret, from outside allow: rs9 at 10.0.9.9 on the same
 # bridge (the director answers on 10.0.9.1 too).
 ip addr add 10.0.9.1/24 dev br0 &&
-  ip netns add rs9 && ip link add vrs9 type veth peer name eth0 netns rs9 && ip link set vrs9 master br0 up &&
-  ip -n rs9 addr add 10.0.9.9/24 dev eth0 && ip -n rs9 link set eth0 up && ip -n rs9 link set lo up || fail "creating rs9"
+  net_ns rs9 10.0.9.9/24 || fail "creating rs9"
 printf 'director = 10.0.9.1\nmaster-timeout = 10\nsecret-file = /etc/feedbackd/necp.secret\n[service]\nname = www\nprotocol = tcp\nport = 80\nforwarding = DR\nmonitor = constant\nvalue = 50\n' >/tmp/outside.conf
 ip netns exec rs9 /usr/sbin/feedbackd-agent -d -c /tmp/outside.conf >/tmp/outside.txt 2>&1 &
 outside=$!
