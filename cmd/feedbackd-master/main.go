@@ -8,12 +8,10 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/daemon"
-	"github.com/lvs-feedbackd/feedbackd/internal/master"
 	"github.com/lvs-feedbackd/feedbackd/internal/metrics"
 	"github.com/lvs-feedbackd/feedbackd/internal/sd"
 )
@@ -48,12 +46,9 @@ func run(args []string, io cli.Stdio) int {
 		fmt.Fprintf(io.Stdout, "%s: configuration %s OK (%d virtual services)\n", prog, cfg.File, len(cfg.VirtualServices))
 		return cli.ExitOK
 	}
-	if o.listen != "" {
-		if cfg.Listen, err = config.ParseListen(o.listen); err != nil {
-			fmt.Fprintf(io.Stderr, "%s: --listen: %v\n", prog, err)
-			return cli.ExitUsage
-		}
-		o.listen = cfg.Listen
+	if err := o.overrideListen(cfg); err != nil {
+		fmt.Fprintf(io.Stderr, "%s: --listen: %v\n", prog, err)
+		return cli.ExitUsage
 	}
 	log, logw, closeLog, err := cli.Logger(prog, o.Debug, cfg.LogLevel, cfg.LogFile, io.Stdout, io.Stderr)
 	if err != nil {
@@ -72,23 +67,7 @@ func run(args []string, io cli.Stdio) int {
 	if err != nil {
 		return cli.Fatal(log, err)
 	}
-	var m *master.Master
-	status := func() string { return m.Summary().String() + sh.Note() }
-	obs := metricsFor(&m)
-	m, err = master.New(cfg, master.Options{
-		Logger: log, IPVS: kv, Store: store, DryRun: o.dryRun, Observer: obs,
-		LoopEvery: sd.LoopEvery(sh.Notifier.WatchdogInterval()),
-		// READY=1 once the configuration is loaded, IPVS opened and the
-		// virtual services ensured.
-		OnReady: func() {
-			log.Info("feedbackd-master ready", "version", cli.Version, "listen", ln.Addr().String(),
-				"virtual_services", len(cfg.VirtualServices), "dry_run", o.dryRun, "without_ipvs", o.withoutIPVS)
-			sh.Notifier.Ready(status())
-		},
-		// The watchdog is fed only while the loop that owns the cluster
-		// really turns.
-		OnLoop: func() { sh.Notifier.Alive(time.Now()); sh.Notifier.Status(status(), time.Second) },
-	})
+	m, obs, status, err := newMaster(cfg, o, log, kv, store, sh, ln)
 	if err != nil {
 		return cli.Fatal(log, err)
 	}

@@ -7,13 +7,16 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/control"
+	"github.com/lvs-feedbackd/feedbackd/internal/daemon"
 	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
 	"github.com/lvs-feedbackd/feedbackd/internal/master"
 	"github.com/lvs-feedbackd/feedbackd/internal/metrics"
+	"github.com/lvs-feedbackd/feedbackd/internal/sd"
 )
 
 const summary = "LVS dynamic feedback: polls feedbackd-agents over NECP and sets IPVS weights from their health."
@@ -33,6 +36,44 @@ func flags(o *options) *cli.Flags {
 	f.String(&o.stateFile, defaultStateFile, "FILE", "where to keep the list of destinations this master created", "state-file")
 	f.String(&o.controlSocket, control.DefaultSocket, "PATH", "the control socket for feedbackctl, when systemd does not pass one", "control-socket")
 	return f
+}
+
+// overrideListen applies --listen over the configuration's listen, and
+// keeps the parsed form so that a reload applies it again.
+func (o *options) overrideListen(cfg *config.Master) error {
+	if o.listen == "" {
+		return nil
+	}
+	l, err := config.ParseListen(o.listen)
+	if err != nil {
+		return err
+	}
+	cfg.Listen, o.listen = l, l
+	return nil
+}
+
+// newMaster builds the master with its metrics, wired to systemd: the
+// returned status is the STATUS= line the shell shows.
+func newMaster(cfg *config.Master, o options, log *slog.Logger, kv ipvs.IPVS, store master.Store,
+	sh *daemon.Shell, ln net.Listener) (*master.Master, *metrics.Master, func() string, error) {
+	var m *master.Master
+	status := func() string { return m.Summary().String() + sh.Note() }
+	obs := metricsFor(&m)
+	m, err := master.New(cfg, master.Options{
+		Logger: log, IPVS: kv, Store: store, DryRun: o.dryRun, Observer: obs,
+		LoopEvery: sd.LoopEvery(sh.Notifier.WatchdogInterval()),
+		// READY=1 once the configuration is loaded, IPVS opened and the
+		// virtual services ensured.
+		OnReady: func() {
+			log.Info("feedbackd-master ready", "version", cli.Version, "listen", ln.Addr().String(),
+				"virtual_services", len(cfg.VirtualServices), "dry_run", o.dryRun, "without_ipvs", o.withoutIPVS)
+			sh.Notifier.Ready(status())
+		},
+		// The watchdog is fed only while the loop that owns the cluster
+		// really turns.
+		OnLoop: func() { sh.Notifier.Alive(time.Now()); sh.Notifier.Status(status(), time.Second) },
+	})
+	return m, obs, status, err
 }
 
 // backends opens the IPVS implementation and the ownership store the
