@@ -66,6 +66,9 @@ func run(args []string, io cli.Stdio) int {
 	if err := metrics.Serve(sh.Ctx, cfg.MetricsListen, mx.Handler(), log); err != nil {
 		return cli.Fatal(log, err)
 	}
+	if err := serveAgentChecks(sh.Ctx, cfg, a, log); err != nil {
+		return cli.Fatal(log, err)
+	}
 	log.Info("feedbackd-agent starting", "version", cli.Version, "director", cfg.Director,
 		"services", len(cfg.Services), "instance", instance)
 	// Ready once the monitors are built: waiting for the master would make

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/agent"
+	"github.com/lvs-feedbackd/feedbackd/internal/agentcheck"
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/daemon"
@@ -39,4 +42,22 @@ func agentFiles(common, instance, dir string) []string {
 		return []string{common}
 	}
 	return config.AgentLayers(common, config.InstanceFile(dir, instance))
+}
+
+// serveAgentChecks opens the HAProxy agent-check listener of each service
+// that has agent-check-listen. Failing to listen stops the agent, as for
+// metrics-listen: HAProxy would otherwise keep its configured weights and
+// nothing would say why.
+func serveAgentChecks(ctx context.Context, cfg *config.Agent, a *agent.Agent, log *slog.Logger) error {
+	for _, sc := range cfg.Services {
+		if sc.AgentCheckListen == "" {
+			continue
+		}
+		addr, err := agentcheck.Listen(ctx, sc.AgentCheckListen, a.AgentCheck(sc.Name), log.With("service", sc.Name))
+		if err != nil {
+			return fmt.Errorf("service %q: agent-check-listen: %w", sc.Name, err)
+		}
+		log.Info("answering HAProxy agent-check", "service", sc.Name, "listen", addr.String())
+	}
+	return nil
 }

@@ -124,11 +124,23 @@ func (s *Sampler) sample(ctx context.Context) {
 // StaleAfter intervals (the monitor is stuck or far slower than its
 // interval, so its value no longer describes the server).
 func (s *Sampler) Health(now time.Time) uint8 {
+	h, _ := s.Reading(now)
+	return h
+}
+
+// Reading is Health with, when the health is unknown, why: for the
+// agent-check line, where a person reading it wants the reason.
+func (s *Sampler) Reading(now time.Time) (health uint8, why string) {
 	cur := s.last.Load()
-	if cur == nil || cur.err != nil || now.Sub(cur.at) > StaleAfter*s.interval {
-		return necp.HealthUnknown
+	switch {
+	case cur == nil:
+		return necp.HealthUnknown, ErrNoSample.Error()
+	case cur.err != nil:
+		return necp.HealthUnknown, cur.err.Error()
+	case now.Sub(cur.at) > StaleAfter*s.interval:
+		return necp.HealthUnknown, fmt.Sprintf("last sample %s old, more than %d intervals", now.Sub(cur.at).Round(time.Millisecond), StaleAfter)
 	}
-	return uint8(cur.health)
+	return uint8(cur.health), ""
 }
 
 // Last returns the latest sample as it is, for status and debug output.

@@ -107,6 +107,9 @@ func TestSamplerUnknownBeforeFirstSample(t *testing.T) {
 	if _, at, err := s.Last(); !errors.Is(err, ErrNoSample) || !at.IsZero() {
 		t.Fatalf("Last() = %v, %v; want ErrNoSample", at, err)
 	}
+	if h, why := s.Reading(time.Now()); h != necp.HealthUnknown || why != ErrNoSample.Error() {
+		t.Fatalf("Reading() = %d, %q; want unknown, %q", h, why, ErrNoSample)
+	}
 }
 
 func TestSamplerUnknownOnError(t *testing.T) {
@@ -124,6 +127,9 @@ func TestSamplerUnknownOnError(t *testing.T) {
 	eventually(t, "unknown", func() bool { return s.Health(time.Now()) == necp.HealthUnknown })
 	if _, _, err := s.Last(); err == nil || err.Error() != "exit status 3" {
 		t.Fatalf("Last() err = %v", err)
+	}
+	if h, why := s.Reading(time.Now()); h != necp.HealthUnknown || why != "exit status 3" {
+		t.Fatalf("Reading() = %d, %q; want unknown, the monitor's error", h, why)
 	}
 	fail.Store(false)
 	eventually(t, "health 80 again", func() bool { return s.Health(time.Now()) == 80 })
@@ -162,6 +168,12 @@ func TestSamplerStale(t *testing.T) {
 	}
 	if got := s.Health(limit.Add(time.Nanosecond)); got != necp.HealthUnknown {
 		t.Errorf("Health past %d intervals = %d, want unknown", StaleAfter, got)
+	}
+	if h, why := s.Reading(limit.Add(time.Millisecond)); h != necp.HealthUnknown || !strings.Contains(why, "old, more than 3 intervals") {
+		t.Errorf("Reading past %d intervals = %d, %q; want unknown and why", StaleAfter, h, why)
+	}
+	if h, why := s.Reading(limit); h != 42 || why != "" {
+		t.Errorf("Reading at %d intervals = %d, %q; want 42 and no reason", StaleAfter, h, why)
 	}
 	// And in real time: the stuck monitor's value goes stale by itself.
 	eventually(t, "stale", func() bool { return s.Health(time.Now()) == necp.HealthUnknown })

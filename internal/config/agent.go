@@ -17,7 +17,7 @@ import (
 // the one place that knows them.
 var (
 	agentGlobalKeys = []string{"director", "connection-retries", "master-timeout", "moduledir", "logfile", "loglevel", "secret-file", "metrics-listen"}
-	serviceKeys     = []string{"name", "protocol", "port", "forwarding", "monitor", "address"}
+	serviceKeys     = []string{"name", "protocol", "port", "forwarding", "monitor", "address", "agent-check-listen"}
 )
 
 // agentLayer is one agent file before layering: the values it sets, and
@@ -325,7 +325,29 @@ func parseService(el *errorList, b block) (s Service, ok bool) {
 			el.badValue(e, err)
 		}
 	}
+	// Optional: answer HAProxy's agent-check for this service on
+	// HOST:PORT. One listener per service, because HAProxy's agent-check
+	// names no service: the port HAProxy dials (agent-port) is what says
+	// which service it asks about.
+	if e, ok := keys["agent-check-listen"]; ok {
+		if s.AgentCheckListen, err = parseAgentCheckListen(e.value); err != nil {
+			el.badValue(e, err)
+		}
+	}
 	return s, len(el.errs) == before
+}
+
+// parseAgentCheckListen reads agent-check-listen: HOST:PORT or :PORT. The
+// port has no default: it must be the one HAProxy's agent-port names.
+func parseAgentCheckListen(v string) (string, error) {
+	addr, err := services().Listen(v, 0)
+	if err != nil {
+		return "", err
+	}
+	if !strings.Contains(v, ":") {
+		return "", fmt.Errorf("%q has no port (want HOST:PORT or :PORT, the port of HAProxy's agent-port)", v)
+	}
+	return addr, nil
 }
 
 func acceptedKeys(k monitor.Kind) string {
@@ -339,6 +361,15 @@ func acceptedKeys(k monitor.Kind) string {
 	return "it takes " + strings.Join(n, ", ")
 }
 
+// listenOverlap reports whether a listener on host would clash with the
+// one on first (host:port, same port): the same host, or either on every
+// address.
+func listenOverlap(first, host string) bool {
+	h, _, _ := strings.Cut(first, ":")
+	wild := func(x string) bool { return x == "" || x == "0.0.0.0" }
+	return h == host || wild(h) || wild(host)
+}
+
 // duplicateServices reports a second [service] for a protocol and port:
 // the master matches agent services to virtual services on exactly that
 // pair, so two blocks would be one realserver entry with two monitors.
@@ -349,8 +380,18 @@ func duplicateServices(svcs []Service) Errors {
 		port  uint16
 	}
 	seen := map[key]Service{}
+	listens := map[string]Service{} // agent-check-listen port → first service
 	var errs Errors
 	for _, s := range svcs {
+		if s.AgentCheckListen != "" {
+			host, port, _ := strings.Cut(s.AgentCheckListen, ":")
+			if first, dup := listens[port]; dup && listenOverlap(first.AgentCheckListen, host) {
+				errs = append(errs, &Error{File: s.File, Line: s.Line, Key: "agent-check-listen",
+					Msg: fmt.Sprintf("%s is already the agent-check-listen of [service] %s at %s:%d; each service needs a port of its own", s.AgentCheckListen, first.Name, first.File, first.Line)})
+			} else if !dup {
+				listens[port] = s
+			}
+		}
 		k := key{s.Protocol, s.Port}
 		first, dup := seen[k]
 		if !dup {

@@ -809,3 +809,41 @@ func TestKeepaliveDeathRelation(t *testing.T) {
 		t.Errorf("%v", err)
 	}
 }
+
+func TestAgentCheckListen(t *testing.T) {
+	a := mustAgent(t, `director = 192.0.2.1
+[service]
+name = web
+protocol = tcp
+port = 80
+forwarding = DR
+monitor = cpuload
+agent-check-listen = 127.0.0.1:9777
+
+[service]
+name = mail
+protocol = tcp
+port = 25
+forwarding = DR
+monitor = cpuload
+agent-check-listen = 127.0.0.2:9777
+
+[service]
+name = dns
+protocol = udp
+port = 53
+forwarding = DR
+monitor = cpuload
+agent-check-listen = :9778
+`)
+	for i, want := range []string{"127.0.0.1:9777", "127.0.0.2:9777", ":9778"} {
+		if got := a.Services[i].AgentCheckListen; got != want {
+			t.Errorf("service %d: agent-check-listen %q, want %q", i, got, want)
+		}
+	}
+	for _, bad := range []string{"127.0.0.1", "127.0.0.1:0", "[::1]:9777", "127.0.0.1:70000", "a b:1", ""} {
+		if got, err := parseAgentCheckListen(bad); err == nil {
+			t.Errorf("agent-check-listen = %q accepted as %q", bad, got)
+		}
+	}
+}

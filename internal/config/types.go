@@ -204,10 +204,13 @@ type Service struct {
 	// Address is the realserver address to register; the zero Addr means
 	// the source address of the agent's connection (the normal case).
 	Address netip.Addr
-	Monitor string            // canonical name, without ".so"
-	Params  map[string]string // the monitor's own keys (value, command, file, timeout, interval)
-	File    string
-	Line    int
+	// AgentCheckListen is host:port where HAProxy's agent-check is
+	// answered for this service, "" when off.
+	AgentCheckListen string
+	Monitor          string            // canonical name, without ".so"
+	Params           map[string]string // the monitor's own keys (value, command, file, timeout, interval)
+	File             string
+	Line             int
 }
 
 // WarningLines returns the warnings; it is safe on the nil result of a
