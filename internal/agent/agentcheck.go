@@ -18,6 +18,9 @@ func (a *Agent) AgentCheck(name string) func() agentcheck.State {
 		}
 		return func() agentcheck.State {
 			h, why := s.sampler.Reading(time.Now())
+			if why != "" {
+				why = "health unknown: " + why
+			}
 			return agentcheck.State{Health: h, Admin: agentcheck.Ready, Reason: why}
 		}
 	}

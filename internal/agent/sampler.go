@@ -128,17 +128,20 @@ func (s *Sampler) Health(now time.Time) uint8 {
 	return h
 }
 
-// Reading is Health with, when the health is unknown, why: for the
-// agent-check line, where a person reading it wants the reason.
+// Reading is Health with, when the health is unknown, why, in a few fixed
+// words: "no sample yet", "monitor failed" or "sample too old". It is for
+// the agent-check line, which anyone who can reach the port may read, so
+// it says no more than that; the monitor's own error, which may hold a
+// command line or a path, is in the agent's log.
 func (s *Sampler) Reading(now time.Time) (health uint8, why string) {
 	cur := s.last.Load()
 	switch {
 	case cur == nil:
 		return necp.HealthUnknown, ErrNoSample.Error()
 	case cur.err != nil:
-		return necp.HealthUnknown, cur.err.Error()
+		return necp.HealthUnknown, "monitor failed"
 	case now.Sub(cur.at) > StaleAfter*s.interval:
-		return necp.HealthUnknown, fmt.Sprintf("last sample %s old, more than %d intervals", now.Sub(cur.at).Round(time.Millisecond), StaleAfter)
+		return necp.HealthUnknown, "sample too old"
 	}
 	return uint8(cur.health), ""
 }
