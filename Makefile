@@ -126,6 +126,13 @@ package-check:
 metrics-check: build
 	./test/metrics/promtool.sh
 
+# HAProxy's agent-check answered by a real agent, checked by Debian's real
+# haproxy on loopback (fetched with apt-get download and unpacked, not
+# installed): test/haproxy/run.sh.
+.PHONY: haproxy-check
+haproxy-check: build
+	./test/haproxy/run.sh
+
 .PHONY: experiment
 experiment:
 	./test/experiment/run.sh

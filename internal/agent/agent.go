@@ -74,6 +74,7 @@ type Agent struct {
 	retries       int      // connection-retries; 0 = never give up
 	masterTimeout time.Duration
 	secret        []byte // shared secret for a master that asks (nil: none)
+	adminFile     string // local drain/maint file; "" = none
 	opts          Options
 	log           *slog.Logger
 	services      []*service
@@ -97,6 +98,9 @@ type service struct {
 	mon     monitor.Monitor
 	sampler *Sampler
 	log     *slog.Logger
+	// admin is the localadmin.State the admin file gives, read by every
+	// session and agent-check listener, written by the admin watch.
+	admin atomic.Int32
 }
 
 // New validates cfg and builds one monitor and one Sampler per service.
@@ -129,6 +133,7 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 		retries:       max(cfg.ConnectionRetries, 0),
 		masterTimeout: cfg.MasterTimeout,
 		secret:        cfg.Secret,
+		adminFile:     cfg.AdminFile,
 		opts:          opts,
 		log:           log,
 		sleep:         sleepCtx,
@@ -265,6 +270,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			s.sampler.Run(sctx)
+		}()
+	}
+	// The admin file is read before the first connection, so that a
+	// service left drained or in maintenance stays so across a restart
+	// from the very first KEEPALIVE_ACK and agent-check answer.
+	if a.adminFile != "" {
+		w := &adminWatch{a: a, path: a.adminFile}
+		w.poll()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(sctx)
 		}()
 	}
 	// Waiting for the samplers before Close keeps a Measure in flight from

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/agentcheck"
+	"github.com/lvs-feedbackd/feedbackd/internal/localadmin"
 )
 
 // AgentCheck returns what HAProxy's agent-check is answered from for the
@@ -21,7 +22,14 @@ func (a *Agent) AgentCheck(name string) func() agentcheck.State {
 			if why != "" {
 				why = "health unknown: " + why
 			}
-			return agentcheck.State{Health: h, Admin: agentcheck.Ready, Reason: why}
+			st := agentcheck.State{Health: h, Admin: agentcheck.Ready, Reason: why}
+			switch s.adminState() {
+			case localadmin.Drain:
+				st.Admin, st.Reason = agentcheck.Drain, "drained by the admin file on the realserver"
+			case localadmin.Maint:
+				st.Admin, st.Reason = agentcheck.Maint, "maintenance set by the admin file on the realserver"
+			}
+			return st
 		}
 	}
 	return nil

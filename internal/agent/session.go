@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lvs-feedbackd/feedbackd/internal/localadmin"
 	"github.com/lvs-feedbackd/feedbackd/internal/logging"
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 )
@@ -304,6 +305,12 @@ func (s *session) answer(ctx context.Context, seq uint32) error {
 	now := time.Now()
 	for i, svc := range s.a.services {
 		s.ack.Health[i].Health = svc.sampler.Health(now)
+		// Local drain and maint are health 0 on the wire: every master,
+		// old ones included, sets weight 0 at once and keeps the
+		// realserver, whose open connections go on (necp-protocol.md §6).
+		if svc.adminState() != localadmin.Ready {
+			s.ack.Health[i].Health = 0
+		}
 	}
 	s.ack.Seq = seq
 	// A master that stops reading would otherwise block the write forever

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -16,7 +17,7 @@ import (
 // monitor, which come from monitor.Lookup so that the monitor package stays
 // the one place that knows them.
 var (
-	agentGlobalKeys = []string{"director", "connection-retries", "master-timeout", "moduledir", "logfile", "loglevel", "secret-file", "metrics-listen"}
+	agentGlobalKeys = []string{"director", "connection-retries", "master-timeout", "moduledir", "logfile", "loglevel", "secret-file", "metrics-listen", "admin-file"}
 	serviceKeys     = []string{"name", "protocol", "port", "forwarding", "monitor", "address", "agent-check-listen"}
 )
 
@@ -98,6 +99,9 @@ func LoadAgent(paths ...string) (*Agent, error) {
 		if l.set["metrics-listen"] {
 			a.MetricsListen = la.MetricsListen
 		}
+		if l.set["admin-file"] {
+			a.AdminFile = la.AdminFile
+		}
 		a.Services = append(a.Services, la.Services...)
 		nservices += l.services
 	}
@@ -178,6 +182,8 @@ func (l *agentLayer) globals(el *errorList, b block) {
 			a.ConnectionRetries, err = parseCount(e.value)
 		case "metrics-listen":
 			a.MetricsListen, err = parseListen(e.value)
+		case "admin-file":
+			a.AdminFile, err = parseAdminFile(e.value)
 		case "master-timeout":
 			if a.MasterTimeout, err = parseTimer(e.value, MinMasterTimeout, "it bounds the handshake and must outlast the master's keepalive-interval"); err == nil && a.MasterTimeout <= 2*DefaultKeepaliveInterval {
 				// The HOWTO: a master-timeout close to the master's
@@ -335,6 +341,19 @@ func parseService(el *errorList, b block) (s Service, ok bool) {
 		}
 	}
 	return s, len(el.errs) == before
+}
+
+// parseAdminFile reads admin-file: an absolute path. The file itself may
+// be absent (every service ready) and is read by the running agent, so
+// only its directory must exist; a path that can never be read is refused.
+func parseAdminFile(v string) (string, error) {
+	if !filepath.IsAbs(v) {
+		return "", fmt.Errorf("%q is not an absolute path", v)
+	}
+	if st, err := os.Stat(filepath.Dir(v)); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("directory %s does not exist", filepath.Dir(v))
+	}
+	return filepath.Clean(v), nil
 }
 
 // parseAgentCheckListen reads agent-check-listen: HOST:PORT or :PORT. The

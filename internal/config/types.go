@@ -189,7 +189,10 @@ type Agent struct {
 	Secret     []byte
 	// MetricsListen is host:port for the Prometheus metrics, "" when off.
 	MetricsListen string
-	Services      []Service
+	// AdminFile is the operator's local drain/maint file, "" when none
+	// (see internal/localadmin).
+	AdminFile string
+	Services  []Service
 	// Warnings are doubts that do not stop the agent (moduledir ignored,
 	// a director that cannot resolve), formatted like Error.
 	Warnings []string
