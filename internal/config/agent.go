@@ -343,15 +343,12 @@ func parseService(el *errorList, b block) (s Service, ok bool) {
 	return s, len(el.errs) == before
 }
 
-// parseAdminFile reads admin-file: an absolute path. The file itself may
-// be absent (every service ready) and is read by the running agent, so
-// only its directory must exist; a path that can never be read is refused.
+// parseAdminFile reads admin-file: an absolute path, since the agent
+// reads it for as long as it runs, whatever its working directory. The
+// file (and its directory) may be absent: every service is then ready.
 func parseAdminFile(v string) (string, error) {
 	if !filepath.IsAbs(v) {
 		return "", fmt.Errorf("%q is not an absolute path", v)
-	}
-	if st, err := os.Stat(filepath.Dir(v)); err != nil || !st.IsDir() {
-		return "", fmt.Errorf("directory %s does not exist", filepath.Dir(v))
 	}
 	return filepath.Clean(v), nil
 }

@@ -21,6 +21,7 @@ func TestEveryAgentKeyLayers(t *testing.T) {
 		"loglevel":           "DEBUG",
 		"secret-file":        "",
 		"metrics-listen":     "127.0.0.1:9263",
+		"admin-file":         "/etc/feedbackd/admin",
 	}
 	dir := t.TempDir()
 	base := filepath.Join(dir, "agent.conf")
