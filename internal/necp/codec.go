@@ -48,8 +48,12 @@ func (m *Message) AppendBinary(b []byte) ([]byte, error) {
 
 	switch m.Type {
 	case TypeStart, TypeStop:
-		b = appendListHeader(b, len(m.Services))
+		b = appendListHeader(b, wireRecords(m.Services))
 		for _, s := range m.Services {
+			if s.extended() || s.Unsupported > 0 {
+				b = appendExtended(b, s)
+				continue
+			}
 			b = append(b, s.Protocol, byte(s.Forwarding))
 			b = binary.BigEndian.AppendUint16(b, s.Port)
 			var a [4]byte // the zero Addr goes out as 0.0.0.0: "use the peer"
@@ -87,13 +91,13 @@ func (m *Message) payloadLen() (int, error) {
 	var count int
 	switch m.Type {
 	case TypeStart, TypeStop:
-		count = len(m.Services)
+		// IPv4-mapped IPv6 goes out as IPv4 (that is how a dual-stack
+		// socket reports an IPv4 peer: the same address); real IPv6 as an
+		// extended entry (§5.5).
+		count = wireRecords(m.Services)
 		for i, s := range m.Services {
-			// IPv4-mapped IPv6 is accepted because that is how a
-			// dual-stack socket reports an IPv4 peer; it is the same
-			// address on the wire.
-			if s.Address.IsValid() && !s.Address.Unmap().Is4() {
-				return 0, malformed("%v service %d: address %v is not IPv4", m.Type, i, s.Address)
+			if s.extended() && s.Address.Zone() != "" {
+				return 0, malformed("%v service %d: address %v has a zone, which NECP cannot carry", m.Type, i, s.Address)
 			}
 		}
 	case TypeStartAck:
@@ -119,6 +123,41 @@ func (m *Message) payloadLen() (int, error) {
 		return 0, malformed("%v with %d records needs %d bytes, above maximum %d", m.Type, count, HeaderLen+n, MaxMessageLen)
 	}
 	return n, nil
+}
+
+// wireRecords is the count field of a service list: extended entries
+// take several records.
+func wireRecords(svcs []ServiceRecord) int {
+	n := 0
+	for _, s := range svcs {
+		n += s.span()
+	}
+	return n
+}
+
+// appendExtended appends s, which has an IPv6 address, as a head record
+// and its continuation records (§5.5).
+func appendExtended(b []byte, s ServiceRecord) []byte {
+	b = append(b, s.Protocol, byte(s.Forwarding|ForwardExtended))
+	b = binary.BigEndian.AppendUint16(b, s.Port)
+	if s.Unsupported > 0 {
+		// Only tests and the fuzzer send one again: version 0, whose
+		// continuations carry nothing, keeps its size and its answer.
+		b = append(b, 0, 0, s.Unsupported-1, 0)
+		for range s.Unsupported - 1 {
+			b = append(b, 0, forwardContinuation, 0, 0, 0, 0, 0, 0)
+		}
+		return b
+	}
+	b = append(b, ExtVersion, FamilyIPv6, extIPv6Continuations, 0)
+	var data [extIPv6Continuations * contDataLen]byte // zero padding at the end
+	a := s.Address.As16()
+	copy(data[:], a[:])
+	for c := range slices.Chunk(data[:], contDataLen) {
+		b = append(b, 0, forwardContinuation)
+		b = append(b, c...)
+	}
+	return b
 }
 
 func appendListHeader(b []byte, count int) []byte {
@@ -192,6 +231,11 @@ func (m *Message) decode(h, p []byte) error {
 		if need, _ := listBytes(t, count); len(p) != need {
 			return malformed("%v count %d needs %d record bytes, have %d", t, count, need, len(p))
 		}
+		if t == TypeStart || t == TypeStop {
+			if err := checkExtended(t, p); err != nil {
+				return err
+			}
+		}
 	} else if t == TypeInitAck || t == TypeAuth {
 		// INIT_ACK: empty, or a challenge; AUTH: always the MAC.
 		if !(len(p) == authPayloadLen || t == TypeInitAck && len(p) == 0) {
@@ -221,7 +265,18 @@ func (m *Message) decode(h, p []byte) error {
 		}
 	case TypeStart, TypeStop:
 		m.Services = slices.Grow(m.Services, count)
-		for r := range slices.Chunk(p, serviceRecordLen) {
+		for len(p) > 0 {
+			r := p[:serviceRecordLen]
+			if Forwarding(r[1])&ForwardExtended != 0 && r[1] != forwardContinuation {
+				// Checked by checkExtended before anything was changed.
+				n := 1 + int(r[6])
+				m.Services = append(m.Services, decodeExtended(p[:n*serviceRecordLen]))
+				p = p[n*serviceRecordLen:]
+				continue
+			}
+			// A continuation record with no head record before it is left
+			// as it is: its forwarding code is no method, so the master
+			// refuses it like any other bad code (§5.1).
 			var addr netip.Addr // 0.0.0.0 means "use the peer": the zero Addr says so
 			if a := [4]byte(r[4:8]); a != [4]byte{} {
 				addr = netip.AddrFrom4(a)
@@ -232,6 +287,7 @@ func (m *Message) decode(h, p []byte) error {
 				Port:       binary.BigEndian.Uint16(r[2:]),
 				Address:    addr,
 			})
+			p = p[serviceRecordLen:]
 		}
 	case TypeStartAck:
 		m.Statuses = slices.Grow(m.Statuses, count)
@@ -249,4 +305,115 @@ func (m *Message) decode(h, p []byte) error {
 		}
 	}
 	return nil
+}
+
+// checkExtended checks the framing of the extended entries in the service
+// records p (§5.5): each head record must be followed by as many
+// continuation records as it announces, and a known entry must be well
+// formed. Anything else is a protocol error, like any count that does not
+// explain the bytes.
+func checkExtended(t Type, p []byte) error {
+	for i := 0; i < len(p); {
+		r := p[i : i+serviceRecordLen]
+		i += serviceRecordLen
+		if Forwarding(r[1])&ForwardExtended == 0 || r[1] == forwardContinuation {
+			continue
+		}
+		n := int(r[6])
+		if len(p)-i < n*serviceRecordLen {
+			return malformed("%v extended entry announces %d continuation records, %d follow", t, n, (len(p)-i)/serviceRecordLen)
+		}
+		for c := range n {
+			if cr := p[i+c*serviceRecordLen:]; cr[0] != 0 || cr[1] != forwardContinuation {
+				return malformed("%v extended entry: record %d of %d is not a continuation record", t, c+1, n)
+			}
+		}
+		if r[4] == ExtVersion && r[5] == FamilyIPv6 {
+			if n != extIPv6Continuations {
+				return malformed("%v extended IPv6 entry with %d continuation records (want %d)", t, n, extIPv6Continuations)
+			}
+			if a := extIPv6Addr(p[i : i+n*serviceRecordLen]); a.Is4In6() {
+				return malformed("%v extended entry carries the IPv4-mapped address %v (IPv4 goes in a plain record)", t, a)
+			}
+		}
+		i += n * serviceRecordLen
+	}
+	return nil
+}
+
+// decodeExtended reads one extended entry, head record and continuations,
+// already checked by checkExtended.
+func decodeExtended(p []byte) ServiceRecord {
+	r := ServiceRecord{
+		Protocol:   p[0],
+		Forwarding: Forwarding(p[1]) &^ ForwardExtended,
+		Port:       binary.BigEndian.Uint16(p[2:]),
+	}
+	if p[4] != ExtVersion || p[5] != FamilyIPv6 {
+		// Understood as an entry, not readable: answered "refused", and
+		// each continuation "continued" (§5.5).
+		r.Unsupported = uint8(len(p) / serviceRecordLen)
+		return r
+	}
+	// :: is kept as it is (the master reads it as "use the peer", like
+	// 0.0.0.0), so that the entry re-encodes to the same bytes.
+	r.Address = extIPv6Addr(p[serviceRecordLen:])
+	return r
+}
+
+// extIPv6Addr gathers the 16 address bytes from continuation records.
+func extIPv6Addr(cont []byte) netip.Addr {
+	var data [extIPv6Continuations * contDataLen]byte
+	for c := range extIPv6Continuations {
+		copy(data[c*contDataLen:], cont[c*serviceRecordLen+2:(c+1)*serviceRecordLen])
+	}
+	return netip.AddrFrom16([16]byte(data[:16]))
+}
+
+// AckStatuses turns the master's answer for each START entry into the
+// status list of the START_ACK, which has one status per wire record
+// (§5.2): each continuation record of an extended entry is answered
+// StatusContinued. Without extended entries st is returned as it is.
+func AckStatuses(recs []ServiceRecord, st []Status) []Status {
+	if wireRecords(recs) == len(recs) {
+		return st
+	}
+	out := make([]Status, 0, wireRecords(recs))
+	for i, r := range recs {
+		s := StatusRefused
+		if i < len(st) {
+			s = st[i]
+		}
+		out = append(out, s)
+		for range r.span() - 1 {
+			out = append(out, StatusContinued)
+		}
+	}
+	return out
+}
+
+// EntryStatuses is the agent's side of AckStatuses: it maps the START_ACK's
+// wire statuses back to the entries sent. unsupported reports that a
+// continuation record was answered with something other than
+// StatusContinued, as a master older than §5.5 does: such entries are
+// refused. Entries the list does not reach are left out, so a short answer
+// gives a shorter result.
+func EntryStatuses(sent []ServiceRecord, wire []Status) (st []Status, unsupported bool) {
+	st = make([]Status, 0, len(sent))
+	k := 0
+	for _, r := range sent {
+		n := r.span()
+		if k+n > len(wire) {
+			break
+		}
+		s := wire[k]
+		for _, c := range wire[k+1 : k+n] {
+			if c != StatusContinued {
+				s, unsupported = StatusRefused, true
+			}
+		}
+		st = append(st, s)
+		k += n
+	}
+	return st, unsupported
 }

@@ -100,6 +100,39 @@ const (
 	StatusAccepted Status = 0 // added to at least one virtual service
 	StatusNoMatch  Status = 1 // no [virtual-service] with this protocol and port
 	StatusRefused  Status = 2 // bad forwarding code, address not allowed, ...
+	// StatusContinued answers each continuation record of an extended
+	// entry (§5.5). A master older than the extension answers them
+	// StatusRefused (their forwarding byte is no method it knows), which is
+	// how an agent tells it has no support for the extension.
+	StatusContinued Status = 3
+)
+
+// Extended entries of a service list (§5.5): an address that does not fit
+// the 4-byte field of §5.1 travels in continuation records after a head
+// record. Every byte a master older than the extension sees in them is a
+// forwarding code it refuses, so it answers "refused" instead of adding a
+// realserver made of address bytes.
+const (
+	// ForwardExtended is set in the forwarding byte of a head record; the
+	// low bits keep the forwarding method.
+	ForwardExtended Forwarding = 0x80
+	// forwardContinuation is the forwarding byte of a continuation record
+	// (its protocol byte is 0, which no virtual service has).
+	forwardContinuation = 0xff
+	// contDataLen: the port and address fields of a continuation record
+	// carry data, 6 bytes each.
+	contDataLen = 6
+	// ExtVersion is the only version of the extension this implementation
+	// reads; an entry of another version is answered "refused" with its
+	// continuations "continued", so a newer agent can tell "understood,
+	// not supported" from "not understood".
+	ExtVersion uint8 = 1
+	// FamilyIPv6 is the IANA address family number of IPv6 (1 is IPv4,
+	// which never needs an extended entry).
+	FamilyIPv6 uint8 = 2
+	// extIPv6Continuations: 16 address bytes in 6-byte pieces, the last
+	// padded with 2 zero bytes.
+	extIPv6Continuations = 3
 )
 
 // Health values (§5.3, §6).

@@ -29,9 +29,10 @@ var (
 		ForwardNAT:  "NAT",
 	}
 	statusNames = [...]string{
-		StatusAccepted: "accepted",
-		StatusNoMatch:  "no match",
-		StatusRefused:  "refused",
+		StatusAccepted:  "accepted",
+		StatusNoMatch:   "no match",
+		StatusRefused:   "refused",
+		StatusContinued: "continued",
 	}
 )
 
