@@ -43,7 +43,9 @@ type Options struct {
 	// Logger receives the agent's log lines; nil discards them.
 	Logger *slog.Logger
 	// Dial opens the TCP connection to the master; nil means a net.Dialer
-	// with a DefaultDialTimeout timeout on "tcp4" (NECP is IPv4-only in v1).
+	// with a DefaultDialTimeout timeout on "tcp": an IPv6 literal or a name
+	// with AAAA records reaches the master over IPv6 (Happy Eyeballs
+	// between the families of a name's addresses).
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// ProcRoot is handed to the monitors (cpuload reads ProcRoot/stat).
 	ProcRoot string
@@ -157,7 +159,7 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 	if a.opts.Dial == nil {
 		d := &net.Dialer{Timeout: DefaultDialTimeout}
 		a.opts.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
-			return d.DialContext(ctx, "tcp4", addr)
+			return d.DialContext(ctx, "tcp", addr)
 		}
 	}
 	for _, sc := range cfg.Services {

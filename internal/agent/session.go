@@ -142,7 +142,16 @@ func (s *session) handshake(ctx context.Context) error {
 		return fmt.Errorf("waiting for START_ACK: %w", err)
 	}
 
-	accepted := s.logStatuses(ack.Statuses)
+	st, unsupported := necp.EntryStatuses(start.Services, ack.Statuses)
+	if unsupported {
+		// An older master answers each record of an extended entry as a
+		// bad forwarding code (necp-protocol.md §5.5): say what that
+		// means, once per connection; logStatuses names the services.
+		s.log.Error("the master does not support IPv6 address claims (NECP START extension, necp-protocol.md §5.5): "+
+			"it refused every service whose address = is IPv6; upgrade feedbackd-master, or remove address = from those services",
+			"director", s.director)
+	}
+	accepted := s.logStatuses(st, len(ack.Statuses) != necp.WireRecords(start.Services))
 	local := hostOf(s.conn.LocalAddr())
 	s.log.Info("registered with master", "realserver", local, "services", len(s.a.services), "accepted", accepted)
 	s.a.state(s.director, true, fmt.Sprintf("connected to director %s as %s; %d of %d services accepted",
@@ -187,8 +196,8 @@ func (s *session) authenticate(c necp.Auth) error {
 // bug; the services it did answer for are still reported, the others are
 // logged as unanswered, and the session carries on, because reconnecting
 // would get the same answer.
-func (s *session) logStatuses(st []necp.Status) (accepted int) {
-	if len(st) != len(s.a.services) {
+func (s *session) logStatuses(st []necp.Status, miscounted bool) (accepted int) {
+	if miscounted || len(st) != len(s.a.services) {
 		s.log.Warn("START_ACK answers a different number of services than were sent",
 			"sent", len(s.a.services), "answered", len(st))
 	}

@@ -319,14 +319,14 @@ max-weight = 65535
 func TestListen(t *testing.T) {
 	for in, want := range map[string]string{
 		":3262": ":3262", ":4000": ":4000", "0.0.0.0": "0.0.0.0:3262", "127.0.0.1:99": "127.0.0.1:99",
-		"localhost": "localhost:3262", ":www": ":80",
+		"localhost": "localhost:3262", ":www": ":80", "::1": "[::1]:3262", "[::]:3262": "[::]:3262",
 	} {
 		m := mustMaster(t, "listen = "+in+"\n"+minimalVS)
 		if m.Listen != want {
 			t.Errorf("listen = %s: got %q, want %q", in, m.Listen, want)
 		}
 	}
-	for _, in := range []string{"::1", "[::]:3262", "host name", "10.0.0.1:0", "a_b:80", ":"} {
+	for _, in := range []string{"[::1", "[::]3262", "host name", "10.0.0.1:0", "a_b:80", ":"} {
 		if _, err := ParseMaster("m", []byte("listen = "+in+"\n"+minimalVS)); err == nil {
 			t.Errorf("listen = %s accepted", in)
 		}
@@ -337,6 +337,7 @@ func TestDirector(t *testing.T) {
 	for in, want := range map[string]string{
 		"192.0.2.1": "192.0.2.1:3262", "192.0.2.1:4000": "192.0.2.1:4000", "lb": "lb:3262",
 		"lb.example.com.:http": "lb.example.com.:80", "$DIP": "$DIP:3262",
+		"::1": "[::1]:3262", "[2001:db8::1]:3262": "[2001:db8::1]:3262", "[2001:db8::1]:4000": "[2001:db8::1]:4000",
 	} {
 		a := mustAgent(t, "director = "+in+"\n")
 		if a.Director != want {
@@ -346,7 +347,8 @@ func TestDirector(t *testing.T) {
 			t.Errorf("director = %s: warnings %q", in, a.Warnings)
 		}
 	}
-	for _, in := range []string{"", ":3262", "0.0.0.0", "::1", "[2001:db8::1]:3262", "lb:70000", "lb:", "a a", "192.0.2.1, 192.0.2.1:3262", ","} {
+	for _, in := range []string{"", ":3262", "0.0.0.0", "::", "[2001:db8::1", "lb:70000", "lb:", "a a", "192.0.2.1, 192.0.2.1:3262", ",",
+		"[::1]:3262 ::1"} {
 		if _, err := ParseAgent("a", []byte("director = "+in+"\n")); err == nil {
 			t.Errorf("director = %q accepted", in)
 		}
@@ -356,6 +358,11 @@ func TestDirector(t *testing.T) {
 	if want := []string{"192.0.2.1:3262", "192.0.2.2:4000", "lb:3262"}; !slices.Equal(a.Directors, want) ||
 		a.Director != "192.0.2.1:3262, 192.0.2.2:4000, lb:3262" {
 		t.Errorf("three directors: %q (%q)", a.Directors, a.Director)
+	}
+	// Both families in one list.
+	a = mustAgent(t, "director = 192.0.2.1 [2001:db8::1]:4000, 2001:db8::2\n")
+	if want := []string{"192.0.2.1:3262", "[2001:db8::1]:4000", "[2001:db8::2]:3262"}; !slices.Equal(a.Directors, want) {
+		t.Errorf("two families: %q", a.Directors)
 	}
 }
 

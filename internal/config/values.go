@@ -64,7 +64,7 @@ func parseScheduler(s string) (string, error) {
 	return "", fmt.Errorf("unknown scheduler %q (want one of %s)", s, strings.Join(schedulers, " "))
 }
 
-// parseVIP reads a virtual service or realserver address (IPv4 only in v1).
+// parseVIP reads a virtual service or realserver address, IPv4 or IPv6.
 func parseVIP(s string) (netip.Addr, error) { return value.Address(s) }
 
 // parseDirector reads the agent's director = HOST[:PORT] (port 3262 by
@@ -100,7 +100,7 @@ func parseDirectors(s string) (addrs, warnings []string, err error) {
 }
 
 // ParseListen checks a listen address as the `listen` key and the master's
-// --listen flag take it: host:port, :port, or a bare IPv4 host (port 3262).
+// --listen flag take it: host:port, [v6]:port, :port, or a bare host (port 3262).
 func ParseListen(s string) (string, error) { return parseListen(s) }
 
 func parseListen(s string) (string, error) { return services().Listen(s, necp.DefaultPort) }

@@ -168,6 +168,12 @@ func (t *table) claimRefusal(addr netip.Addr) string {
 // START is not said again at every reload.
 func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, now time.Time, loud bool) (necp.Status, []destID) {
 	log := t.log.With("agent", si.peer.String(), "service", serviceName(rec.Protocol, rec.Port))
+	if rec.Unsupported > 0 {
+		t.obs.Refused("unsupported extension")
+		log.Warn("refused service: its START entry uses an extension version or address family this master does not know (necp-protocol.md §5.5)",
+			"reason", "unsupported extension")
+		return necp.StatusRefused, nil
+	}
 	fwd, ok := forwardingFromNECP(rec.Forwarding)
 	if !ok {
 		t.obs.Refused("invalid forwarding")
@@ -189,12 +195,14 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 		}
 		addr = c
 	}
-	if !addr.Is4() {
-		t.obs.Refused("not IPv4")
-		log.Warn("refused service: realserver address is not IPv4", "realserver", addr.String(), "reason", "not IPv4")
+	if addr.Is6() && (!addr.IsGlobalUnicast() && !addr.IsLoopback() || addr.Zone() != "") {
+		// Link-local and other scoped addresses cannot be put into IPVS
+		// (it has no zone), and multicast or unspecified is no realserver.
+		t.obs.Refused("invalid address")
+		log.Warn("refused service: the realserver address cannot be an IPVS destination", "realserver", addr.String(), "reason", "invalid address")
 		return necp.StatusRefused, nil
 	}
-	matched := false
+	matched, mixed := false, false
 	var ids []destID
 	for i := range t.cfg.VirtualServices {
 		vs := &t.cfg.VirtualServices[i]
@@ -202,6 +210,14 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 			continue
 		}
 		matched = true
+		if vs.Address.Is4() != addr.Is4() {
+			// IPVS can forward across families only by tunnel, and the
+			// netlink library in use cannot send a destination's family
+			// (ipvs.CheckDestination): the same-family virtual services
+			// of this port still take the realserver.
+			mixed = true
+			continue
+		}
 		id := destID{vsKey(vs), ipvs.DestKey{Address: addr, Port: rec.Port}}
 		if t.dormant[id] {
 			// Recorded as ours, not yet adopted (its virtual service came
@@ -235,6 +251,13 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 	switch {
 	case len(ids) > 0:
 		return necp.StatusAccepted, ids
+	case mixed:
+		if loud {
+			t.obs.Refused("address family mismatch")
+			log.Warn("refused service: the realserver's address family differs from that of every virtual service of this port; IPVS cannot mix IPv4 and IPv6 here",
+				"realserver", addr.String(), "reason", "address family mismatch")
+		}
+		return necp.StatusRefused, nil
 	case matched:
 		return necp.StatusRefused, nil
 	}

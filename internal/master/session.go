@@ -342,7 +342,8 @@ func (s *session) onStart(ctx context.Context, m *necp.Message, now time.Time) b
 	// A START may add destinations: the next report goes to the owner
 	// even if it is unchanged.
 	s.sentHealth = false
-	if !s.write(necp.TypeStartAck, m.Seq, st) {
+	// One status per wire record: extended entries (§5.5) get theirs.
+	if !s.write(necp.TypeStartAck, m.Seq, necp.AckStatuses(recs, st)) {
 		return false
 	}
 	if s.state != sActive {

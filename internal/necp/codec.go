@@ -125,8 +125,10 @@ func (m *Message) payloadLen() (int, error) {
 	return n, nil
 }
 
-// wireRecords is the count field of a service list: extended entries
-// take several records.
+// WireRecords is the count field of the service list that carries svcs:
+// extended entries (§5.5) take several records each.
+func WireRecords(svcs []ServiceRecord) int { return wireRecords(svcs) }
+
 func wireRecords(svcs []ServiceRecord) int {
 	n := 0
 	for _, s := range svcs {

@@ -9,17 +9,22 @@ import (
 )
 
 // Address reads a service address, a virtual service's or a realserver's:
-// IPv4 only in v1, because NECP service records carry 4-byte addresses
-// (necp-protocol.md §1).
+// IPv4 or IPv6. An IPv4-mapped IPv6 address is refused with the IPv4
+// spelling to use, since IPVS would make it an IPv6 service; so is any
+// address IPVS cannot hold (a zone) or that is no host (unspecified,
+// multicast, broadcast, IPv6 link-local, which needs a zone).
 func Address(s string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("invalid address %q (want an IPv4 address such as 192.0.2.10)", s)
+		return netip.Addr{}, fmt.Errorf("invalid address %q (want an address such as 192.0.2.10 or 2001:db8::10)", s)
 	}
-	if !a.Is4() {
-		return netip.Addr{}, fmt.Errorf("address %q is not IPv4 (IPv6 is not supported in this version)", s)
-	}
-	if a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+	switch {
+	case a.Is4In6():
+		return netip.Addr{}, fmt.Errorf("address %q is IPv4-mapped IPv6; write it as %s", s, a.Unmap())
+	case a.Zone() != "":
+		return netip.Addr{}, fmt.Errorf("address %q has a zone, which IPVS cannot hold", s)
+	case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) ||
+		a.Is6() && a.IsLinkLocalUnicast():
 		return netip.Addr{}, fmt.Errorf("address %q cannot be a virtual service address", s)
 	}
 	return a, nil
@@ -89,20 +94,39 @@ func Hostname(s string) bool {
 	return true
 }
 
-// HostPort splits "host:port", ":port" or a bare "host" (port defaulting
-// to defPort); the port is a number or a TCP service name. IPv6 literals
-// are refused, bracketed or not, since v1 is IPv4 only: a master reached
-// over IPv6 would see an IPv6 realserver address that it cannot put into a
-// NECP record.
+// HostPort splits "host:port", ":port", "[v6]:port", "[v6]" or a bare
+// "host" (port defaulting to defPort); the port is a number or a TCP
+// service name. A bare IPv6 literal ("2001:db8::1") is taken whole as the
+// host, so that its last group is never mistaken for a port.
 func (sv Services) HostPort(s string, defPort uint16) (host string, port uint16, err error) {
 	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		return "", 0, fmt.Errorf("%q contains spaces or control characters", s)
 	}
-	if strings.HasPrefix(s, "[") || strings.Count(s, ":") > 1 {
-		return "", 0, fmt.Errorf("%q: IPv6 is not supported in this version (IPv4 only)", s)
-	}
-	host, p, found := strings.Cut(s, ":")
 	port = defPort
+	p, found := "", false
+	switch {
+	case strings.HasPrefix(s, "["):
+		end := strings.Index(s, "]")
+		if end < 0 {
+			return "", 0, fmt.Errorf("%q: missing ] after the IPv6 address", s)
+		}
+		host, p = s[1:end], s[end+1:]
+		if a, perr := netip.ParseAddr(host); perr != nil || !a.Is6() {
+			return "", 0, fmt.Errorf("%q: %q in brackets is not an IPv6 address", s, host)
+		}
+		if p != "" {
+			if p, found = strings.CutPrefix(p, ":"); !found {
+				return "", 0, fmt.Errorf("%q: want [IPv6]:PORT", s)
+			}
+		}
+	case strings.Count(s, ":") > 1:
+		if _, perr := netip.ParseAddr(s); perr != nil {
+			return "", 0, fmt.Errorf("%q: invalid IPv6 address (write [ADDRESS]:PORT to give a port)", s)
+		}
+		host = s
+	default:
+		host, p, found = strings.Cut(s, ":")
+	}
 	if found {
 		if port, err = sv.Port(p, "tcp"); err != nil {
 			return "", 0, err
@@ -111,13 +135,14 @@ func (sv Services) HostPort(s string, defPort uint16) (host string, port uint16,
 	return host, port, nil
 }
 
-// Director reads the agent's director = HOST[:PORT], and returns it as
-// host:port. Any host that is not an IP is left for resolution at connect
-// time (the director may not be resolvable when -t runs, and DNS may
-// change between restarts). A host that cannot possibly resolve, such as
-// the HOWTO sample's literal "$DIP", is only a warning: the HOWTO's sample
-// file must pass -t unchanged, and the agent will then fail, with a clear
-// log line, when it tries to connect.
+// Director reads the agent's director = HOST[:PORT] (an IPv6 literal in
+// brackets when it has a port), and returns it as host:port. Any host
+// that is not an IP is left for resolution at connect time (the director
+// may not be resolvable when -t runs, and DNS may change between
+// restarts); its A and AAAA records are both tried. A host that cannot
+// possibly resolve, such as the HOWTO sample's literal "$DIP", is only a
+// warning: the HOWTO's sample file must pass -t unchanged, and the agent
+// will then fail, with a clear log line, when it tries to connect.
 func (sv Services) Director(s string, defPort uint16) (addr, warning string, err error) {
 	host, port, err := sv.HostPort(s, defPort)
 	if err != nil {
@@ -127,31 +152,29 @@ func (sv Services) Director(s string, defPort uint16) (addr, warning string, err
 		return "", "", fmt.Errorf("invalid director %q: missing host", s)
 	}
 	if a, perr := netip.ParseAddr(host); perr == nil {
-		if !a.Is4() {
-			return "", "", fmt.Errorf("director %q is not IPv4 (IPv6 is not supported in this version)", s)
-		}
 		if a.IsUnspecified() || a.IsMulticast() {
 			return "", "", fmt.Errorf("director %q is not an address one can connect to", s)
 		}
+		if a.Is4In6() {
+			return "", "", fmt.Errorf("director %q is IPv4-mapped IPv6; write it as %s", s, a.Unmap())
+		}
+		host = a.String() // one spelling, so that a director listed twice is seen
 	} else if !Hostname(host) {
-		warning = fmt.Sprintf("director %q is neither an IPv4 address nor a valid hostname; connecting will fail until it is replaced", host)
+		warning = fmt.Sprintf("director %q is neither an IP address nor a valid hostname; connecting will fail until it is replaced", host)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(int(port))), warning, nil
 }
 
-// Listen reads a listening address, HOST:PORT, :PORT or a bare IPv4 HOST
-// (port defPort), and returns it as host:port ("" host: every address).
+// Listen reads a listening address, HOST:PORT, [IPv6]:PORT, :PORT or a bare
+// HOST (port defPort), and returns it as host:port ("" host: every address
+// of both families).
 func (sv Services) Listen(s string, defPort uint16) (string, error) {
 	host, port, err := sv.HostPort(s, defPort)
 	if err != nil {
 		return "", err
 	}
 	if host != "" {
-		if a, perr := netip.ParseAddr(host); perr == nil {
-			if !a.Is4() {
-				return "", fmt.Errorf("listen address %q is not IPv4 (IPv6 is not supported in this version)", s)
-			}
-		} else if !Hostname(host) {
+		if _, perr := netip.ParseAddr(host); perr != nil && !Hostname(host) {
 			return "", fmt.Errorf("invalid listen host %q", host)
 		}
 	}

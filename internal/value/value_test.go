@@ -114,13 +114,18 @@ func TestBool(t *testing.T) {
 }
 
 func TestAddress(t *testing.T) {
-	if a, err := Address("192.0.2.10"); err != nil || a != netip.MustParseAddr("192.0.2.10") {
-		t.Errorf("%v %v", a, err)
+	for _, in := range []string{"192.0.2.10", "2001:db8::10", "::1"} {
+		if a, err := Address(in); err != nil || a != netip.MustParseAddr(in) {
+			t.Errorf("%s: %v %v", in, a, err)
+		}
 	}
 	for in, want := range map[string]string{
 		"web":             "invalid address",
-		"2001:db8::1":     "is not IPv4",
-		"::ffff:10.0.0.1": "is not IPv4",
+		"::ffff:10.0.0.1": "write it as 10.0.0.1",
+		"fe80::1%eth0":    "has a zone",
+		"fe80::1":         "cannot be a virtual service address",
+		"::":              "cannot be a virtual service address",
+		"ff02::1":         "cannot be a virtual service address",
 		"0.0.0.0":         "cannot be a virtual service address",
 		"224.0.0.1":       "cannot be a virtual service address",
 		"255.255.255.255": "cannot be a virtual service address",
@@ -213,25 +218,29 @@ func TestHostPorts(t *testing.T) {
 	for in, want := range map[string]string{
 		"192.0.2.1": "192.0.2.1:3262", "192.0.2.1:4000": "192.0.2.1:4000", "lb": "lb:3262",
 		"lb.example.com.:www": "lb.example.com.:80", "$DIP": "$DIP:3262",
+		"::1": "[::1]:3262", "[2001:db8::1]:3262": "[2001:db8::1]:3262", "[2001:db8::1]": "[2001:db8::1]:3262",
+		"2001:DB8:0::1": "[2001:db8::1]:3262", "[2001:db8::1]:www": "[2001:db8::1]:80",
 	} {
 		got, warn, err := sv.Director(in, 3262)
 		if err != nil || got != want || (warn != "") != (in == "$DIP") {
 			t.Errorf("Director(%q) = %q, %q, %v; want %q", in, got, warn, err, want)
 		}
 	}
-	for _, in := range []string{"", ":3262", "0.0.0.0", "224.0.0.1", "::1", "[2001:db8::1]:3262", "lb:70000", "lb:", "a b", "lb:ntp"} {
+	for _, in := range []string{"", ":3262", "0.0.0.0", "224.0.0.1", "lb:70000", "lb:", "a b", "lb:ntp",
+		"[::]:3262", "::", "[2001:db8::1", "[2001:db8::1]3262", "[192.0.2.1]:3262", "2001:db8::1::2", "[::ffff:10.0.0.1]", "[lb]:3262"} {
 		if got, _, err := sv.Director(in, 3262); err == nil {
 			t.Errorf("Director(%q) = %q, want an error", in, got)
 		}
 	}
 	for in, want := range map[string]string{
 		":3262": ":3262", "0.0.0.0": "0.0.0.0:3262", "127.0.0.1:99": "127.0.0.1:99", "localhost": "localhost:3262", ":www": ":80",
+		"::1": "[::1]:3262", "[::]:3262": "[::]:3262", "[2001:db8::1]:99": "[2001:db8::1]:99",
 	} {
 		if got, err := sv.Listen(in, 3262); err != nil || got != want {
 			t.Errorf("Listen(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"::1", "[::]:3262", "host name", "10.0.0.1:0", "a_b:80", ":"} {
+	for _, in := range []string{"[::1]3262", "[::1", "host name", "10.0.0.1:0", "a_b:80", ":", "[::1]:0"} {
 		if got, err := sv.Listen(in, 3262); err == nil {
 			t.Errorf("Listen(%q) = %q, want an error", in, got)
 		}
