@@ -111,7 +111,8 @@ func (a *Agent) Init() (necp.Message, error) {
 	return ack, a.Send(necp.Message{Type: necp.TypeAuth, Seq: a.nextSeq(), Auth: necp.Answer(a.opts.Secret, ack.Auth)})
 }
 
-// Start sends START with svcs and returns the statuses of its START_ACK.
+// Start sends START with svcs and returns the statuses of its START_ACK,
+// one per service.
 // From then on the agent's KEEPALIVE_ACKs report svcs, in this order,
 // whatever the statuses say (as the real agent does).
 func (a *Agent) Start(svcs ...necp.ServiceRecord) ([]necp.Status, error) {
@@ -126,7 +127,10 @@ func (a *Agent) Start(svcs ...necp.ServiceRecord) ([]necp.Status, error) {
 	a.mu.Lock()
 	a.services = slices.Clone(svcs)
 	a.mu.Unlock()
-	return ack.Statuses, nil
+	// One status per entry: a master that predates extended entries
+	// (necp-protocol.md §5.5) refuses each IPv6 claim.
+	st, _ := necp.EntryStatuses(svcs, ack.Statuses)
+	return st, nil
 }
 
 // Join is Init and Start, and an error unless every service is accepted.

@@ -26,6 +26,10 @@ type MasterOptions struct {
 	// Timeout bounds each wait of Handshake and AckStop, and each write.
 	// Zero means DefaultTimeout.
 	Timeout time.Duration
+	// PreExtension makes Handshake answer like a master that predates
+	// extended entries (necp-protocol.md §5.5): every record of an
+	// extended entry is refused, as an unknown forwarding code is (§5.1).
+	PreExtension bool
 }
 
 // Master accepts agent connections on a TCP listener and hands them to the
@@ -143,6 +147,7 @@ func (m *Master) Close() error {
 type AgentConn struct {
 	conn
 	secret []byte
+	preExt bool
 
 	mu      sync.Mutex
 	state   State
@@ -153,7 +158,7 @@ type AgentConn struct {
 // than by Listen: net.Pipe, say, whose writes block until the other end
 // reads, where loopback TCP would buffer megabytes first.
 func NewAgentConn(c net.Conn, opts MasterOptions) *AgentConn {
-	return &AgentConn{conn: newConn(c, opts.Timeout), secret: opts.Secret}
+	return &AgentConn{conn: newConn(c, opts.Timeout), secret: opts.Secret, preExt: opts.PreExtension}
 }
 
 // State is what an AgentConn has recorded of its agent.
@@ -197,8 +202,10 @@ func (c *AgentConn) record(m *necp.Message) {
 
 // Handshake plays the master's side of INIT, AUTH (when MasterOptions has
 // a secret) and START, and returns the agent's INIT and START. The
-// START_ACK carries statuses; nil means every service accepted. Each
-// message must come next, in order.
+// START_ACK carries statuses, one per service entry (the continuation
+// records of an extended entry are answered as §5.5 says, or refused
+// under MasterOptions.PreExtension); nil means every service accepted.
+// Each message must come next, in order.
 func (c *AgentConn) Handshake(statuses []necp.Status) (init, start necp.Message, err error) {
 	if init, err = c.Expect(necp.TypeInit, c.timeout); err != nil {
 		return init, start, err
@@ -226,7 +233,15 @@ func (c *AgentConn) Handshake(statuses []necp.Status) (init, start necp.Message,
 	if statuses == nil {
 		statuses = make([]necp.Status, len(start.Services)) // StatusAccepted is 0
 	}
-	return init, start, c.Send(necp.Message{Type: necp.TypeStartAck, Seq: start.Seq, Statuses: statuses})
+	wire := slices.Clone(necp.AckStatuses(start.Services, statuses))
+	if c.preExt {
+		for i, st := range wire {
+			if st == necp.StatusContinued {
+				wire[i], wire[i-1] = necp.StatusRefused, necp.StatusRefused
+			}
+		}
+	}
+	return init, start, c.Send(necp.Message{Type: necp.TypeStartAck, Seq: start.Seq, Statuses: wire})
 }
 
 // Keepalive sends KEEPALIVE seq and returns the agent's answer, which must

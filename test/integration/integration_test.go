@@ -90,7 +90,11 @@ func startCluster(t *testing.T, cfg *config.Master) *cluster {
 
 func (c *cluster) start(cfg *config.Master, addr string) {
 	c.t.Helper()
-	ln, err := net.Listen("tcp4", addr)
+	network := "tcp4"
+	if strings.HasPrefix(addr, "[") {
+		network = "tcp6"
+	}
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		c.t.Fatal(err)
 	}
