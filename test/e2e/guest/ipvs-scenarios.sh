@@ -1087,6 +1087,124 @@ else
 fi
 
 # ---------------------------------------------------------------------------
+# I18, issue 17 item 4: IPv6 end to end on the real kernel. The same
+# namespaces and bridge get IPv6 addresses (nodad: no 1-2 s duplicate
+# address detection to wait for); a second agent instance per realserver,
+# feedbackd-agent@rsNv6 in rsN's namespace, connects to the master over
+# IPv6 (its agent.d file sets director = [2001:db8:1::1]:3262), so the
+# master sees 2001:db8:1::1N as the peer and joins it to the IPv6 VIP
+# only. LVS-DR over IPv6: $VIP6 on the director's lo and on each
+# realserver's lo (IPv6 neighbour discovery answers only for addresses of
+# the receiving interface, so lo needs no arp_ignore counterpart).
+# Written for issue 17; not run yet when it was added.
+VIP6=2001:db8::80
+D6=2001:db8:1::1
+scenario_start I18 "IPv6: agents connected over IPv6 (director = [$D6]:3262) register 2001:db8:1::11-13 under the IPv6 VIP [$VIP6]:80 (DR, weights 60/30/10), none under the IPv4 VIPs; real HTTP over IPv6 through the VIP is spread as the weights say; journal REALSERVER= and feedbackctl show the IPv6 addresses"
+# w6: "[RIP]:PORT FORWARDING WEIGHT" of every destination of [VIP6]:80.
+w6() {
+  ipvsadm -Ln -t "[$VIP6]:80" 2>/dev/null | awk '$1 == "->" && $2 ~ /^\[/ { print $2, $3, $4 }' | sort | paste -sd, | sed 's/,/, /g'
+}
+w6_are() { [ "$(w6)" = "$1" ]; }
+ok=1
+ip -6 addr add $D6/64 dev br0 nodad 2>>"$REPORT" || ok=0
+ip -6 addr add $VIP6/128 dev lo 2>>"$REPORT" || ok=0
+for i in 1 2 3; do
+  n=rs$i
+  ip -n $n -6 addr add 2001:db8:1::1$i/64 dev eth0 nodad 2>>"$REPORT" || ok=0
+  ip -n $n -6 addr add $VIP6/128 dev lo 2>>"$REPORT" || ok=0
+  # An IPv6-only HTTP server next to I8's IPv4 one (V6Only: both own port 80).
+  ip netns exec $n perl -MIO::Socket::IP -e '
+    my $s = IO::Socket::IP->new(LocalHost => "::", LocalPort => 80, Listen => 64, ReuseAddr => 1, V6Only => 1) or die "listen: $!";
+    while (my $c = $s->accept) { my $l = <$c>; print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n$ARGV[0]-v6\n"; close $c }
+  ' $n >/dev/null 2>&1 &
+done
+ip -n client -6 addr add 2001:db8:1::100/64 dev eth0 nodad 2>>"$REPORT" || ok=0
+ip -n client -6 route add $VIP6/128 via $D6 2>>"$REPORT" || ok=0
+[ $ok = 1 ] && pass_note "IPv6 addresses on br0, rs1-rs3, client; $VIP6 on the director's and the realservers' lo" || fail "could not set up the IPv6 addresses"
+evidence "IPv6 network" sh -c "ip -6 -br addr show br0; ip -6 -br addr show lo; for n in rs1 rs2 rs3 client; do ip -n \$n -6 -br addr show; done"
+# The IPv6 virtual service, and the agents' prefix in allow (I13 set it).
+cp $MCONF /tmp/master.conf.i18
+sed -i "s|^allow = 10.0.0.0/24\$|allow = 10.0.0.0/24, 2001:db8:1::/64|" $MCONF
+printf '\n[virtual-service]\nname = web6\naddress = %s\nprotocol = tcp\nport = 80\nscheduler = wrr\n' $VIP6 >>$MCONF
+grep -q '^allow = 10.0.0.0/24, 2001:db8:1::/64$' $MCONF || fail "could not add 2001:db8:1::/64 to allow in $MCONF"
+feedbackd-master -t -c $MCONF >/tmp/i18-t.txt 2>&1 && pass_note "feedbackd-master -t accepts the IPv6 virtual service and allow prefix" ||
+  { fail "feedbackd-master -t refuses the IPv6 configuration"; evidence "-t" cat /tmp/i18-t.txt; }
+# I-netlink (when it ran) stopped the socket and the master.
+if is_active "$M"; then
+  reload_ok "web6 added"
+else
+  systemctl start "$SOCK" 2>>"$REPORT" || fail "systemctl start $SOCK"
+  wait_for 120 "master started again by a reconnecting agent" is_active "$M"
+fi
+wait_for 60 "virtual service tcp [$VIP6]:80 in the kernel" sh -c "ipvsadm -Ln -t '[$VIP6]:80' >/dev/null 2>&1"
+h=([1]=60 [2]=30 [3]=10)
+for i in 1 2 3; do
+  u=$(agent rs${i}v6)
+  mkdir -p "/etc/systemd/system/$u.d"
+  printf '[Service]\nNetworkNamespacePath=/run/netns/rs%s\n' $i >"/etc/systemd/system/$u.d/netns.conf"
+done
+systemctl daemon-reload
+for i in 1 2 3; do
+  # The drop-in exists before the file that makes feedbackd-agent-sync
+  # start the instance: outside the namespace it would register the
+  # director's own address.
+  {
+    printf 'director = [%s]:3262\n' $D6
+    printf '[service]\nname = www6\nprotocol = tcp\nport = 80\nforwarding = DR\nmonitor = constant\nvalue = %s\n' "${h[$i]}"
+  } >"$AD/rs${i}v6.conf"
+  chmod 644 "$AD/rs${i}v6.conf"
+  systemctl start "$(agent rs${i}v6)" 2>>"$REPORT" || fail "systemctl start $(agent rs${i}v6)"
+done
+for i in 1 2 3; do wait_for 60 "$(agent rs${i}v6) active" is_active "$(agent rs${i}v6)"; done
+W6="[2001:db8:1::11]:80 Route 60, [2001:db8:1::12]:80 Route 30, [2001:db8:1::13]:80 Route 10"
+wait_for 90 "[$VIP6]:80: $W6" w6_are "$W6"
+for i in 1 2 3; do
+  ip netns exec rs$i ss -Htn state established dst "[$D6]:3262" | grep -q . &&
+    pass_note "rs${i}v6's NECP session runs over IPv6 (rs$i -> [$D6]:3262 established)" ||
+    fail "no established IPv6 connection from rs$i to [$D6]:3262"
+done
+v4=$(ipvsadm -Ln | grep -c '2001:db8:1::' || true)
+[ "$v4" = 3 ] && pass_note "the IPv6 realservers are only under the IPv6 VIP (3 lines in ipvsadm -Ln)" ||
+  fail "$v4 IPv6 destination lines in ipvsadm -Ln, want 3 (under [$VIP6]:80 only)"
+ipvs_evidence "IPv6 service"
+# Journal and feedbackctl name the IPv6 realservers as such.
+[ "$(jn 'realserver joined' -u "$M" REALSERVER=2001:db8:1::11)" -ge 1 ] &&
+  pass_note "journalctl -u $M REALSERVER=2001:db8:1::11 shows its join" || fail "no 'realserver joined' line with REALSERVER=2001:db8:1::11"
+/usr/bin/feedbackctl status 2001:db8:1::12 >/tmp/i18-ctl.txt 2>&1 && grep -q '2001:db8:1::12' /tmp/i18-ctl.txt &&
+  pass_note "feedbackctl status 2001:db8:1::12 shows it" || fail "feedbackctl status 2001:db8:1::12"
+evidence "feedbackctl status 2001:db8:1::12" cat /tmp/i18-ctl.txt
+# Traffic: wrr over 60/30/10 is cycles of 6:3:1, so 200 connections are
+# 20 whole cycles. Tolerance: 3 percentage points, as in I8.
+# get6.pl VIP N: N HTTP/1.0 requests, one connection each; prints the
+# answers' "rsN-v6" lines.
+cat >/tmp/get6.pl <<'PERL'
+use IO::Socket::IP;
+for (1 .. $ARGV[1]) {
+  my $c = IO::Socket::IP->new(PeerHost => $ARGV[0], PeerPort => 80, Timeout => 5) or next;
+  print $c "GET / HTTP/1.0\r\n\r\n";
+  while (my $l = <$c>) { print $l if $l =~ /^rs/ }
+}
+PERL
+wait_for 30 "an HTTP answer through [$VIP6]:80" sh -c "ip netns exec client perl /tmp/get6.pl $VIP6 1 | grep -q -- '-v6\$'"
+N=200
+t0=$(ms)
+ip netns exec client perl /tmp/get6.pl $VIP6 $N >/tmp/answers6.txt 2>/dev/null
+got=$(grep -c -- '-v6$' /tmp/answers6.txt || true)
+log "  $got answers to $N IPv6 requests in $(secs_since "$t0") s"
+[ "$got" -ge $((N * 95 / 100)) ] && pass_note "$got of $N IPv6 requests answered" || fail "only $got of $N IPv6 requests answered"
+for i in 1 2 3; do
+  c=$(grep -c "^rs$i-v6\$" /tmp/answers6.txt || true)
+  share=$(awk -v c="$c" -v n="$got" 'BEGIN { printf "%.1f", 100 * c / (n ? n : 1) }')
+  want=$(awk -v w="${h[$i]}" 'BEGIN { printf "%.1f", w }') # the weights add up to 100
+  log "  rs$i: weight ${h[$i]}, $c answers = $share % (weights say $want %)"
+  awk -v a="$share" -v b="$want" 'BEGIN { d = a - b; exit !(d <= 3 && d >= -3) }' &&
+    pass_note "rs$i share $share % within 3 points of $want %" || fail "rs$i share $share %, weights say $want %"
+done
+evidence "kernel counters after the IPv6 traffic" ipvsadm -Ln --stats -t "[$VIP6]:80"
+for i in 1 2 3; do rm -f "$AD/rs${i}v6.conf"; systemctl stop "$(agent rs${i}v6)" 2>/dev/null; done
+end
+
+# ---------------------------------------------------------------------------
 log ""
 evidence "master warnings and errors (whole run)" journalctl -q -u "$M" -p warning --no-pager
 evidence "units" systemctl list-units --no-pager --all 'feedbackd*'
