@@ -147,9 +147,8 @@ func (s *session) handshake(ctx context.Context) error {
 		// An older master answers each record of an extended entry as a
 		// bad forwarding code (necp-protocol.md §5.5): say what that
 		// means, once per connection; logStatuses names the services.
-		s.log.Error("the master does not support IPv6 address claims (NECP START extension, necp-protocol.md §5.5): "+
-			"it refused every service whose address = is IPv6; upgrade feedbackd-master, or remove address = from those services",
-			"director", s.director)
+		s.log.Error("the master does not support IPv6 address claims (NECP START extension, necp-protocol.md §5.5): " +
+			"it refused every service whose address = is IPv6; upgrade feedbackd-master, or remove address = from those services")
 	}
 	accepted := s.logStatuses(st, len(ack.Statuses) != necp.WireRecords(start.Services))
 	local := hostOf(s.conn.LocalAddr())
