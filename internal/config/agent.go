@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -356,14 +357,12 @@ func parseAdminFile(v string) (string, error) {
 // parseAgentCheckListen reads agent-check-listen: HOST:PORT or :PORT. The
 // port has no default: it must be the one HAProxy's agent-port names.
 func parseAgentCheckListen(v string) (string, error) {
-	addr, err := services().Listen(v, 0)
-	if err != nil {
-		return "", err
+	// The port is required (there is no agent-check default), and a bare
+	// IPv6 address has colons but no port: ask for one by its syntax.
+	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		return "", fmt.Errorf("%q has no port (want HOST:PORT, [IPv6]:PORT or :PORT, the port of HAProxy's agent-port)", v)
 	}
-	if !strings.Contains(v, ":") {
-		return "", fmt.Errorf("%q has no port (want HOST:PORT or :PORT, the port of HAProxy's agent-port)", v)
-	}
-	return addr, nil
+	return services().Listen(v, 0)
 }
 
 func acceptedKeys(k monitor.Kind) string {

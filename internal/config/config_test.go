@@ -848,7 +848,11 @@ agent-check-listen = :9778
 			t.Errorf("service %d: agent-check-listen %q, want %q", i, got, want)
 		}
 	}
-	for _, bad := range []string{"127.0.0.1", "127.0.0.1:0", "[::1]:9777", "127.0.0.1:70000", "a b:1", ""} {
+	// HAProxy reaches an agent over either family.
+	if got, err := parseAgentCheckListen("[::1]:9777"); err != nil || got != "[::1]:9777" {
+		t.Errorf("agent-check-listen = [::1]:9777: %q, %v", got, err)
+	}
+	for _, bad := range []string{"127.0.0.1", "127.0.0.1:0", "::1", "[::1]", "127.0.0.1:70000", "a b:1", ""} {
 		if got, err := parseAgentCheckListen(bad); err == nil {
 			t.Errorf("agent-check-listen = %q accepted as %q", bad, got)
 		}
