@@ -20,8 +20,14 @@ func twoDirectors(t *testing.T) (a, b *fakeMaster, ra *runningAgent, states chan
 		default:
 		}
 	}
+	svc := constService("http", necp.ProtoTCP, 80, necp.ForwardDR, 64)
+	// Sampled every second, so stale only after 3 s: the flood in
+	// TestStuckDirectorDelaysNoOther starves a loaded machine's CPU, and a
+	// 20 ms interval's 60 ms staleness then read as health 255, which is
+	// not what these tests are about.
+	svc.Params["interval"] = "1s"
 	cfg := &config.Agent{Directors: []string{a.addr(), b.addr()}, MasterTimeout: 5 * time.Second,
-		Services: []config.Service{constService("http", necp.ProtoTCP, 80, necp.ForwardDR, 64)}}
+		Services: []config.Service{svc}}
 	return a, b, startAgent(t, cfg, opts, nil), states
 }
 
