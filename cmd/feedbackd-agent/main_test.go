@@ -53,7 +53,7 @@ protocol = tcp
 port = 25
 forwarding = NAT
 monitor = exec
-command = echo health: 77
+command = echo 77%
 `), 0o644)
 	code, out, errs := runAgent("-m", "-c", conf)
 	if code != 0 {

@@ -30,21 +30,24 @@ var execTimeout = KeySpec{Name: "timeout", Type: TypeDuration, Help: "seconds be
 func init() {
 	register(Kind{Name: "exec",
 		Keys: []KeySpec{
-			{Name: "command", Type: TypeString, Required: true, Help: "run by /bin/sh -c; the first number on stdout is the health"},
+			{Name: "command", Type: TypeString, Required: true, Help: "run by /bin/sh -c; a number alone on the first line of stdout is the health"},
 			execTimeout,
 		},
-		build: func(params map[string]string, _ Options, _ *slog.Logger) (Monitor, error) { return newExec(params) },
+		build: func(params map[string]string, _ Options, log *slog.Logger) (Monitor, error) {
+			return newExec(params, log)
+		},
 	})
 }
 
 // execMon runs a command through /bin/sh -c on every sample and reads the
-// first number it prints.
+// health from the first line it prints (readHealth).
 type execMon struct {
-	command string
-	timeout time.Duration
+	command  string
+	timeout  time.Duration
+	complain *rateLog
 }
 
-func newExec(params map[string]string) (*execMon, error) {
+func newExec(params map[string]string, log *slog.Logger) (*execMon, error) {
 	cmd := strings.TrimSpace(params["command"])
 	if cmd == "" {
 		return nil, errors.New("command is required")
@@ -53,7 +56,7 @@ func newExec(params map[string]string) (*execMon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &execMon{command: cmd, timeout: timeout}, nil
+	return &execMon{command: cmd, timeout: timeout, complain: newRateLog(log)}, nil
 }
 
 func (e *execMon) Name() string { return "exec" }
@@ -97,9 +100,14 @@ func (e *execMon) Measure(ctx context.Context) (int, error) {
 		}
 		return 0, fmt.Errorf("command %q: %s", e.command, msg)
 	}
-	h, ok := firstNumber(stdout.buf)
-	if !ok {
-		return 0, fmt.Errorf("command %q: no number in output %s", e.command, quoteHead(stdout.buf, 80))
+	h, err := readHealth(stdout.buf, false)
+	if err != nil {
+		// The output goes to the log, at a bounded rate; the error,
+		// which the sampler logs whenever its text changes, does not
+		// quote it (notHealthError).
+		e.complain.Warn("command output is not a health value; health unknown",
+			"command", e.command, "output", quoteHead(stdout.buf, 200), "why", err)
+		return 0, fmt.Errorf("command %q: output is %w", e.command, err)
 	}
 	return h, nil
 }

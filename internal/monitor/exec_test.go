@@ -32,14 +32,13 @@ func TestExecHealth(t *testing.T) {
 	}{
 		{"echo 42", 42},
 		{"echo '  7  '", 7},
-		{"printf 'load: 66.6%%\\n'", 67},
+		{"printf '66.6%%\\r\\n'", 67},
 		{"echo 49.5", 50},
 		{"echo .4", 0},
 		{"echo 150", 100},
 		{"echo -5", 0},
 		{"echo 99999999999999999999999999999999999999999999", 100},
-		{"echo cpu-3 idle 12", 3}, // a hyphen inside a word is not a sign
-		{"echo first 10; echo second 90", 10},
+		{"echo 10; echo second line 90", 10},           // lines after the first are the command's own
 		{"exec 2>/dev/null; echo 31 >&2; echo 32", 32}, // stderr is not read for the health
 		{"yes 55 | head -c 100000", 55},                // long output is capped, not blocking
 		{"cat; echo 61", 61},                           // stdin is /dev/null, not the agent's
@@ -58,8 +57,12 @@ func TestExecErrors(t *testing.T) {
 		command string
 		want    []string
 	}{
-		{"echo abc", []string{`no number in output "abc"`}},
-		{"true", []string{`no number in output ""`}},
+		{"echo abc", []string{`output is not a health value`, "the first line is not a number alone"}},
+		{"true", []string{`output is not a health value`, "no output"}},
+		{"echo HTTP/1.1 503 Service Unavailable", []string{"the first line is not a number alone"}},
+		{"echo 'load: 42%'", []string{"the first line is not a number alone"}},
+		{"echo 1e9", []string{"a number with an exponent"}},
+		{"echo; echo 50", []string{"the first line is blank"}},
 		{"echo 50; exit 3", []string{"exit status 3"}},
 		{"echo 'disk gone' >&2; echo 'second line' >&2; exit 2", []string{"exit status 2", `stderr: "disk gone"`}},
 		{"kill -SEGV $$", []string{"signal: segmentation fault"}},
@@ -172,31 +175,6 @@ func TestExecCanceled(t *testing.T) {
 	_, err := newTestExec(t, "echo 42", "").Measure(ctx)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
-	}
-}
-
-func TestFirstNumber(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int
-		ok   bool
-	}{
-		{"42", 42, true},
-		{"x=42.5y", 43, true},
-		{"-1", 0, true},
-		{"a -1", 0, true},
-		{"a-77", 77, true},
-		{"5.", 5, true},
-		{".", 0, false},
-		{"no digits", 0, false},
-		{"", 0, false},
-		{"100.49", 100, true},
-		{"\n\n 12\n", 12, true},
-	} {
-		got, ok := firstNumber([]byte(tc.in))
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("firstNumber(%q) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
-		}
 	}
 }
 

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -62,60 +60,4 @@ func Interval(params map[string]string) time.Duration {
 		return DefaultInterval
 	}
 	return d
-}
-
-// firstNumber finds the first number in b, an integer or a decimal with an
-// optional leading minus sign, and returns it rounded and clamped to
-// 0..100. The original exec plugin expected "a single number" on a line;
-// scanning for the first one also accepts output such as "load: 42%".
-// A minus sign counts only at the start or after a space, so that
-// "cpu-3 idle 50" is not read as -3.
-func firstNumber(b []byte) (int, bool) {
-	for i := 0; i < len(b); i++ {
-		if !isDigit(b[i]) && !(b[i] == '.' && i+1 < len(b) && isDigit(b[i+1])) {
-			continue
-		}
-		start, end := i, i
-		for end < len(b) && isDigit(b[end]) {
-			end++
-		}
-		if end+1 < len(b) && b[end] == '.' && isDigit(b[end+1]) {
-			end++
-			for end < len(b) && isDigit(b[end]) {
-				end++
-			}
-		}
-		if start > 0 && b[start-1] == '-' && (start == 1 || isSpace(b[start-2])) {
-			start--
-		}
-		// The text is digits with at most one dot, so the only possible
-		// error is ErrRange, and then f is ±Inf or 0, which clamp fine.
-		f, _ := strconv.ParseFloat(string(b[start:end]), 64)
-		return clampHealth(f), true
-	}
-	return 0, false
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-// clampHealth rounds half away from zero and clamps to the health range.
-func clampHealth(f float64) int {
-	switch {
-	case math.IsNaN(f), f <= 0:
-		return 0
-	case f >= 100:
-		return 100
-	}
-	return int(math.Round(f))
-}
-
-// quoteHead quotes the start of a program's output for an error message,
-// so a script that prints a page of text does not flood the log.
-func quoteHead(b []byte, max int) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > max {
-		return strconv.Quote(s[:max]) + "..."
-	}
-	return strconv.Quote(s)
 }

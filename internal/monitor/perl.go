@@ -170,6 +170,9 @@ type perlMon struct {
 	perl    string // the interpreter, absolute: the reaper does no PATH search
 	timeout time.Duration
 	log     *slog.Logger
+	// complain logs what get_health() returned when it is not a health
+	// value, at a bounded rate.
+	complain *rateLog
 
 	mu     sync.Mutex // one request at a time on the one process
 	p      *perlProc  // nil: start one on the next Measure
@@ -204,6 +207,7 @@ func newPerl(params map[string]string, log *slog.Logger) (*perlMon, error) {
 		return nil, err
 	}
 	m := &perlMon{file: abs, perl: perl, timeout: timeout, log: log.With("file", abs)}
+	m.complain = newRateLog(m.log)
 	// Load now, like the original, so that a broken script is a start-up
 	// error rather than a stream of unknown healths.
 	if m.p, err = m.start(context.Background()); err != nil {
@@ -268,9 +272,11 @@ func (m *perlMon) Measure(ctx context.Context) (int, error) {
 			if kind == "E" {
 				return 0, errors.New(val)
 			}
-			h, ok := firstNumber([]byte(val))
-			if !ok {
-				return 0, fmt.Errorf("get_health() returned %s, not a number", quoteHead([]byte(val), 80))
+			h, err := readHealth([]byte(val), true)
+			if err != nil {
+				m.complain.Warn("get_health() returned no health value; health unknown",
+					"returned", quoteHead([]byte(val), 200), "why", err)
+				return 0, fmt.Errorf("get_health()'s value is %w", err)
 			}
 			return h, nil
 		case <-timer.C:

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -182,12 +183,12 @@ sub get_health {
 	$n++;
 	die "sensor offline\n" if $n == 1;
 	return undef if $n == 2;
-	return "plenty" if $n == 3;
+	return "HTTP/1.1 503 Service Unavailable" if $n == 3;
 	return $n;
 }
 `), "", nil)
 	pid := pidOf(m)
-	for _, want := range []string{"get_health() died: sensor offline", "get_health() returned undef", `get_health() returned "plenty", not a number`} {
+	for _, want := range []string{"get_health() died: sensor offline", "get_health() returned undef", "get_health()'s value is not a health value"} {
 		if _, err := m.Measure(context.Background()); err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("err = %v, want %q", err, want)
 		}
@@ -310,4 +311,34 @@ func TestPerlCanceledKillsRequest(t *testing.T) {
 		t.Fatal("no error")
 	}
 	processGone(t, pid)
+}
+
+// TestPerlStrictReading: what get_health() returns is read by the rules of
+// reading.go. A number Perl computed is a health even when Perl prints it
+// with an exponent (a value under 0.0001); the string "1e9" is not, and
+// what was returned is logged.
+func TestPerlStrictReading(t *testing.T) {
+	needPerl(t)
+	var logBuf testutil.SyncBuffer
+	m := newTestPerl(t, writeScript(t, `
+my $n = 0;
+sub get_health {
+	$n++;
+	return 1 - 0.99999 if $n == 1;   # Perl prints 1.00000000000655e-05
+	return 100 - 25 * 0.5 if $n == 2; # 87.5
+	return "1e9" if $n == 3;
+	return "42%\n" if $n == 4;
+	return 1e9;                       # the number: Perl prints 1000000000
+}
+`), "", slog.New(slog.NewTextHandler(&logBuf, nil)))
+	measureWant(t, m, 0)
+	measureWant(t, m, 88)
+	if h, err := m.Measure(context.Background()); !errors.Is(err, errNotHealth) {
+		t.Fatalf(`"1e9": got %d, %v; want not a health value`, h, err)
+	}
+	if !strings.Contains(logBuf.String(), `returned="\"1e9\""`) {
+		t.Errorf("the returned value is not logged:\n%s", logBuf.String())
+	}
+	measureWant(t, m, 42)
+	measureWant(t, m, 100)
 }
