@@ -189,7 +189,13 @@ func (c *cgroupCPU) cpuCount() (int, error) {
 			return n, nil
 		}
 	}
-	b, err := os.ReadFile(c.procStat)
+	return onlineCPUs(c.procStat)
+}
+
+// onlineCPUs counts the CPUs online: the cpuN lines of /proc/stat, which
+// the kernel writes for online CPUs only.
+func onlineCPUs(procStat string) (int, error) {
+	b, err := os.ReadFile(procStat)
 	if err != nil {
 		return 0, err
 	}
@@ -200,7 +206,7 @@ func (c *cgroupCPU) cpuCount() (int, error) {
 		}
 	}
 	if n == 0 {
-		return 0, fmt.Errorf("%s: no per-CPU lines, cannot count the CPUs online", c.procStat)
+		return 0, fmt.Errorf("%s: no per-CPU lines, cannot count the CPUs online", procStat)
 	}
 	return n, nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 )
 
@@ -27,26 +26,32 @@ type Options struct {
 	Logger     *slog.Logger // nil discards
 }
 
-// New builds the monitor kind ("cpuload" or "cpuload.so", ...) from its
-// config keys. The config package has validated the keys already, but New
-// checks again what it relies on, so that a caller that skipped validation
-// gets an error here rather than a monitor that misbehaves later.
+// New builds the monitor kind ("cpuload" or "cpuload.so", ..., or a
+// combination such as "cpuload, http": see Parse) from its config keys.
+// The config package has validated the keys already, but New checks again
+// what it relies on, so that a caller that skipped validation gets an
+// error here rather than a monitor that misbehaves later.
 func New(kind string, params map[string]string, opts Options) (Monitor, error) {
-	name := CanonicalName(kind)
-	k, ok := kinds[name]
-	if !ok {
-		return nil, fmt.Errorf("unknown monitor %q (known: %s)", kind, strings.Join(Names(), ", "))
+	k, err := Parse(kind)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := intervalKey.duration(params, DefaultInterval); err != nil {
-		return nil, fmt.Errorf("monitor %s: %w", name, err)
+		return nil, fmt.Errorf("monitor %s: %w", k.Name, err)
+	}
+	if key, err := k.CheckKeys(params); err != nil {
+		if key != "" {
+			err = fmt.Errorf("%s: %w", key, err)
+		}
+		return nil, fmt.Errorf("monitor %s: %w", k.Name, err)
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	m, err := k.build(params, opts, log.With("monitor", name))
+	m, err := k.build(params, opts, log.With("monitor", k.Name))
 	if err != nil {
-		return nil, fmt.Errorf("monitor %s: %w", name, err)
+		return nil, fmt.Errorf("monitor %s: %w", k.Name, err)
 	}
 	return m, nil
 }

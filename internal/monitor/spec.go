@@ -24,6 +24,11 @@ const (
 	TypeHealth                    // integer 0..100
 	TypeDuration                  // seconds (decimal allowed) or a Go duration such as 500ms
 	TypePath                      // absolute or relative path, non-empty
+	TypeCount                     // whole number 0..Max
+	TypeBool                      // yes or no
+	TypeChoice                    // one of Choices, in any case
+	TypeURL                       // http:// or https:// URL
+	TypeEndpoint                  // HOST:PORT to connect to
 )
 
 // KeySpec describes one monitor-specific key of an agent [service] block.
@@ -36,6 +41,10 @@ type KeySpec struct {
 	// below it (for the error message).
 	Min    time.Duration
 	MinWhy string
+	// Max is the ceiling of a TypeCount key.
+	Max int
+	// Choices are the words a TypeChoice key takes.
+	Choices []string
 }
 
 // Check reads v as the key's value, with the grammar and the error words
@@ -52,6 +61,16 @@ func (k KeySpec) Check(v string) error {
 		_, err = value.NonEmpty(strings.TrimSpace(v), "value")
 	case TypePath:
 		_, err = value.NonEmpty(strings.TrimSpace(v), "path")
+	case TypeCount:
+		_, err = value.Range(strings.TrimSpace(v), 0, k.Max)
+	case TypeBool:
+		_, err = value.Bool(strings.TrimSpace(v))
+	case TypeChoice:
+		_, err = value.Choice(v, k.Choices...)
+	case TypeURL:
+		_, err = value.HTTPURL(v)
+	case TypeEndpoint:
+		_, err = value.Services{}.Endpoint(v)
 	default:
 		err = fmt.Errorf("internal error: unknown value type %d", k.Type)
 	}
@@ -72,6 +91,45 @@ func (k KeySpec) duration(params map[string]string, def time.Duration) (time.Dur
 	return d, nil
 }
 
+// count reads a TypeCount key: def when it is absent.
+func (k KeySpec) count(params map[string]string, def int) (int, error) {
+	v, ok := params[k.Name]
+	if !ok {
+		return def, nil
+	}
+	n, err := value.Range(strings.TrimSpace(v), 0, k.Max)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", k.Name, err)
+	}
+	return n, nil
+}
+
+// boolean reads a TypeBool key: def when it is absent.
+func (k KeySpec) boolean(params map[string]string, def bool) (bool, error) {
+	v, ok := params[k.Name]
+	if !ok {
+		return def, nil
+	}
+	b, err := value.Bool(strings.TrimSpace(v))
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", k.Name, err)
+	}
+	return b, nil
+}
+
+// choice reads a TypeChoice key: def when it is absent.
+func (k KeySpec) choice(params map[string]string, def string) (string, error) {
+	v, ok := params[k.Name]
+	if !ok {
+		return def, nil
+	}
+	c, err := value.Choice(v, k.Choices...)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", k.Name, err)
+	}
+	return c, nil
+}
+
 // Kind describes one built-in monitor: its name, its keys and how to
 // build it. Each kind registers itself, in the file that implements it,
 // so that the keys the config reader accepts and the constructor New
@@ -83,6 +141,32 @@ type Kind struct {
 	// checked with the Keys above (New checks the interval itself); log
 	// already names the monitor.
 	build func(params map[string]string, opts Options, log *slog.Logger) (Monitor, error)
+	// check, when set, checks what no single key can say: how the keys
+	// go together (an http response-time below its timeout). It returns
+	// the key to blame. The config reader calls it through CheckKeys, so
+	// -t refuses what New would.
+	check func(params map[string]string) (key string, err error)
+	// members are the kinds of a combination (combine.go); nil for a
+	// built-in kind.
+	members []Kind
+}
+
+// CheckKeys checks how the keys of one [service] block go together, once
+// each has passed its own KeySpec.Check. It returns the key to name in the
+// error, "" when the error concerns the block.
+func (k Kind) CheckKeys(params map[string]string) (key string, err error) {
+	if len(k.members) > 0 {
+		for _, m := range k.members {
+			if key, err := m.CheckKeys(memberParams(m, params)); err != nil {
+				return key, fmt.Errorf("%s: %w", m.Name, err)
+			}
+		}
+		return "", nil
+	}
+	if k.check == nil {
+		return "", nil
+	}
+	return k.check(params)
 }
 
 // kinds holds the registered monitors by name.

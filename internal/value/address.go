@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -179,4 +180,56 @@ func (sv Services) Listen(s string, defPort uint16) (string, error) {
 		}
 	}
 	return net.JoinHostPort(host, strconv.Itoa(int(port))), nil
+}
+
+// Endpoint reads HOST:PORT, both required, for a connection a monitor
+// makes: host an IPv4 address or a host name (looked up at each
+// connection), port a number or a TCP service name.
+func (sv Services) Endpoint(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, ":") {
+		return "", fmt.Errorf("invalid endpoint %q (want HOST:PORT, such as 127.0.0.1:80)", s)
+	}
+	host, port, err := sv.HostPort(s, 0)
+	if err != nil {
+		return "", err
+	}
+	if host == "" {
+		return "", fmt.Errorf("invalid endpoint %q: missing host (want HOST:PORT, such as 127.0.0.1:80)", s)
+	}
+	if a, perr := netip.ParseAddr(host); perr == nil {
+		if a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			return "", fmt.Errorf("endpoint %q is not an address one can connect to", s)
+		}
+	} else if !Hostname(host) {
+		return "", fmt.Errorf("invalid endpoint host %q", host)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port))), nil
+}
+
+// HTTPURL reads the URL of an HTTP health check: http or https, with a
+// host. User and password are refused: the URL is logged with every
+// failed check, and a password does not belong in a log.
+func HTTPURL(s string) (*url.URL, error) {
+	s = strings.TrimSpace(s)
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("invalid URL %q (want http://HOST[:PORT]/PATH or https://...)", s)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("URL %q: scheme %q is not http or https", s, u.Scheme)
+	case u.Host == "" || u.Hostname() == "":
+		return nil, fmt.Errorf("URL %q has no host", s)
+	case u.User != nil:
+		return nil, fmt.Errorf("URL %q holds a user or password, which would be logged with every failed check", u.Redacted())
+	case u.Fragment != "":
+		return nil, fmt.Errorf("URL %q has a fragment (#...), which is never sent to the server", s)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("URL %q: port %q is not a number from 1 to 65535", s, p)
+		}
+	}
+	return u, nil
 }

@@ -123,3 +123,14 @@ func NonEmpty(s, what string) (string, error) {
 	}
 	return s, nil
 }
+
+// Choice reads one of a fixed set of words, in any case, and returns it as
+// the set spells it.
+func Choice(s string, choices ...string) (string, error) {
+	for _, c := range choices {
+		if strings.EqualFold(strings.TrimSpace(s), c) {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("invalid value %q (want %s)", s, strings.Join(choices, ", "))
+}

@@ -251,3 +251,60 @@ func TestHostPorts(t *testing.T) {
 		}
 	}
 }
+
+func TestChoice(t *testing.T) {
+	if got, err := Choice(" head ", "GET", "HEAD"); err != nil || got != "HEAD" {
+		t.Errorf("Choice(head) = %q, %v", got, err)
+	}
+	if _, err := Choice("POST", "GET", "HEAD"); err == nil || !strings.Contains(err.Error(), "want GET, HEAD") {
+		t.Errorf("Choice(POST) = %v", err)
+	}
+}
+
+func TestEndpoint(t *testing.T) {
+	sv := testServices(t)
+	for in, want := range map[string]string{
+		"127.0.0.1:80":      "127.0.0.1:80",
+		" localhost:mail ":  "localhost:25",
+		"db.example.com:25": "db.example.com:25",
+	} {
+		if got, err := sv.Endpoint(in); err != nil || got != want {
+			t.Errorf("Endpoint(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "127.0.0.1", ":80", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:70000",
+		"0.0.0.0:80", "224.0.0.1:80", "[::1]:80", "::1", "bad_host!:80", "a b:80", "127.0.0.1:nosuch"} {
+		if got, err := sv.Endpoint(in); err == nil {
+			t.Errorf("Endpoint(%q) = %q, want an error", in, got)
+		}
+	}
+}
+
+func TestHTTPURL(t *testing.T) {
+	for _, in := range []string{"http://127.0.0.1/health", "https://www.example.com:8443/status?full=1", "http://[::1]:8080/", "HTTP://host/"} {
+		if _, err := HTTPURL(in); err != nil {
+			t.Errorf("HTTPURL(%q): %v", in, err)
+		}
+	}
+	for in, want := range map[string]string{
+		"":                     "scheme",
+		"127.0.0.1/health":     "scheme",
+		"ftp://host/":          "scheme",
+		"http:///path":         "no host",
+		"http://:80/":          "no host",
+		"http://user:pw@host/": "password",
+		"http://host/#frag":    "fragment",
+		"http://host:99999/":   "port",
+		"http://host:0/":       "port",
+		"http://host/%zz":      "invalid URL",
+		"http://ho st/":        "invalid URL",
+	} {
+		_, err := HTTPURL(in)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("HTTPURL(%q) = %v, want an error with %q", in, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "pw") {
+			t.Errorf("HTTPURL(%q): the error shows the password: %v", in, err)
+		}
+	}
+}
