@@ -262,11 +262,13 @@ func parseService(el *errorList, b block) (s Service, ok bool) {
 	// The monitor first: it decides which other keys are allowed.
 	var kind monitor.Kind
 	haveKind := false
+	var monitorLine int
 	if e, ok := required("monitor"); ok {
-		if kind, haveKind = monitor.Lookup(strings.ToLower(e.value)); haveKind {
-			s.Monitor = kind.Name
+		// One kind, or several combined ("cpuload, http").
+		if kind, err = monitor.Parse(e.value); err == nil {
+			s.Monitor, haveKind, monitorLine = kind.Name, true, e.line
 		} else {
-			el.add(e.line, e.key, "unknown monitor %q (want one of %s, with or without .so)", e.value, strings.Join(monitor.Names(), ", "))
+			el.add(e.line, e.key, "%v", err)
 		}
 	}
 
@@ -297,6 +299,17 @@ func parseService(el *errorList, b block) (s Service, ok bool) {
 		for _, spec := range kind.Keys {
 			if _, ok := keys[spec.Name]; spec.Required && !ok && !b.rejected[spec.Name] {
 				el.add(b.line, spec.Name, "required by monitor %s: %s", kind.Name, spec.Help)
+			}
+		}
+		// How the keys go together (an http response-time under its
+		// timeout), once each is valid on its own.
+		if len(el.errs) == before {
+			if key, err := kind.CheckKeys(s.Params); err != nil {
+				line := monitorLine
+				if e, ok := keys[key]; ok {
+					line = e.line
+				}
+				el.add(line, key, "%v", err)
 			}
 		}
 	}

@@ -21,9 +21,37 @@ func TestOneGrammar(t *testing.T) {
 		{"constant", "value", "+5"},
 		{"constant", "value", "101"},
 		{"constant", "value", "7"},
+		{"http", "url", "ftp://host/"},
+		{"http", "url", "http://u:p@host/"},
+		{"http", "url", "http://127.0.0.1:8080/health"},
+		{"http", "method", "POST"},
+		{"http", "method", "head"},
+		{"http", "max-redirects", "11"},
+		{"http", "max-redirects", "-1"},
+		{"http", "max-redirects", "3"},
+		{"http", "response-time", "5ms"},
+		{"http", "response-time", "0.5"},
+		{"http", "response-time", "7"}, // not under the default timeout
+		{"http", "body-health", "maybe"},
+		{"http", "body-health", "YES"},
+		{"http", "timeout", "0.05"},
+		{"tcp", "connect", "127.0.0.1"},
+		{"tcp", "connect", "[::1]:80"},
+		{"tcp", "connect", "localhost:80"},
+		{"loadavg", "average", "10"},
+		{"loadavg", "average", "15"},
+		{"cpuload, http", "timeout", "0.05"},
+		{"cpuload, http", "response-time", "9"},
+		{"cpuload, http", "method", "HEAD"},
 	} {
 		text := "director = 192.0.2.1\n[service]\nname = web\nprotocol = tcp\nport = 80\nforwarding = DR\nmonitor = " + c.kind + "\n"
 		params := map[string]string{c.key: c.v}
+		base := map[string]string{"http": "url", "cpuload, http": "url", "tcp": "connect"}
+		if k, ok := base[c.kind]; ok && k != c.key {
+			v := map[string]string{"url": "http://127.0.0.1/", "connect": "127.0.0.1:80"}[k]
+			text += k + " = " + v + "\n"
+			params[k] = v
+		}
 		switch c.kind {
 		case "exec":
 			text += "command = true\n"

@@ -75,26 +75,28 @@ type httpSettings struct {
 	timeout   time.Duration
 }
 
-// httpConfig reads the keys, and checks how they go together; key is the
-// one to blame.
+// httpConfig reads the keys, and checks how they go together. An error
+// about one key's value already names it (key is then ""): the config
+// reader has reported it before this runs. An error about two keys
+// together names the one to blame in key.
 func httpConfig(params map[string]string) (s httpSettings, key string, err error) {
 	if s.url, err = value.HTTPURL(params["url"]); err != nil {
-		return s, "url", err
+		return s, "", fmt.Errorf("url: %w", err)
 	}
 	if s.method, err = httpMethod.choice(params, "GET"); err != nil {
-		return s, "method", err
+		return s, "", err
 	}
 	if s.redirects, err = httpRedirects.count(params, 0); err != nil {
-		return s, "max-redirects", err
+		return s, "", err
 	}
 	if s.slow, err = httpSlow.duration(params, 0); err != nil {
-		return s, "response-time", err
+		return s, "", err
 	}
 	if s.body, err = httpBody.boolean(params, false); err != nil {
-		return s, "body-health", err
+		return s, "", err
 	}
 	if s.timeout, err = netTimeout.duration(params, DefaultTimeout); err != nil {
-		return s, "timeout", err
+		return s, "", err
 	}
 	if s.slow >= s.timeout {
 		return s, "response-time", fmt.Errorf("%v is not shorter than timeout (%v): a response that slow is already a failed check", s.slow, s.timeout)
