@@ -2,6 +2,11 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,6 +81,69 @@ command = exit 3
 	code, out, errs = runAgent("--measure", "-c", conf)
 	if code != cli.ExitError || !strings.Contains(out+errs, "exit status 3") {
 		t.Fatalf("failing monitor: exit %d\n%s\n%s", code, out, errs)
+	}
+}
+
+// -m shows the monitors of issue 19 too: http, tcp, loadavg and a
+// combination, against local servers; and an exec command whose output is
+// not a health value shows as unknown, with the output in the log.
+func TestMeasureOnceNewMonitors(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/down" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		io.WriteString(w, "64\n")
+	}))
+	defer srv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	conf := filepath.Join(t.TempDir(), "agent.conf")
+	block := func(name string, port int, lines ...string) string {
+		return fmt.Sprintf("[service]\nname = %s\nprotocol = tcp\nport = %d\nforwarding = DR\n%s\n", name, port, strings.Join(lines, "\n"))
+	}
+	os.WriteFile(conf, []byte("director = 127.0.0.1\n"+
+		block("web", 80, "monitor = http", "url = "+srv.URL+"/health", "body-health = yes")+
+		block("down", 81, "monitor = http", "url = "+srv.URL+"/down")+
+		block("smtp", 25, "monitor = tcp", "connect = "+ln.Addr().String())+
+		block("load", 82, "monitor = loadavg", "average = 5")+
+		block("both", 83, "monitor = constant, http", "value = 30", "url = "+srv.URL+"/")), 0o644)
+	code, out, errs := runAgent("-m", "-c", conf)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	rows := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 5 {
+			rows[f[0]] = f[3] + " " + f[4]
+		}
+	}
+	for name, want := range map[string]string{"web": "http 64", "down": "http 0", "smtp": "tcp 100", "both": "constant,http 30"} {
+		if rows[name] != want {
+			t.Errorf("%s: %q, want %q\n%s", name, rows[name], want, out)
+		}
+	}
+	if !strings.HasPrefix(rows["load"], "loadavg ") {
+		t.Errorf("load: %q\n%s", rows["load"], out)
+	}
+
+	os.WriteFile(conf, []byte("director = 127.0.0.1\n"+
+		block("junk", 80, "monitor = exec", "command = echo HTTP/1.1 503 Service Unavailable")), 0o644)
+	code, out, errs = runAgent("-m", "-c", conf)
+	if code != cli.ExitError || !strings.Contains(out, "unknown: command") || !strings.Contains(out, "not a health value") ||
+		!strings.Contains(errs, "HTTP/1.1 503 Service Unavailable") {
+		t.Fatalf("junk output: exit %d\n%s\n%s", code, out, errs)
 	}
 }
 
