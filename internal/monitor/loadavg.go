@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -71,7 +72,7 @@ func (l *loadavg) Measure(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("%s: %q is not three load averages", l.path, strings.TrimSpace(string(b)))
 	}
 	load, err := strconv.ParseFloat(f[l.field], 64)
-	if err != nil || load < 0 || load != load {
+	if err != nil || load < 0 || math.IsNaN(load) {
 		return 0, fmt.Errorf("%s: load average %q is not a number", l.path, f[l.field])
 	}
 	cpus, err := onlineCPUs(l.procStat)
