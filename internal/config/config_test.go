@@ -180,10 +180,13 @@ func TestPackagedAgent(t *testing.T) {
 	if a.MasterTimeout != DefaultMasterTimeout || a.ConnectionRetries != DefaultConnectionRetries || a.LogLevel != DefaultLogLevel {
 		t.Errorf("documented defaults differ from the real ones: %+v", a)
 	}
-	if a.Director != "192.0.2.1:3262" || len(a.Services) != 2 || a.File != "../../etc/agent.d/example.conf.sample" {
+	if a.Director != "192.0.2.1:3262" || len(a.Services) != 3 || a.File != "../../etc/agent.d/example.conf.sample" {
 		t.Errorf("layered: %+v", a)
 	}
-	if p := a.Services[1].Params; p["timeout"] != "2" || p["interval"] != "5" || p["command"] == "" {
+	if s := a.Services[1]; s.Monitor != "cpuload,http" || s.Params["url"] == "" || s.Params["timeout"] != "2" {
+		t.Errorf("combination: %+v", s)
+	}
+	if p := a.Services[2].Params; p["timeout"] != "2" || p["interval"] != "5" || p["command"] == "" {
 		t.Errorf("exec params: %v", p)
 	}
 	// The example's commented director override must be valid as well.
