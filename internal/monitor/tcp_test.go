@@ -73,7 +73,7 @@ func TestTCPKeys(t *testing.T) {
 		{},
 		{"connect": "127.0.0.1"},
 		{"connect": "127.0.0.1:0"},
-		{"connect": "[::1]:80"},
+		{"connect": "::1"},
 		{"connect": "127.0.0.1:80", "timeout": "0.01"},
 	} {
 		if _, err := New("tcp", p, Options{}); err == nil {

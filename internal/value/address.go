@@ -187,8 +187,9 @@ func (sv Services) Listen(s string, defPort uint16) (string, error) {
 // connection), port a number or a TCP service name.
 func (sv Services) Endpoint(s string) (string, error) {
 	s = strings.TrimSpace(s)
-	if !strings.Contains(s, ":") {
-		return "", fmt.Errorf("invalid endpoint %q (want HOST:PORT, such as 127.0.0.1:80)", s)
+	// By its syntax: a bare IPv6 address has colons but no port.
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return "", fmt.Errorf("invalid endpoint %q (want HOST:PORT or [IPv6]:PORT, such as 127.0.0.1:80)", s)
 	}
 	host, port, err := sv.HostPort(s, 0)
 	if err != nil {

@@ -267,13 +267,14 @@ func TestEndpoint(t *testing.T) {
 		"127.0.0.1:80":      "127.0.0.1:80",
 		" localhost:mail ":  "localhost:25",
 		"db.example.com:25": "db.example.com:25",
+		"[::1]:80":          "[::1]:80",
 	} {
 		if got, err := sv.Endpoint(in); err != nil || got != want {
 			t.Errorf("Endpoint(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "127.0.0.1", ":80", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:70000",
-		"0.0.0.0:80", "224.0.0.1:80", "[::1]:80", "::1", "bad_host!:80", "a b:80", "127.0.0.1:nosuch"} {
+		"0.0.0.0:80", "224.0.0.1:80", "[::]:80", "::1", "[::1]", "bad_host!:80", "a b:80", "127.0.0.1:nosuch"} {
 		if got, err := sv.Endpoint(in); err == nil {
 			t.Errorf("Endpoint(%q) = %q, want an error", in, got)
 		}
