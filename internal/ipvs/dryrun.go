@@ -41,12 +41,18 @@ func (r *dryRun) Destinations(svc ServiceKey) ([]Destination, error) {
 	return r.inner.Destinations(svc)
 }
 
-func (r *dryRun) AddService(s Service) error {
+func (r *dryRun) AddService(s Service) error { return r.logService("dry-run: would add service", s) }
+
+func (r *dryRun) UpdateService(s Service) error {
+	return r.logService("dry-run: would update service", s)
+}
+
+func (r *dryRun) logService(msg string, s Service) error {
 	n, err := NormalizeService(s)
 	if err != nil {
 		return err
 	}
-	r.log.Info("dry-run: would add service",
+	r.log.Info(msg,
 		"service", n.ServiceKey.String(),
 		"scheduler", n.Scheduler,
 		"flags", n.Flags,

@@ -26,8 +26,17 @@ func Format(svcs []Service, dests map[ServiceKey][]Destination) string {
 	var b strings.Builder
 	b.WriteString(formatHeader)
 	for _, s := range svcs {
-		fmt.Fprintf(&b, "%s  %s %s%s\n", protoName(s.Protocol),
-			netip.AddrPortFrom(s.Address, s.Port), s.Scheduler, flagText(s))
+		if s.FWMark != 0 {
+			// ipvsadm: "FWM  5 wrr", with " IPv6" for that family.
+			fam := ""
+			if s.Address.Is6() {
+				fam = " IPv6"
+			}
+			fmt.Fprintf(&b, "FWM  %d%s %s%s\n", s.FWMark, fam, s.Scheduler, flagText(s))
+		} else {
+			fmt.Fprintf(&b, "%s  %s %s%s\n", protoName(s.Protocol),
+				netip.AddrPortFrom(s.Address, s.Port), s.Scheduler, flagText(s))
+		}
 		for _, d := range dests[s.ServiceKey] {
 			// ipvsadm's own layout: "  -> %-28s %-7s %-6d %-10u %-10u".
 			line := fmt.Sprintf("  -> %-28s %-7s %-6d %-10d %-10d",
@@ -61,6 +70,7 @@ func Dump(x IPVS) (string, error) {
 func sortServices(svcs []Service) {
 	slices.SortFunc(svcs, func(a, b Service) int {
 		return cmp.Or(
+			cmp.Compare(a.FWMark, b.FWMark), // address/port services (0) first, as ipvsadm
 			cmp.Compare(a.Protocol, b.Protocol),
 			a.Address.Compare(b.Address),
 			cmp.Compare(a.Port, b.Port),
@@ -98,8 +108,48 @@ func flagText(s Service) string {
 	if s.Flags&FlagOnePacket != 0 {
 		b.WriteString(" ops")
 	}
-	if rest := s.Flags &^ (FlagPersistent | FlagHashed | FlagOnePacket); rest != 0 {
+	known := FlagPersistent | FlagHashed | FlagOnePacket
+	if names := SchedFlagNames(s.Scheduler, s.Flags); len(names) > 0 {
+		b.WriteString(" (" + strings.Join(names, ",") + ")")
+		known |= FlagSched1 | FlagSched2 | FlagSched3
+	}
+	if rest := s.Flags &^ known; rest != 0 {
 		fmt.Fprintf(&b, " flags %#x", rest)
 	}
 	return b.String()
+}
+
+// schedFlags names IP_VS_SVC_F_SCHED1..3 per scheduler, as ipvsadm -b
+// spells them; only sh and mh give them a meaning.
+var schedFlags = []struct {
+	sched, name string
+	flag        uint32
+}{
+	{"sh", "sh-fallback", FlagSched1},
+	{"sh", "sh-port", FlagSched2},
+	{"mh", "mh-fallback", FlagSched1},
+	{"mh", "mh-port", FlagSched2},
+}
+
+// SchedFlag returns the flag a scheduler flag name stands for, and the
+// scheduler it belongs to; ok is false for an unknown name.
+func SchedFlag(name string) (flag uint32, sched string, ok bool) {
+	for _, f := range schedFlags {
+		if f.name == name {
+			return f.flag, f.sched, true
+		}
+	}
+	return 0, "", false
+}
+
+// SchedFlagNames lists the names of the scheduler flags set in flags that
+// scheduler sched knows, in ipvsadm's order; nil when there are none.
+func SchedFlagNames(sched string, flags uint32) []string {
+	var out []string
+	for _, f := range schedFlags {
+		if f.sched == sched && flags&f.flag != 0 {
+			out = append(out, f.name)
+		}
+	}
+	return out
 }

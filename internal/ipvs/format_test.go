@@ -18,6 +18,8 @@ func TestFormatGolden(t *testing.T) {
 		{ServiceKey: svcKey, Scheduler: "wrr", Flags: FlagHashed, Netmask: 0xffffffff},
 		{ServiceKey: pers, Scheduler: "wlc", Flags: FlagHashed | FlagPersistent, Timeout: 300, Netmask: 0xffffff00},
 		{ServiceKey: sctp, Scheduler: "sh"},
+		{ServiceKey: FWMarkKey(3, netip.Addr{}), Scheduler: "sh", Flags: FlagHashed | FlagPersistent | FlagSched1 | FlagSched2, Timeout: 600, Netmask: 0xffffffff},
+		{ServiceKey: FWMarkKey(2, netip.Addr{}), Scheduler: "wrr", Flags: FlagHashed | FlagSched1},
 	}
 	dests := map[ServiceKey][]Destination{
 		svcKey: { // table order, not sorted
@@ -30,6 +32,7 @@ func TestFormatGolden(t *testing.T) {
 		udp: {
 			{DestKey: DestKey{Address: netip.MustParseAddr("10.0.0.7"), Port: 53}, Weight: 1, Forwarding: ForwardLocal},
 		},
+		FWMarkKey(3, netip.Addr{}): {{DestKey: DestKey{Address: netip.MustParseAddr("10.0.0.2")}, Weight: 5, Forwarding: ForwardRoute}},
 		// A service that is not in svcs is not shown.
 		{Protocol: ProtoTCP, Address: netip.MustParseAddr("192.0.2.1"), Port: 1}: {{DestKey: rs1}},
 	}
@@ -40,11 +43,14 @@ TCP  10.0.0.1:80 wrr
   -> 10.0.0.3:80                  Masq    75     12         345
   -> 10.0.0.2:80                  Route   0      0          0
 TCP  10.0.0.5:0 wlc persistent 300 mask 255.255.255.0
-TCP  [2001:db8::1]:443 mh persistent 60 mask 64 flags 0x8
+TCP  [2001:db8::1]:443 mh persistent 60 mask 64 (mh-fallback)
   -> [2001:db8::10]:443           Tunnel  65535  1234567890 0
 UDP  10.0.0.1:53 rr ops
   -> 10.0.0.7:53                  Local   1      0          0
 SCTP  10.0.0.9:9 sh
+FWM  2 wrr flags 0x8
+FWM  3 sh persistent 600 (sh-fallback,sh-port)
+  -> 10.0.0.2:0                   Route   5      0          0
 `
 	got := Format(svcs, dests)
 	if got != want {

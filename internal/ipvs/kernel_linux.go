@@ -225,9 +225,8 @@ func (k *Kernel) Close() error {
 	return nil
 }
 
-// Services lists the kernel's address/port services, FlagHashed included.
-// Firewall-mark services have no address or port and are not feedbackd's,
-// so they are left out.
+// Services lists the kernel's services, FlagHashed included; a
+// firewall-mark service with the key FWMarkKey gives it.
 func (k *Kernel) Services() ([]Service, error) {
 	var ms []*mobyipvs.Service
 	err := k.do(func(h *mobyipvs.Handle) (err error) {
@@ -239,10 +238,6 @@ func (k *Kernel) Services() ([]Service, error) {
 	}
 	out := make([]Service, 0, len(ms))
 	for _, m := range ms {
-		if m.FWMark != 0 {
-			k.log.Debug("ipvs: ignoring firewall-mark service", "fwmark", m.FWMark)
-			continue
-		}
 		s, err := fromMobyService(m)
 		if err != nil {
 			return nil, fmt.Errorf("ipvs: list services: %w", err)
@@ -271,6 +266,26 @@ func (k *Kernel) AddService(s Service) error {
 				n.ServiceKey, ErrInvalid, n.Scheduler, n.Scheduler, errno)
 		}
 		return fmt.Errorf("ipvs: add service %s: %w", n.ServiceKey, kernelErr(err))
+	}
+	return nil
+}
+
+// UpdateService sets scheduler, flags (all of them: moby/ipvs sends the
+// mask 0xffffffff), timeout and netmask of an existing service.
+func (k *Kernel) UpdateService(s Service) error {
+	n, err := NormalizeService(s)
+	if err != nil {
+		return err
+	}
+	m := toMobyService(n)
+	if err := k.do(func(h *mobyipvs.Handle) error { return h.UpdateService(m) }); err != nil {
+		var errno syscall.Errno
+		if errors.As(err, &errno) && errno == syscall.ENOENT {
+			// ESRCH is the missing service; ENOENT a scheduler module.
+			return fmt.Errorf("ipvs: update service %s: %w: scheduler %q not available in the kernel (module ip_vs_%s?): %v",
+				n.ServiceKey, ErrInvalid, n.Scheduler, n.Scheduler, errno)
+		}
+		return fmt.Errorf("ipvs: update service %s: %w", n.ServiceKey, kernelErr(err))
 	}
 	return nil
 }
@@ -424,22 +439,22 @@ func netmaskFromMoby(a netip.Addr, mask uint32) uint32 {
 }
 
 func toMobyService(s Service) *mobyipvs.Service {
-	return &mobyipvs.Service{
-		Address:       addrToIP(s.Address),
-		Protocol:      s.Protocol,
-		Port:          s.Port,
-		SchedName:     s.Scheduler,
-		Flags:         s.Flags,
-		Timeout:       s.Timeout,
-		Netmask:       netmaskToMoby(s.Address, s.Netmask),
-		AddressFamily: addrFamily(s.Address),
-	}
+	m := mobyServiceKey(s.ServiceKey)
+	m.SchedName = s.Scheduler
+	m.Flags = s.Flags
+	m.Timeout = s.Timeout
+	m.Netmask = netmaskToMoby(s.Address, s.Netmask)
+	return m
 }
 
 // mobyServiceKey identifies a service in destination requests; moby/ipvs
 // sends all service fields, the kernel looks only at family, protocol,
-// address and port.
+// address and port, or at family and mark (moby/ipvs then sends no
+// protocol, address or port).
 func mobyServiceKey(k ServiceKey) *mobyipvs.Service {
+	if k.FWMark != 0 {
+		return &mobyipvs.Service{FWMark: k.FWMark, AddressFamily: addrFamily(k.Address)}
+	}
 	return &mobyipvs.Service{
 		Address:       addrToIP(k.Address),
 		Protocol:      k.Protocol,
@@ -450,7 +465,24 @@ func mobyServiceKey(k ServiceKey) *mobyipvs.Service {
 
 func fromMobyService(m *mobyipvs.Service) (Service, error) {
 	if m.FWMark != 0 {
-		return Service{}, fmt.Errorf("firewall-mark service %d has no address", m.FWMark)
+		// The kernel reports a mark with its family only (no protocol,
+		// address or port attribute): keyed as FWMarkKey.
+		var fam netip.Addr
+		switch m.AddressFamily {
+		case unix.AF_INET:
+			fam = netip.IPv4Unspecified()
+		case unix.AF_INET6:
+			fam = netip.IPv6Unspecified()
+		default:
+			return Service{}, fmt.Errorf("firewall-mark service %d: unknown address family %d", m.FWMark, m.AddressFamily)
+		}
+		return Service{
+			ServiceKey: FWMarkKey(m.FWMark, fam),
+			Scheduler:  m.SchedName,
+			Flags:      m.Flags,
+			Timeout:    m.Timeout,
+			Netmask:    netmaskFromMoby(fam, m.Netmask),
+		}, nil
 	}
 	a, err := ipToAddr(m.Address, m.AddressFamily)
 	if err != nil {

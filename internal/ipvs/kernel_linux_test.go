@@ -80,6 +80,8 @@ func TestServiceRoundTrip(t *testing.T) {
 		{ServiceKey: ServiceKey{Protocol: ProtoSCTP, Address: netip.MustParseAddr("0.0.0.0"), Port: 0}, Scheduler: "sh", Flags: FlagPersistent, Timeout: 1, Netmask: 0xfffe0000},
 		{ServiceKey: ServiceKey{Protocol: ProtoTCP, Address: netip.MustParseAddr("2001:db8::1"), Port: 443}, Scheduler: "wlc"},
 		{ServiceKey: ServiceKey{Protocol: ProtoTCP, Address: netip.MustParseAddr("2001:db8::1"), Port: 65535}, Scheduler: "lc", Flags: FlagPersistent, Timeout: 3600, Netmask: 48},
+		{ServiceKey: FWMarkKey(1, netip.Addr{}), Scheduler: "sh", Flags: FlagPersistent | FlagSched1 | FlagSched2, Timeout: 600, Netmask: 0xffffff00},
+		{ServiceKey: FWMarkKey(0xffffffff, netip.IPv6Unspecified()), Scheduler: "mh", Flags: FlagOnePacket},
 	} {
 		s, err := NormalizeService(in)
 		mustNoErr(t, err)
@@ -88,6 +90,22 @@ func TestServiceRoundTrip(t *testing.T) {
 		if got != s {
 			t.Errorf("round trip of %+v: %+v", s, got)
 		}
+	}
+}
+
+// A firewall-mark service goes to moby/ipvs as mark and family only
+// (moby/ipvs then sends no protocol, address or port attribute), and so
+// does its key in destination requests.
+func TestFWMarkToMoby(t *testing.T) {
+	s, err := NormalizeService(Service{ServiceKey: FWMarkKey(5, netip.Addr{}), Scheduler: "wrr", Flags: FlagPersistent, Timeout: 60})
+	mustNoErr(t, err)
+	for _, m := range []*mobyipvs.Service{toMobyService(s), mobyServiceKey(s.ServiceKey)} {
+		if m.FWMark != 5 || m.AddressFamily != unix.AF_INET || m.Address != nil || m.Protocol != 0 || m.Port != 0 {
+			t.Errorf("fwmark to moby: %+v", m)
+		}
+	}
+	if m := toMobyService(s); m.Flags != FlagPersistent || m.Timeout != 60 || m.SchedName != "wrr" || m.Netmask != 0xffffffff {
+		t.Errorf("fwmark settings to moby: %+v", m)
 	}
 }
 
@@ -117,8 +135,20 @@ func TestServiceFromMoby(t *testing.T) {
 		t.Errorf("16-byte IPv4: %v, %v", got.Address, err)
 	}
 
-	if _, err := fromMobyService(&mobyipvs.Service{FWMark: 7, AddressFamily: unix.AF_INET}); err == nil {
-		t.Error("firewall-mark service converted")
+	// A firewall-mark service as the kernel reports it: mark, family,
+	// scheduler, flags, no protocol, address or port.
+	fm, err := fromMobyService(&mobyipvs.Service{FWMark: 7, AddressFamily: unix.AF_INET, SchedName: "sh",
+		Flags: FlagHashed | FlagSched1, Netmask: 0xffffffff})
+	mustNoErr(t, err)
+	if want := (Service{ServiceKey: FWMarkKey(7, netip.Addr{}), Scheduler: "sh", Flags: FlagHashed | FlagSched1, Netmask: 0xffffffff}); fm != want {
+		t.Errorf("fwmark: got %+v, want %+v", fm, want)
+	}
+	if fm6, err := fromMobyService(&mobyipvs.Service{FWMark: 7, AddressFamily: unix.AF_INET6, SchedName: "wrr", Netmask: 64}); err != nil ||
+		fm6.ServiceKey != FWMarkKey(7, netip.IPv6Unspecified()) || fm6.Netmask != 64 {
+		t.Errorf("fwmark IPv6: %+v, %v", fm6, err)
+	}
+	if _, err := fromMobyService(&mobyipvs.Service{FWMark: 7}); err == nil {
+		t.Error("firewall-mark service without family converted")
 	}
 	if _, err := fromMobyService(&mobyipvs.Service{Address: net.IP{1, 2, 3, 4}}); err == nil {
 		t.Error("service without address family converted")

@@ -14,7 +14,8 @@ import (
 // code tested against Memory does not meet surprises on a real director:
 //
 //   - adding an existing service or destination fails with ErrExist;
-//     updating or deleting a missing one (or touching a missing service)
+//     updating a missing service, updating or deleting a missing
+//     destination (or touching a missing service)
 //     fails with ErrNotExist;
 //   - Destinations of a missing service returns no destinations and no
 //     error, as the kernel's dump does;
@@ -42,7 +43,7 @@ type memService struct {
 }
 
 // NewMemory returns an empty table. If onChange is not nil it is called
-// after every successful write (AddService, AddDestination,
+// after every successful write (AddService, UpdateService, AddDestination,
 // UpdateDestination, DeleteDestination) with the whole new table rendered
 // by Format, so that --without-ipvs runs show what the kernel would hold.
 // It is called without Memory's lock held, so it may read the table; with
@@ -84,6 +85,24 @@ func (m *Memory) AddService(s Service) error {
 			return fmt.Errorf("ipvs: add service %s: %w", n.ServiceKey, ErrExist)
 		}
 		m.svcs[n.ServiceKey] = &memService{svc: n}
+		return nil
+	})
+}
+
+// UpdateService replaces scheduler, flags, timeout and netmask of an
+// existing service, keeping its destinations, as the kernel's SET_SERVICE.
+func (m *Memory) UpdateService(s Service) error {
+	n, err := NormalizeService(s)
+	if err != nil {
+		return err
+	}
+	n.Flags |= FlagHashed
+	return m.write(func() error {
+		ms, ok := m.svcs[n.ServiceKey]
+		if !ok {
+			return fmt.Errorf("ipvs: update service %s: %w", n.ServiceKey, ErrNotExist)
+		}
+		ms.svc = n
 		return nil
 	})
 }
@@ -169,8 +188,8 @@ func (m *Memory) SetConns(svc ServiceKey, k DestKey, active, inactive int) error
 	return nil
 }
 
-// Writes counts successful AddService, AddDestination, UpdateDestination
-// and DeleteDestination calls, so tests can assert that a pass with nothing
+// Writes counts successful AddService, UpdateService, AddDestination,
+// UpdateDestination and DeleteDestination calls, so tests can assert that a pass with nothing
 // to change wrote nothing.
 func (m *Memory) Writes() int {
 	m.mu.Lock()
@@ -197,8 +216,8 @@ func (m *Memory) String() string {
 	return m.formatLocked()
 }
 
-// FailNext makes the next write call (AddService, AddDestination,
-// UpdateDestination or DeleteDestination) return err unchanged without
+// FailNext makes the next write call (AddService, UpdateService,
+// AddDestination, UpdateDestination or DeleteDestination) return err unchanged without
 // touching the table. Calls queue: two FailNext fail the next two writes.
 // A failed write does not count in Writes and does not call onChange.
 func (m *Memory) FailNext(err error) {

@@ -376,3 +376,40 @@ func TestObserveCallsOnlyOnSuccessfulWrites(t *testing.T) {
 		t.Fatalf("onWrite called %d times, want 4 (successful writes only)", n)
 	}
 }
+
+// UpdateService changes the settings of a service and keeps its
+// destinations; a missing service is ErrNotExist; invalid settings are
+// refused before anything changes.
+func TestMemoryUpdateService(t *testing.T) {
+	m := NewMemory(nil)
+	fwm := FWMarkKey(7, netip.Addr{})
+	mustNoErr(t, m.AddService(Service{ServiceKey: fwm, Scheduler: "wrr"}))
+	mustNoErr(t, m.AddDestination(fwm, Destination{DestKey: DestKey{Address: netip.MustParseAddr("10.0.0.2")}, Weight: 3, Forwarding: ForwardRoute}))
+	want := Service{ServiceKey: fwm, Scheduler: "sh", Flags: FlagPersistent | FlagSched1, Timeout: 600, Netmask: 0xffffff00}
+	mustNoErr(t, m.UpdateService(want))
+	svcs, err := m.Services()
+	mustNoErr(t, err)
+	want.Flags |= FlagHashed
+	if len(svcs) != 1 || svcs[0] != want {
+		t.Errorf("after update: %+v, want %+v", svcs, want)
+	}
+	if ds, _ := m.Destinations(fwm); len(ds) != 1 || ds[0].Weight != 3 {
+		t.Errorf("destinations after update: %+v", ds)
+	}
+	before := m.Writes()
+	if err := m.UpdateService(Service{ServiceKey: FWMarkKey(8, netip.Addr{}), Scheduler: "wrr"}); !errors.Is(err, ErrNotExist) {
+		t.Errorf("update of a missing service: %v, want ErrNotExist", err)
+	}
+	for _, bad := range []Service{
+		{ServiceKey: fwm, Scheduler: "wrr", Timeout: 60},                          // timeout without persistence
+		{ServiceKey: fwm, Scheduler: "wrr", Flags: FlagPersistent},                // persistence without timeout
+		{ServiceKey: ServiceKey{Protocol: ProtoTCP, FWMark: 7}, Scheduler: "wrr"}, // mark with a protocol
+	} {
+		if err := m.UpdateService(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("UpdateService(%+v): %v, want ErrInvalid", bad, err)
+		}
+	}
+	if m.Writes() != before {
+		t.Error("a refused update counted as a write")
+	}
+}

@@ -17,7 +17,8 @@ func (o *observed) done(err error) error {
 	return err
 }
 
-func (o *observed) AddService(s Service) error { return o.done(o.IPVS.AddService(s)) }
+func (o *observed) AddService(s Service) error    { return o.done(o.IPVS.AddService(s)) }
+func (o *observed) UpdateService(s Service) error { return o.done(o.IPVS.UpdateService(s)) }
 func (o *observed) AddDestination(s ServiceKey, d Destination) error {
 	return o.done(o.IPVS.AddDestination(s, d))
 }

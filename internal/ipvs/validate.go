@@ -63,6 +63,15 @@ func invalidf(format string, args ...any) error {
 // address, for instance, would be created as an IPv6 service, and the
 // caller's key would then never match what Services returns.
 func checkServiceKey(k ServiceKey) error {
+	if k.FWMark != 0 {
+		// The kernel ignores protocol, address and port of a mark and
+		// reports none of them: anything in them here would make a key
+		// that never matches what Services returns.
+		if k.Protocol != 0 || k.Port != 0 || !k.Address.IsValid() || !k.Address.IsUnspecified() || k.Address.Zone() != "" {
+			return invalidf("service %s: a firewall-mark key has protocol 0, port 0 and the unspecified address of its family (FWMarkKey)", k)
+		}
+		return nil
+	}
 	switch k.Protocol {
 	case ProtoTCP, ProtoUDP, ProtoSCTP:
 	default:
@@ -103,6 +112,14 @@ func NormalizeService(s Service) (Service, error) {
 		return Service{}, invalidf("service %s: scheduler %q must be 1 to 15 characters", s.ServiceKey, s.Scheduler)
 	}
 	s.Flags &^= FlagHashed
+	if s.Flags&FlagPersistent == 0 && s.Timeout != 0 {
+		// The kernel stores a timeout without the flag, but it means
+		// nothing; refusing it keeps "persistent" one bit to compare.
+		return Service{}, invalidf("service %s: persistence timeout %d without the persistent flag", s.ServiceKey, s.Timeout)
+	}
+	if s.Flags&FlagPersistent != 0 && s.Timeout == 0 {
+		return Service{}, invalidf("service %s: persistent with a timeout of 0", s.ServiceKey)
+	}
 	if s.Address.Is4() {
 		if s.Netmask == 0 {
 			s.Netmask = 0xffffffff
