@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -60,7 +61,7 @@ func newMaster(cfg *config.Master, o options, log *slog.Logger, kv ipvs.IPVS, st
 	status := func() string { return m.Summary().String() + sh.Note() }
 	obs := metricsFor(&m)
 	m, err := master.New(cfg, master.Options{
-		Logger: log, IPVS: kv, Store: store, DryRun: o.dryRun, Observer: obs,
+		Logger: log, IPVS: kv, Store: store, DryRun: o.dryRun, Observer: obs, Sysctls: sysctls(o),
 		LoopEvery: sd.LoopEvery(sh.Notifier.WatchdogInterval()),
 		// READY=1 once the configuration is loaded, IPVS opened and the
 		// virtual services ensured.
@@ -102,6 +103,15 @@ func backends(o options, log *slog.Logger, logw io.Writer) (ipvs.IPVS, master.St
 		store = master.ReadOnly(store)
 	}
 	return kv, store, nil
+}
+
+// sysctls is where the master reads the IPVS sysctls it warns about: the
+// kernel's, unless the table is an in-memory one.
+func sysctls(o options) fs.FS {
+	if o.withoutIPVS {
+		return nil
+	}
+	return os.DirFS("/proc/sys")
 }
 
 // serveControl answers feedbackctl on the control socket systemd passed,

@@ -861,3 +861,70 @@ agent-check-listen = :9778
 		}
 	}
 }
+
+// The keys ipvsadm -A sets besides the scheduler, read as written: a
+// persistent service, a firewall-mark one fed by tcp/80, an sh service
+// with its flags, a one-packet UDP one with the director's forwarding.
+func TestVirtualServiceOptions(t *testing.T) {
+	m := mustMaster(t, `[virtual-service]
+name = web
+address = 192.0.2.10
+protocol = tcp
+port = 80
+persistence-timeout = 600
+persistence-netmask = 255.255.255.0
+[virtual-service]
+name = web-marked
+fwmark = 1
+protocol = tcp
+agent-port = http
+scheduler = sh
+scheduler-flags = sh-port, sh-fallback
+forwarding = dr
+persistence-timeout = 60
+[virtual-service]
+name = dns
+address = 192.0.2.10
+protocol = udp
+port = 53
+one-packet = yes
+forwarding = NAT
+scheduler = mh
+scheduler-flags = mh-fallback
+persistence-timeout = 30
+persistence-netmask = /16
+`)
+	want := []VirtualService{
+		{Name: "web", Address: netip.MustParseAddr("192.0.2.10"), Protocol: necp.ProtoTCP, Port: 80, Scheduler: "wrr", MaxWeight: 100, Line: 1,
+			PersistenceTimeout: 600, PersistenceNetmask: 24},
+		{Name: "web-marked", Protocol: necp.ProtoTCP, Scheduler: "sh", MaxWeight: 100, Line: 8,
+			FWMark: 1, AgentPort: 80, SchedulerFlags: "sh-port,sh-fallback", Forwarding: necp.ForwardDR, PersistenceTimeout: 60},
+		{Name: "dns", Address: netip.MustParseAddr("192.0.2.10"), Protocol: necp.ProtoUDP, Port: 53, Scheduler: "mh", MaxWeight: 100, Line: 17,
+			OnePacket: true, Forwarding: necp.ForwardNAT, SchedulerFlags: "mh-fallback", PersistenceTimeout: 30, PersistenceNetmask: 16},
+	}
+	if !slices.Equal(m.VirtualServices, want) {
+		t.Errorf("virtual services:\n got %+v\nwant %+v", m.VirtualServices, want)
+	}
+	if fm := m.VirtualServices[1]; fm.FeedPort() != 80 || fm.DestPort(80) != 0 {
+		t.Errorf("fwmark service: feeds from port %d, adds realservers on port %d; want 80 and 0", fm.FeedPort(), fm.DestPort(80))
+	}
+	if vs := m.VirtualServices[0]; vs.FeedPort() != 80 || vs.DestPort(80) != 80 {
+		t.Errorf("address service: feeds from port %d, adds realservers on port %d; want 80 and 80", vs.FeedPort(), vs.DestPort(80))
+	}
+}
+
+// persistence-netmask takes ipvsadm -M's dotted mask or a prefix length,
+// and refuses masks with holes and the mask that puts every client on one
+// realserver.
+func TestParsePersistenceNetmask(t *testing.T) {
+	for in, want := range map[string]int{"255.255.255.0": 24, "24": 24, "/8": 8, "255.255.255.255": 32, "128.0.0.0": 1} {
+		if got, err := parsePersistenceNetmask(in); err != nil || got != want {
+			t.Errorf("parsePersistenceNetmask(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"0", "/0", "0.0.0.0", "33", "255.0.255.0", "0.255.255.255", "ffff::", "mask", ""} {
+		if got, err := parsePersistenceNetmask(in); err == nil {
+			t.Errorf("parsePersistenceNetmask(%q) = %d, want an error", in, got)
+		}
+	}
+}

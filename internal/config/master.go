@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"math/bits"
+	"net/netip"
 	"os"
 	"os/user"
 	"slices"
@@ -23,8 +25,19 @@ var (
 	masterGlobalKeys = []string{"logfile", "loglevel", "keepalive-interval", "keepalive-timeout", "keepalive-retries", "removal-interval", "listen",
 		"allow", "trust-agent-address", "secret-file", "handshake-timeout", "max-sessions", "max-sessions-per-address", "max-services", "weight-threshold", "weight-max-step",
 		"weight-law", "weight-smoothing", "slow-start", "control-group", "metrics-listen"}
-	virtualKeys = []string{"name", "address", "protocol", "port", "scheduler", "max-weight"}
+	virtualKeys = []string{"name", "address", "protocol", "port", "scheduler", "max-weight",
+		"fwmark", "agent-port", "persistence-timeout", "persistence-netmask", "scheduler-flags", "one-packet", "forwarding"}
 )
+
+// schedulerFlags are the names of ipvsadm -b and the scheduler each
+// belongs to (internal/ipvs.SchedFlag turns them into kernel flags; a test
+// there checks both lists agree).
+var schedulerFlags = map[string]string{"sh-fallback": "sh", "sh-port": "sh", "mh-fallback": "mh", "mh-port": "mh"}
+
+// MaxPersistenceTimeout is the longest persistence-timeout: the kernel
+// keeps it in jiffies in 32 bits, which at HZ=1000 wrap after about 49
+// days; 30 days is far from that and longer than any session.
+const MaxPersistenceTimeout = 30 * 24 * 3600
 
 // LoadMaster reads and checks a master configuration file.
 func LoadMaster(path string) (*Master, error) {
@@ -102,14 +115,22 @@ func ParseMaster(file string, data []byte) (*Master, error) {
 		port  uint16
 	}
 	seen := map[tuple]int{}
+	marks := map[uint32]int{}
 	names := map[string]int{}
 	for _, vs := range m.VirtualServices {
-		t := tuple{vs.Protocol, vs.Address.String(), vs.Port}
-		if first, dup := seen[t]; dup {
-			el.add(vs.Line, "", "[virtual-service] %s:%d/%s duplicates the one on line %d", vs.Address, vs.Port, necp.ProtocolName(vs.Protocol), first)
+		if vs.FWMark != 0 {
+			// The kernel keys a mark service on the mark alone.
+			if first, dup := marks[vs.FWMark]; dup {
+				el.add(vs.Line, "", "[virtual-service] fwmark %d duplicates the one on line %d", vs.FWMark, first)
+				continue
+			}
+			marks[vs.FWMark] = vs.Line
+		} else if t := (tuple{vs.Protocol, vs.Address.String(), vs.Port}); seen[t] != 0 {
+			el.add(vs.Line, "", "[virtual-service] %s:%d/%s duplicates the one on line %d", vs.Address, vs.Port, necp.ProtocolName(vs.Protocol), seen[t])
 			continue
+		} else {
+			seen[t] = vs.Line
 		}
-		seen[t] = vs.Line
 		// Names only label log lines, so a repeat is confusing, not wrong.
 		if first, dup := names[vs.Name]; dup {
 			warn.add(vs.Line, "", "name %q is also used by the [virtual-service] on line %d; log lines will not tell them apart", vs.Name, first)
@@ -250,9 +271,33 @@ func parseVirtual(el *errorList, warn *warnings, b block) (vs VirtualService, ok
 			el.badValue(e, err)
 		}
 	}
-	if e, ok := required("address"); ok {
-		if vs.Address, err = parseVIP(e.value); err != nil {
+	// A firewall-mark service replaces address and port by the mark; the
+	// agents' services that feed it are named by protocol and agent-port.
+	if e, ok := keys["fwmark"]; ok {
+		n, err := parseRange(e.value, 1, math.MaxUint32)
+		if err != nil {
 			el.badValue(e, err)
+		}
+		vs.FWMark = uint32(n)
+		if vs.FWMark == 0 {
+			vs.FWMark = math.MaxUint32 // marked as set, so address and port are not required
+		}
+		for _, k := range []string{"address", "port"} {
+			if o, ok := keys[k]; ok {
+				el.add(o.line, k, "a firewall-mark service (fwmark on line %d) has no %s: the mark selects the packets; protocol and agent-port name the agents' services that feed it", e.line, k)
+			}
+		}
+		if _, ok := keys["agent-port"]; !ok && !b.rejected["agent-port"] {
+			el.add(b.line, "agent-port", "required key missing from a [virtual-service] with fwmark: the port of the agents' services that feed it")
+		}
+	} else {
+		if e, ok := required("address"); ok {
+			if vs.Address, err = parseVIP(e.value); err != nil {
+				el.badValue(e, err)
+			}
+		}
+		if e, ok := keys["agent-port"]; ok {
+			el.add(e.line, e.key, "only a firewall-mark service (fwmark) has an agent-port; here port names the agents' services")
 		}
 	}
 	proto := ""
@@ -263,8 +308,14 @@ func parseVirtual(el *errorList, warn *warnings, b block) (vs VirtualService, ok
 			proto = necp.ProtocolName(vs.Protocol)
 		}
 	}
-	if e, ok := required("port"); ok {
-		if vs.Port, err = ParsePort(e.value, proto); err != nil {
+	if vs.FWMark == 0 {
+		if e, ok := required("port"); ok {
+			if vs.Port, err = ParsePort(e.value, proto); err != nil {
+				el.badValue(e, err)
+			}
+		}
+	} else if e, ok := keys["agent-port"]; ok {
+		if vs.AgentPort, err = ParsePort(e.value, proto); err != nil {
 			el.badValue(e, err)
 		}
 	}
@@ -283,7 +334,93 @@ func parseVirtual(el *errorList, warn *warnings, b block) (vs VirtualService, ok
 			el.badValue(e, err)
 		}
 	}
+	vs.parseOptions(el, keys, proto)
 	return vs, len(el.errs) == before
+}
+
+// parseOptions reads the keys ipvsadm -A sets besides the scheduler:
+// persistence, scheduler flags, one-packet scheduling, and the director's
+// forwarding method. Each combination the kernel would refuse, or accept
+// and ignore, is an error on the line of the key that makes it.
+func (vs *VirtualService) parseOptions(el *errorList, keys map[string]entry, proto string) {
+	var err error
+	if e, ok := keys["persistence-timeout"]; ok {
+		n, err := parseRange(e.value, 1, MaxPersistenceTimeout)
+		if err != nil {
+			el.badValue(e, fmt.Errorf("%v seconds (as ipvsadm -p; longer overflows the kernel's timer)", err))
+		}
+		vs.PersistenceTimeout = uint32(n)
+	}
+	if e, ok := keys["persistence-netmask"]; ok {
+		if _, set := keys["persistence-timeout"]; !set {
+			el.add(e.line, e.key, "needs persistence-timeout: without persistence the kernel ignores the netmask")
+		} else if vs.PersistenceNetmask, err = parsePersistenceNetmask(e.value); err != nil {
+			el.badValue(e, err)
+		}
+	}
+	if e, ok := keys["scheduler-flags"]; ok {
+		var flags []string
+		fields := strings.FieldsFunc(strings.ToLower(e.value), func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+		if len(fields) == 0 {
+			el.add(e.line, e.key, "empty list (leave the key out for none)")
+		}
+		for _, f := range fields {
+			sched, known := schedulerFlags[f]
+			switch {
+			case !known:
+				el.add(e.line, e.key, "unknown scheduler flag %q (want sh-fallback, sh-port, mh-fallback or mh-port, as ipvsadm -b)", f)
+			case vs.Scheduler == "":
+				// The scheduler itself is wrong, and reported.
+			case sched != vs.Scheduler:
+				el.add(e.line, e.key, "%s needs scheduler = %s (this service's scheduler is %s, which ignores it)", f, sched, vs.Scheduler)
+			case slices.Contains(flags, f):
+				el.add(e.line, e.key, "%s is listed twice", f)
+			default:
+				flags = append(flags, f)
+			}
+		}
+		vs.SchedulerFlags = strings.Join(flags, ",")
+	}
+	if e, ok := keys["one-packet"]; ok {
+		if vs.OnePacket, err = parseBool(e.value); err != nil {
+			el.badValue(e, err)
+		} else if vs.OnePacket && proto != "" && proto != "udp" {
+			el.add(e.line, e.key, "one-packet scheduling is for UDP only (the kernel ignores it for %s); set protocol = udp or remove it", proto)
+		}
+	}
+	if e, ok := keys["forwarding"]; ok {
+		if vs.Forwarding, err = parseForwarding(e.value); err != nil {
+			el.badValue(e, err)
+		}
+	}
+}
+
+// parsePersistenceNetmask reads persistence-netmask: a dotted IPv4 mask
+// (255.255.255.0, as ipvsadm -M) or a prefix length (24 or /24), returned
+// as a prefix length. 0 is refused: it would send every client to one
+// realserver; a mask with holes groups clients in ways nobody means.
+func parsePersistenceNetmask(v string) (int, error) {
+	t := strings.TrimPrefix(v, "/")
+	if n, err := strconv.Atoi(t); err == nil {
+		if n < 1 || n > 32 {
+			return 0, fmt.Errorf("prefix length %d is not 1..32", n)
+		}
+		return n, nil
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil || !a.Is4() {
+		return 0, fmt.Errorf("invalid netmask %q (want a mask such as 255.255.255.0 or a prefix length such as 24)", v)
+	}
+	b := a.As4()
+	m := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	n := bits.LeadingZeros32(^m)
+	if m<<n != 0 {
+		return 0, fmt.Errorf("netmask %s is not contiguous (its one bits must come first, as in 255.255.255.0)", v)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("netmask %s would put every client on one realserver", v)
+	}
+	return n, nil
 }
 
 // warnings collects the Warnings of one file, formatted like Error.

@@ -161,12 +161,52 @@ type Master struct {
 // VirtualService is one [virtual-service] block.
 type VirtualService struct {
 	Name      string
-	Address   netip.Addr
-	Protocol  uint8 // necp.ProtoTCP or necp.ProtoUDP
-	Port      uint16
+	Address   netip.Addr // the zero Addr for a firewall-mark service
+	Protocol  uint8      // necp.ProtoTCP or necp.ProtoUDP
+	Port      uint16     // 0 for a firewall-mark service
 	Scheduler string
 	MaxWeight int // weight given to health 100 (default 100)
 	Line      int // line of the [virtual-service] header, for messages
+
+	// FWMark, when not 0, makes this a firewall-mark service (ipvsadm
+	// -f): no address or port; it is fed by the agents' services with
+	// Protocol and AgentPort, and its realservers are added with port 0,
+	// so that each connection keeps the port the client asked for.
+	FWMark    uint32
+	AgentPort uint16
+	// PersistenceTimeout in seconds, 0 for none (ipvsadm -p);
+	// PersistenceNetmask a prefix length, 0 for the kernel default (one
+	// client address per template; ipvsadm -M).
+	PersistenceTimeout uint32
+	PersistenceNetmask int
+	// SchedulerFlags are ipvsadm -b names, each valid for Scheduler,
+	// joined by "," in the order of the file ("" for none); a string
+	// keeps VirtualService comparable.
+	SchedulerFlags string
+	OnePacket      bool // ipvsadm -o; UDP only
+	// Forwarding, when set, is the director's method for every
+	// realserver of this service: it overrides what the agents ask for.
+	// necp.ForwardNone keeps the agents' choice.
+	Forwarding necp.Forwarding
+}
+
+// FeedPort is the port of the agents' services that feed the virtual
+// service: its port, or a firewall-mark service's agent-port.
+func (vs *VirtualService) FeedPort() uint16 {
+	if vs.FWMark != 0 {
+		return vs.AgentPort
+	}
+	return vs.Port
+}
+
+// DestPort is the port a realserver offering its service on agentPort
+// is added with: that port, or 0 under a firewall mark, where the kernel
+// then keeps each connection's own destination port.
+func (vs *VirtualService) DestPort(agentPort uint16) uint16 {
+	if vs.FWMark != 0 {
+		return 0
+	}
+	return agentPort
 }
 
 // Agent is a parsed agent.conf (possibly layered with an agent.d file).

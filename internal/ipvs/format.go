@@ -32,10 +32,10 @@ func Format(svcs []Service, dests map[ServiceKey][]Destination) string {
 			if s.Address.Is6() {
 				fam = " IPv6"
 			}
-			fmt.Fprintf(&b, "FWM  %d%s %s%s\n", s.FWMark, fam, s.Scheduler, flagText(s))
+			fmt.Fprintf(&b, "FWM  %d%s %s\n", s.FWMark, fam, Settings(s))
 		} else {
-			fmt.Fprintf(&b, "%s  %s %s%s\n", protoName(s.Protocol),
-				netip.AddrPortFrom(s.Address, s.Port), s.Scheduler, flagText(s))
+			fmt.Fprintf(&b, "%s  %s %s\n", protoName(s.Protocol),
+				netip.AddrPortFrom(s.Address, s.Port), Settings(s))
 		}
 		for _, d := range dests[s.ServiceKey] {
 			// ipvsadm's own layout: "  -> %-28s %-7s %-6d %-10u %-10u".
@@ -89,6 +89,10 @@ func protoName(p uint16) string {
 	}
 	return fmt.Sprintf("proto%d", p)
 }
+
+// Settings renders scheduler and flags of s as Format shows them after
+// the address, "wrr persistent 600 mask 255.255.255.0", for log lines.
+func Settings(s Service) string { return s.Scheduler + flagText(s) }
 
 // flagText follows ipvsadm: " persistent <timeout>" with " mask <mask>" if
 // the netmask is not the default, " ops" for one-packet scheduling. Other

@@ -43,7 +43,7 @@ func (t *table) adminTargets(vsName string, rs netip.Addr, state string) ([]dest
 			continue
 		}
 		found = true
-		id := destID{vsKey(vs), ipvs.DestKey{Address: rs, Port: vs.Port}}
+		id := destID{vsKey(vs), ipvs.DestKey{Address: rs, Port: vs.DestPort(vs.FeedPort())}}
 		_, managed := t.entries[id]
 		_, marked := t.admin[id]
 		if managed || marked && state == "" {
@@ -227,8 +227,8 @@ func (t *table) agents(now time.Time) []control.Agent {
 			if h, ok := si.health[sp]; ok {
 				s.Health = int(h)
 			}
-			for id := range si.offers {
-				if svcPortOf(id) == sp && id.Dest.Address == addr {
+			for id, o := range si.offers {
+				if o.feed == sp && id.Dest.Address == addr {
 					s.Offers++
 					if e := t.entries[id]; e != nil && e.owner == sid {
 						s.Owns++

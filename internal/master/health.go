@@ -33,8 +33,8 @@ func (t *table) health(sid sessionID, recs []necp.HealthRecord, now time.Time) {
 			h = necp.HealthMax
 		}
 		si.health[sp] = h
-		for id := range si.offers {
-			if svcPortOf(id) != sp {
+		for id, o := range si.offers {
+			if o.feed != sp {
 				continue
 			}
 			if e := t.entries[id]; e != nil && e.owner == sid {

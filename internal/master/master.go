@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -47,6 +48,10 @@ type Options struct {
 	OnChange func(Summary)
 	// Observer is told what the master does, for metrics; nil: nobody.
 	Observer Observer
+	// Sysctls is the root of /proc/sys, from which the master reads the
+	// IPVS sysctls it warns about (sysctl.go); nil: not checked (no
+	// kernel IPVS, or a test).
+	Sysctls fs.FS
 }
 
 // Summary is a snapshot of the cluster for status lines.

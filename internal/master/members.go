@@ -2,6 +2,7 @@ package master
 
 import (
 	"crypto/subtle"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"time"
@@ -60,7 +61,7 @@ func (t *table) join(ev joinEvent, now time.Time) (st []necp.Status, ids [][]des
 	si := t.sessions[ev.sid]
 	if si == nil {
 		si = &sessionInfo{peer: ev.peer, since: now, auth: ev.auth, kick: ev.kick,
-			offers: map[destID]ipvs.Forwarding{}, health: map[svcPort]uint8{}}
+			offers: map[destID]offer{}, health: map[svcPort]uint8{}}
 		t.sessions[ev.sid] = si
 	}
 	over := 0
@@ -117,7 +118,7 @@ func (t *table) unstart(si *sessionInfo, sid sessionID, rec necp.ServiceRecord, 
 		a = c
 	}
 	for _, id := range sortedOffers(si) {
-		if svcPortOf(id) == (svcPort{rec.Protocol, rec.Port}) && id.Dest.Address == a {
+		if si.offers[id].feed == (svcPort{rec.Protocol, rec.Port}) && id.Dest.Address == a {
 			t.withdrawOffer(si, sid, id, reason, now)
 		}
 	}
@@ -206,11 +207,13 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 	var ids []destID
 	for i := range t.cfg.VirtualServices {
 		vs := &t.cfg.VirtualServices[i]
-		if vs.Protocol != rec.Protocol || vs.Port != rec.Port {
+		if vs.Protocol != rec.Protocol || vs.FeedPort() != rec.Port {
 			continue
 		}
 		matched = true
-		if vs.Address.Is4() != addr.Is4() {
+		// A firewall-mark service has no address; it is IPv4 in this
+		// version (ipvs.FWMarkKey without a family).
+		if vsIs4 := !vs.Address.IsValid() || vs.Address.Is4(); vsIs4 != addr.Is4() {
 			// IPVS can forward across families only by tunnel, and the
 			// netlink library in use cannot send a destination's family
 			// (ipvs.CheckDestination): the same-family virtual services
@@ -218,7 +221,7 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 			mixed = true
 			continue
 		}
-		id := destID{vsKey(vs), ipvs.DestKey{Address: addr, Port: rec.Port}}
+		id := destID{vsKey(vs), ipvs.DestKey{Address: addr, Port: vs.DestPort(rec.Port)}}
 		if t.dormant[id] {
 			// Recorded as ours, not yet adopted (its virtual service came
 			// back without a read of the kernel): creating an entry would
@@ -234,14 +237,15 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 			}
 			continue
 		}
+		f := t.forwardingFor(si, vs, id, fwd, log)
 		e := t.entries[id]
 		if e == nil {
-			e = &entry{id: id, vsName: vs.Name, maxWeight: vs.MaxWeight, fwd: fwd,
+			e = &entry{id: id, vsName: vs.Name, maxWeight: vs.MaxWeight, fwd: f,
 				state: stateActive, health: necp.HealthUnknown, want: 0, since: now}
 			t.put(e)
-			log.Info("realserver joined", "vs", vs.Name, "realserver", addr.String(), "forwarding", fwd.String(), "weight", 0)
+			log.Info("realserver joined", "vs", vs.Name, "realserver", addr.String(), "forwarding", f.String(), "weight", 0)
 		}
-		si.offers[id] = fwd
+		si.offers[id] = offer{f, svcPort{rec.Protocol, rec.Port}}
 		if !slices.Contains(e.offers, sid) {
 			e.offers = append(e.offers, sid)
 		}
@@ -265,6 +269,31 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 		log.Info("service matches no virtual service; ignored")
 	}
 	return necp.StatusNoMatch, nil
+}
+
+// forwardingFor is the forwarding method a destination gets from an
+// agent that asks for agent: the virtual service's own when it sets one
+// (the director's network design decides; feedbackd-master.conf(5),
+// forwarding), else the agent's. A disagreement is logged once per session
+// and destination, not at every START repeat or reload.
+func (t *table) forwardingFor(si *sessionInfo, vs *config.VirtualService, id destID, agent ipvs.Forwarding, log *slog.Logger) ipvs.Forwarding {
+	if vs.Forwarding == necp.ForwardNone {
+		return agent
+	}
+	f, ok := forwardingFromNECP(vs.Forwarding)
+	if !ok {
+		return agent // config accepts only DR, TUN and NAT
+	}
+	if f != agent && !si.fwdNoted[id] {
+		if si.fwdNoted == nil {
+			si.fwdNoted = map[destID]bool{}
+		}
+		si.fwdNoted[id] = true
+		log.Warn("agent's forwarding method overridden by the virtual service's",
+			"vs", vs.Name, "realserver", id.Dest.Address.String(), "forwarding", f.String(),
+			"agent_forwarding", agent.String(), "reason", "forwarding overridden")
+	}
+	return f
 }
 
 // best is the offer that should own e: the realserver's own address before
@@ -293,7 +322,7 @@ func (t *table) elect(e *entry, now time.Time) {
 		return
 	}
 	si := t.sessions[best]
-	if fwd := si.offers[e.id]; e.fwd != fwd {
+	if fwd := si.offers[e.id].fwd; e.fwd != fwd {
 		e.fwd = fwd
 		t.markDirty(e, now)
 	}
@@ -314,7 +343,7 @@ func (t *table) elect(e *entry, now time.Time) {
 		e.since = now
 		t.setState(e, stateActive)
 	}
-	if h, ok := si.health[svcPortOf(e.id)]; ok {
+	if h, ok := si.health[si.offers[e.id].feed]; ok {
 		t.setHealth(e, h, now)
 	}
 	t.markDirty(e, now)
@@ -379,7 +408,7 @@ func (t *table) stop(sid sessionID, recs []necp.ServiceRecord, reason string, no
 			return all || a == r.Address.Unmap()
 		})
 		for _, id := range sortedOffers(si) {
-			if svcPortOf(id) == sp && (all || id.Dest.Address == r.Address.Unmap()) {
+			if si.offers[id].feed == sp && (all || id.Dest.Address == r.Address.Unmap()) {
 				t.withdrawOffer(si, sid, id, reason, now)
 			}
 		}
@@ -498,7 +527,7 @@ func (t *table) rematch(kernel map[ipvs.ServiceKey][]ipvs.Destination, now time.
 			t.log.Warn("address claim withdrawn: the reloaded configuration does not allow it",
 				"agent", si.peer.String(), "service", serviceName(rec.Protocol, rec.Port), "realserver", c.String(), "reason", reason)
 			for _, id := range sortedOffers(si) {
-				if svcPortOf(id) == (svcPort{rec.Protocol, rec.Port}) && id.Dest.Address == c {
+				if si.offers[id].feed == (svcPort{rec.Protocol, rec.Port}) && id.Dest.Address == c {
 					t.withdrawOffer(si, sid, id, reason, now)
 				}
 			}

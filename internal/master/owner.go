@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
@@ -24,6 +25,16 @@ type owner struct {
 	adminErr       error // the last admin-state save, nil when it worked
 	nextResync     time.Time
 	kernelErr      string
+
+	// svcOwned: the virtual services this master created (ServiceStore),
+	// loaded at the first ensureServices; svcRecorded once a list was
+	// found or saved. svcNotes: what was last said about each service it
+	// leaves alone.
+	svcOwned    map[ipvs.ServiceKey]bool
+	svcRecorded bool
+	svcNotes    svcNotes
+	// sysctlNoted: the IPVS sysctl advice already given (sysctl.go).
+	sysctlNoted map[string]bool
 }
 
 type pendingJoin struct {
@@ -42,20 +53,21 @@ func (m *Master) newOwner() (*owner, error) {
 	t := newTable(m.cfg.Load(), m.log)
 	t.obs = m.obs
 	t.dryRun = m.opts.DryRun
-	return &owner{m: m, t: t, kv: m.opts.IPVS, store: m.opts.Store}, nil
+	return &owner{m: m, t: t, kv: m.opts.IPVS, store: m.opts.Store, svcNotes: svcNotes{}, sysctlNoted: map[string]bool{}}, nil
 }
 
 // start ensures the virtual services and adopts the destinations an
 // earlier run created. Errors here are fatal: without IPVS the master has
 // no job (systemd restarts it).
 func (o *owner) start(now time.Time) error {
-	if err := o.ensureServices(); err != nil {
-		return err
-	}
 	refs, err := o.store.Load()
 	if err != nil {
 		return fmt.Errorf("reading state: %w", err)
 	}
+	if err := o.ensureServices(refs); err != nil {
+		return err
+	}
+	o.checkSysctls()
 	if err := o.loadAdmin(); err != nil {
 		return err
 	}
@@ -101,35 +113,131 @@ func (o *owner) start(now time.Time) error {
 	return nil
 }
 
-// ensureServices creates every configured virtual service that is absent.
-// Existing ones are never edited: a different scheduler is only reported.
-func (o *owner) ensureServices() error {
+// ensureServices brings the configured virtual services to what their
+// blocks say (services.go): it creates the absent ones, recording them
+// first, updates those it created, and leaves the others alone, saying so
+// once. refs are the destinations the state file lists, at start-up (nil
+// on a reload): a master that never recorded its services takes as its
+// own those that carry one of them and already match their block.
+func (o *owner) ensureServices(refs []Ref) error {
 	svcs, err := o.kv.Services()
 	if err != nil {
 		return fmt.Errorf("reading IPVS services: %w", err)
 	}
-	have := map[ipvs.ServiceKey]ipvs.Service{}
+	have := make(map[ipvs.ServiceKey]ipvs.Service, len(svcs))
 	for _, s := range svcs {
 		have[s.ServiceKey] = s
 	}
-	for i := range o.t.cfg.VirtualServices {
-		vs := &o.t.cfg.VirtualServices[i]
-		want := ipvs.Service{ServiceKey: vsKey(vs), Scheduler: vs.Scheduler}
-		got, ok := have[want.ServiceKey]
-		if !ok {
-			if err := o.kv.AddService(want); err != nil && !errors.Is(err, os.ErrExist) {
-				return fmt.Errorf("creating virtual service %s (%s): %w", vs.Name, want.ServiceKey, err)
+	if o.svcOwned == nil {
+		o.svcOwned = map[ipvs.ServiceKey]bool{}
+		if ss, ok := o.store.(ServiceStore); ok {
+			keys, found, err := ss.LoadServices()
+			if err != nil {
+				return fmt.Errorf("reading the list of created virtual services: %w", err)
 			}
-			o.m.log.Info("virtual service created", "vs", vs.Name, "service", want.ServiceKey.String(), "scheduler", vs.Scheduler)
-			continue
-		}
-		if got.Scheduler != want.Scheduler || got.Flags&^ipvs.FlagHashed != want.Flags {
-			o.m.log.Warn("virtual service exists with other settings; left as it is",
-				"vs", vs.Name, "service", want.ServiceKey.String(),
-				"scheduler", got.Scheduler, "configured_scheduler", want.Scheduler,
-				"flags", got.Flags&^ipvs.FlagHashed)
+			for _, k := range keys {
+				o.svcOwned[k] = true
+			}
+			o.svcRecorded = found
 		}
 	}
+	var adoptable map[ipvs.ServiceKey]bool
+	if !o.svcRecorded {
+		adoptable = map[ipvs.ServiceKey]bool{}
+		for _, r := range refs {
+			adoptable[r.Service] = true
+		}
+	}
+	plans, err := planServices(o.t.cfg.VirtualServices, have, o.svcOwned, adoptable)
+	if err != nil {
+		return err
+	}
+	// Record before creating, as for destinations: a crash between the
+	// two leaves a recorded service that is missing, which the next start
+	// creates, never an unrecorded one of ours that looks foreign.
+	changed := !o.svcRecorded
+	for k := range o.svcOwned {
+		if _, ok := have[k]; !ok {
+			delete(o.svcOwned, k) // deleted by hand: whoever recreates it owns it
+			changed = true
+		}
+	}
+	for _, p := range plans {
+		if (p.action == svcCreate || p.adopt) && !o.svcOwned[p.want.ServiceKey] {
+			o.svcOwned[p.want.ServiceKey] = true
+			changed = true
+		}
+	}
+	if changed {
+		if err := o.saveServices(); err != nil {
+			return err
+		}
+	}
+	for _, p := range plans {
+		key := p.want.ServiceKey
+		log := o.m.log.With("vs", p.vs.Name, "service", key.String())
+		switch p.action {
+		case svcCreate:
+			err := o.kv.AddService(p.want)
+			if errors.Is(err, os.ErrExist) {
+				// Someone created it since the read: it is theirs.
+				delete(o.svcOwned, key)
+				if err := o.saveServices(); err != nil {
+					return err
+				}
+				log.Warn("virtual service was created by someone else meanwhile; it is left as it is")
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("creating virtual service %s (%s): %w", p.vs.Name, key, err)
+			}
+			delete(o.svcNotes, key)
+			log.Info("virtual service created", "settings", ipvs.Settings(p.want))
+		case svcUpdate:
+			if err := o.kv.UpdateService(p.want); err != nil {
+				return fmt.Errorf("updating virtual service %s (%s) to %s: %w", p.vs.Name, key, ipvs.Settings(p.want), err)
+			}
+			log.Info("virtual service updated to match the configuration",
+				"old_settings", ipvs.Settings(p.have), "settings", ipvs.Settings(p.want))
+		case svcKeep:
+			if p.adopt {
+				log.Info("virtual service taken as feedbackd's: it carries destinations feedbackd recorded and matches its block",
+					"settings", ipvs.Settings(p.have))
+			}
+		case svcForeign:
+			note := ipvs.Settings(p.have) + " | " + ipvs.Settings(p.want)
+			if !o.svcNotes.first(key, note) {
+				continue
+			}
+			if sameSettings(p.have, p.want) {
+				log.Info("virtual service exists and was not created by feedbackd; it is left as it is",
+					"settings", ipvs.Settings(p.have))
+			} else {
+				log.Warn("virtual service exists with other settings and was not created by feedbackd; it is left as it is",
+					"settings", ipvs.Settings(p.have), "configured_settings", ipvs.Settings(p.want))
+			}
+		}
+	}
+	return nil
+}
+
+// saveServices writes the list of created virtual services, when the
+// store keeps one.
+func (o *owner) saveServices() error {
+	ss, ok := o.store.(ServiceStore)
+	if !ok {
+		o.svcRecorded = true
+		return nil
+	}
+	keys := make([]ipvs.ServiceKey, 0, len(o.svcOwned))
+	for k := range o.svcOwned {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b ipvs.ServiceKey) int { return cmpID(destID{Service: a}, destID{Service: b}) })
+	if err := ss.SaveServices(keys); err != nil {
+		return fmt.Errorf("cannot record created virtual services: %w", err)
+	}
+	o.svcRecorded = true
 	return nil
 }
 
@@ -395,10 +503,11 @@ func (o *owner) publish() {
 func (o *owner) reload(cfg *config.Master, now time.Time) error {
 	old := o.t.cfg
 	o.t.cfg = cfg
-	if err := o.ensureServices(); err != nil {
+	if err := o.ensureServices(nil); err != nil {
 		o.t.cfg = old
 		return err
 	}
+	o.checkSysctls()
 	kernel, err := o.readKernel()
 	if err != nil {
 		// Refused whole, not half applied: without a read of the new

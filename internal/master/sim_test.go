@@ -35,7 +35,9 @@ package master
 //     that health asks for more. The owner is the best offer: the
 //     realserver's own address before a claim, then the newest session.
 //  2. A destination the master did not create is never updated or deleted
-//     by it. (The wrapper knows who created every destination.)
+//     by it. (The wrapper knows who created every destination.) Nor is a
+//     virtual service (2s): the pool's are all created before the master
+//     starts, so it may update none, whatever its reloads configure.
 //  3. Every destination the master created is listed in the state file
 //     (the last successful save) before the add reaches the kernel, and for
 //     as long as it is in the kernel, across reloads, restarts and virtual

@@ -105,7 +105,7 @@ const simResyncWait = simMaxRemoval + 2*time.Second
 // simCfg is a configuration as a small comparable value, so that events
 // print readably and a reload to the same configuration is recognised.
 type simCfg struct {
-	vs        [5]int8 // per simVS: 0 absent, 1 present, 2 present with altMax
+	vs        [5]int8 // per simVS: 0 absent, 1 present, 2 present with altMax, persistence (and one-packet on UDP)
 	allow     int8
 	trust     bool
 	secret    int8
@@ -169,10 +169,19 @@ func (c simCfg) build() *config.Master {
 	}
 	for vi, v := range simVS {
 		if c.has(vi) {
-			m.VirtualServices = append(m.VirtualServices, config.VirtualService{
+			vs := config.VirtualService{
 				Name: v.name, Address: v.vip, Protocol: v.proto, Port: v.port,
 				Scheduler: v.sched, MaxWeight: c.maxWeight(vi), Line: 10 * (vi + 1),
-			})
+			}
+			if c.vs[vi] == 2 {
+				// The variant also asks for other service settings, so
+				// that reloads flip them: the pool's services are not
+				// the master's, and it must leave them as they are
+				// (invariant 2s).
+				vs.PersistenceTimeout, vs.PersistenceNetmask = 300, 24
+				vs.OnePacket = v.proto == necp.ProtoUDP
+			}
+			m.VirtualServices = append(m.VirtualServices, vs)
 		}
 	}
 	m.FillLimits()
@@ -186,7 +195,7 @@ func (c simCfg) String() string {
 		case 1:
 			vs = append(vs, simVS[vi].name)
 		case 2:
-			vs = append(vs, fmt.Sprintf("%s(max %d)", simVS[vi].name, simVS[vi].altMax))
+			vs = append(vs, fmt.Sprintf("%s(max %d, persistent)", simVS[vi].name, simVS[vi].altMax))
 		}
 	}
 	allow := "any"
@@ -260,6 +269,18 @@ func (k *simKernel) AddService(s ipvs.Service) error {
 		return err
 	}
 	return k.mem.AddService(s)
+}
+
+// UpdateService is never the master's to call here: every virtual
+// service of the pool was created by someone else before the master
+// started (setup), and a service the master did not create is left as it
+// is (invariant 2, for services).
+func (k *simKernel) UpdateService(s ipvs.Service) error {
+	k.w.failf("2s", "the master updated virtual service %s, which it did not create, to %s", s.ServiceKey, ipvs.Settings(s))
+	if err := k.writeFault(); err != nil {
+		return err
+	}
+	return k.mem.UpdateService(s)
 }
 
 func (k *simKernel) Destinations(s ipvs.ServiceKey) ([]ipvs.Destination, error) {
@@ -347,7 +368,13 @@ type simStore struct {
 	fail     []error
 	loadFail []error
 	faulted  bool
+	// svcs keeps the list of created virtual services across restarts,
+	// without faults: none of the pool's is the master's (invariant 2s).
+	svcs MemoryStore
 }
+
+func (s *simStore) LoadServices() ([]ipvs.ServiceKey, bool, error) { return s.svcs.LoadServices() }
+func (s *simStore) SaveServices(k []ipvs.ServiceKey) error         { return s.svcs.SaveServices(k) }
 
 func (s *simStore) Load() ([]Ref, error) {
 	if len(s.loadFail) > 0 {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,45 +104,33 @@ func writeAtomic(path string, data []byte) error {
 	return d.Sync()
 }
 
+// formatRef writes "tcp VIP:PORT RIP:PORT", or "fwm MARK RIP:PORT" for a
+// destination of a firewall-mark service (its family is the RIP's).
 func formatRef(r Ref) string {
-	proto := "tcp"
-	if r.Service.Protocol == 17 {
-		proto = "udp"
+	svc := formatServiceKey(r.Service)
+	if r.Service.FWMark != 0 {
+		svc = "fwm " + strconv.FormatUint(uint64(r.Service.FWMark), 10)
 	}
-	return proto + " " + netip.AddrPortFrom(r.Service.Address, r.Service.Port).String() +
-		" " + netip.AddrPortFrom(r.Dest.Address, r.Dest.Port).String()
+	return svc + " " + netip.AddrPortFrom(r.Dest.Address, r.Dest.Port).String()
 }
 
 func parseRef(line string) (Ref, error) {
 	f := strings.Fields(line)
 	if len(f) != 3 {
-		return Ref{}, fmt.Errorf("want \"PROTO VIP:PORT RIP:PORT\", got %q", line)
-	}
-	var proto uint16
-	switch f[0] {
-	case "tcp":
-		proto = 6
-	case "udp":
-		proto = 17
-	default:
-		n, err := strconv.ParseUint(f[0], 10, 16)
-		if err != nil {
-			return Ref{}, fmt.Errorf("bad protocol %q", f[0])
-		}
-		proto = uint16(n)
-	}
-	vip, err := netip.ParseAddrPort(f[1])
-	if err != nil {
-		return Ref{}, err
+		return Ref{}, fmt.Errorf("want \"PROTO VIP:PORT RIP:PORT\" or \"fwm MARK RIP:PORT\", got %q", line)
 	}
 	rip, err := netip.ParseAddrPort(f[2])
 	if err != nil {
 		return Ref{}, err
 	}
-	return Ref{
-		Service: ipvs.ServiceKey{Protocol: proto, Address: vip.Addr(), Port: vip.Port()},
-		Dest:    ipvs.DestKey{Address: rip.Addr(), Port: rip.Port()},
-	}, nil
+	svc, err := parseServiceKey(f[:2])
+	if err != nil {
+		return Ref{}, err
+	}
+	if svc.FWMark != 0 {
+		svc = ipvs.FWMarkKey(svc.FWMark, rip.Addr())
+	}
+	return Ref{Service: svc, Dest: ipvs.DestKey{Address: rip.Addr(), Port: rip.Port()}}, nil
 }
 
 // AdminStore is the optional part of a Store that keeps the operators'
@@ -198,12 +187,128 @@ func (f FileStore) SaveAdmin(m map[Ref]string) error {
 	return writeAtomic(f.AdminPath(), b.Bytes())
 }
 
+// ServiceStore is the optional part of a Store that keeps the list of
+// virtual services this master created, across restarts: only those it
+// updates to match the configuration (services.go). found is false when
+// no list was ever saved (a master of 0.6 or earlier ran here, or none).
+type ServiceStore interface {
+	LoadServices() (keys []ipvs.ServiceKey, found bool, err error)
+	SaveServices([]ipvs.ServiceKey) error
+}
+
+// ServicesPath is where FileStore keeps the created virtual services:
+// beside the state file, master.state → master.services.
+func (f FileStore) ServicesPath() string { return strings.TrimSuffix(f.Path, ".state") + ".services" }
+
+// LoadServices reads lines "PROTO VIP:PORT" or "fwm MARK [ipv6]".
+func (f FileStore) LoadServices() ([]ipvs.ServiceKey, bool, error) {
+	data, err := os.ReadFile(f.ServicesPath())
+	if os.IsNotExist(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	var keys []ipvs.ServiceKey
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, err := parseServiceKey(strings.Fields(line))
+		if err != nil {
+			return nil, false, fmt.Errorf("%s:%d: %v", f.ServicesPath(), n, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, true, sc.Err()
+}
+
+func (f FileStore) SaveServices(keys []ipvs.ServiceKey) error {
+	var b bytes.Buffer
+	b.WriteString("# Virtual services created by feedbackd-master; do not edit while it runs.\n")
+	for _, k := range keys {
+		b.WriteString(formatServiceKey(k) + "\n")
+	}
+	return writeAtomic(f.ServicesPath(), b.Bytes())
+}
+
+// formatServiceKey writes "tcp VIP:PORT", or "fwm MARK" ("fwm MARK ipv6"
+// for that family).
+func formatServiceKey(k ipvs.ServiceKey) string {
+	if k.FWMark != 0 {
+		s := "fwm " + strconv.FormatUint(uint64(k.FWMark), 10)
+		if k.Address.Is6() {
+			s += " ipv6"
+		}
+		return s
+	}
+	proto := "tcp"
+	if k.Protocol == 17 {
+		proto = "udp"
+	}
+	return proto + " " + netip.AddrPortFrom(k.Address, k.Port).String()
+}
+
+func parseServiceKey(f []string) (ipvs.ServiceKey, error) {
+	if len(f) >= 2 && f[0] == "fwm" {
+		mark, err := strconv.ParseUint(f[1], 10, 32)
+		if err != nil || mark == 0 {
+			return ipvs.ServiceKey{}, fmt.Errorf("bad firewall mark %q", f[1])
+		}
+		switch {
+		case len(f) == 2:
+			return ipvs.FWMarkKey(uint32(mark), netip.Addr{}), nil
+		case len(f) == 3 && f[2] == "ipv6":
+			return ipvs.FWMarkKey(uint32(mark), netip.IPv6Unspecified()), nil
+		}
+		return ipvs.ServiceKey{}, fmt.Errorf("want \"fwm MARK [ipv6]\", got %q", strings.Join(f, " "))
+	}
+	if len(f) != 2 {
+		return ipvs.ServiceKey{}, fmt.Errorf("want \"PROTO VIP:PORT\" or \"fwm MARK\", got %q", strings.Join(f, " "))
+	}
+	var proto uint16
+	switch f[0] {
+	case "tcp":
+		proto = 6
+	case "udp":
+		proto = 17
+	default:
+		n, err := strconv.ParseUint(f[0], 10, 16)
+		if err != nil {
+			return ipvs.ServiceKey{}, fmt.Errorf("bad protocol %q", f[0])
+		}
+		proto = uint16(n)
+	}
+	vip, err := netip.ParseAddrPort(f[1])
+	if err != nil {
+		return ipvs.ServiceKey{}, err
+	}
+	return ipvs.ServiceKey{Protocol: proto, Address: vip.Addr(), Port: vip.Port()}, nil
+}
+
 // MemoryStore keeps the list in memory: for tests, and for --without-ipvs,
 // whose in-memory table does not outlive the process either.
 type MemoryStore struct {
-	mu    sync.Mutex
-	refs  []Ref
-	admin map[Ref]string
+	mu       sync.Mutex
+	refs     []Ref
+	admin    map[Ref]string
+	svcs     []ipvs.ServiceKey
+	svcsSeen bool
+}
+
+func (m *MemoryStore) LoadServices() ([]ipvs.ServiceKey, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.svcs), m.svcsSeen, nil
+}
+
+func (m *MemoryStore) SaveServices(keys []ipvs.ServiceKey) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.svcs, m.svcsSeen = slices.Clone(keys), true
+	return nil
 }
 
 func (m *MemoryStore) LoadAdmin() (map[Ref]string, error) {
@@ -250,3 +355,12 @@ func (r readOnly) LoadAdmin() (map[Ref]string, error) {
 }
 
 func (readOnly) SaveAdmin(map[Ref]string) error { return nil }
+
+func (r readOnly) LoadServices() ([]ipvs.ServiceKey, bool, error) {
+	if s, ok := r.Store.(ServiceStore); ok {
+		return s.LoadServices()
+	}
+	return nil, false, nil
+}
+
+func (readOnly) SaveServices([]ipvs.ServiceKey) error { return nil }

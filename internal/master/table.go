@@ -112,8 +112,12 @@ type sessionInfo struct {
 	// STOPped service back.
 	started []necp.ServiceRecord
 	// offers maps every destination this session offers to the forwarding
-	// method it asked for.
-	offers map[destID]ipvs.Forwarding
+	// method it gets there and the agent service that offers it.
+	offers map[destID]offer
+	// fwdNoted: destinations where the agent's forwarding method was
+	// overridden by the virtual service's and this was logged, so that it
+	// is logged once per session and destination (nil until then).
+	fwdNoted map[destID]bool
 	// health is the session's latest report per service. Sessions forward
 	// only changed reports, so an entry that joins later (a reload adding a
 	// virtual service, or the owner of an entry going away) takes its
@@ -263,8 +267,8 @@ func (si *sessionInfo) offerOf(id destID) (ipvs.Forwarding, bool) {
 	if si == nil {
 		return 0, false
 	}
-	f, ok := si.offers[id]
-	return f, ok
+	o, ok := si.offers[id]
+	return o.fwd, ok
 }
 
 func (t *table) clearDirty(e *entry) {
@@ -273,6 +277,9 @@ func (t *table) clearDirty(e *entry) {
 }
 
 func vsKey(vs *config.VirtualService) ipvs.ServiceKey {
+	if vs.FWMark != 0 {
+		return ipvs.FWMarkKey(vs.FWMark, vs.Address)
+	}
 	return ipvs.ServiceKey{Protocol: uint16(vs.Protocol), Address: vs.Address, Port: vs.Port}
 }
 
@@ -327,6 +334,12 @@ func serviceName(proto uint8, port uint16) string {
 	return necp.ProtocolName(proto) + "/" + strconv.Itoa(int(port))
 }
 
-// svcPortOf is the agent service a destination belongs to: the virtual
-// service's protocol and the realserver port (which is the agent's port).
-func svcPortOf(id destID) svcPort { return svcPort{uint8(id.Service.Protocol), id.Dest.Port} }
+// offer is one session's offer of one destination: the forwarding method
+// the destination gets from it, and the agent service (protocol and
+// port) whose START made it and whose health sets the weight. The
+// service is kept rather than derived from the destination because a
+// firewall-mark service has neither protocol nor port of its own.
+type offer struct {
+	fwd  ipvs.Forwarding
+	feed svcPort
+}
