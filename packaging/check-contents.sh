@@ -91,6 +91,7 @@ expected() { # expected PACKAGE-NAME
 			/usr/share/man/man8/feedbackctl.8.gz
 			/usr/share/man/man5/feedbackd-master.conf.5.gz
 			/usr/share/doc/lvs-feedbackd-master/copyright
+			/usr/share/doc/lvs-feedbackd-master/examples/ipvs-sysctl.conf
 		EOF
 		;;
 	lvs-feedbackd-agent)

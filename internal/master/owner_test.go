@@ -3,6 +3,7 @@ package master
 import (
 	"bytes"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -21,13 +22,14 @@ import (
 // IPVS and a store that can fail, and each failed on 01480e1.
 
 type ownerRig struct {
-	t     *testing.T
-	kv    *ipvs.Memory
-	store *flakyStore
-	logs  *syncBuffer
-	o     *owner
-	now   time.Time
-	kicks map[sessionID]string
+	t       *testing.T
+	sysctls fs.FS // Options.Sysctls of the next restart
+	kv      *ipvs.Memory
+	store   *flakyStore
+	logs    *syncBuffer
+	o       *owner
+	now     time.Time
+	kicks   map[sessionID]string
 }
 
 type syncBuffer struct {
@@ -72,7 +74,7 @@ func newRig(t *testing.T, cfg *config.Master) *ownerRig {
 func (r *ownerRig) restart(cfg *config.Master) {
 	r.t.Helper()
 	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	m, err := New(cfg, Options{IPVS: r.kv, Store: r.store, Logger: log})
+	m, err := New(cfg, Options{IPVS: r.kv, Store: r.store, Logger: log, Sysctls: r.sysctls})
 	if err != nil {
 		r.t.Fatal(err)
 	}

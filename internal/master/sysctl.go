@@ -69,8 +69,8 @@ func (o *owner) checkSysctls() {
 			continue
 		}
 		o.sysctlNoted[a.name] = true
-		o.m.log.Warn("IPVS sysctl works against quiescing: "+a.name+" = 0; set it to "+a.want,
-			"sysctl", a.name, "why", a.why,
+		o.m.log.Warn("IPVS sysctl works against quiescing",
+			"sysctl", a.name, "value", "0", "want", a.want, "why", a.why,
 			"fix", "sysctl -w "+a.name+"="+a.want+", and to keep it across reboots: cp "+SysctlAdviceFile+" /etc/sysctl.d/")
 	}
 }
