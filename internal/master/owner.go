@@ -210,10 +210,10 @@ func (o *owner) ensureServices(refs []Ref) error {
 				continue
 			}
 			if sameSettings(p.have, p.want) {
-				log.Info("virtual service exists and was not created by feedbackd; it is left as it is",
+				log.Info("virtual service was made outside feedbackd; it is left as it is",
 					"settings", ipvs.Settings(p.have))
 			} else {
-				log.Warn("virtual service exists with other settings and was not created by feedbackd; it is left as it is",
+				log.Warn("virtual service was made outside feedbackd and differs from its block; it is left as it is",
 					"settings", ipvs.Settings(p.have), "configured_settings", ipvs.Settings(p.want))
 			}
 		}

@@ -67,7 +67,7 @@ func TestForeignServiceSaidOnce(t *testing.T) {
 	}
 	r := &ownerRig{t: t, kv: kv, store: &flakyStore{}, logs: &syncBuffer{}, now: t0, kicks: map[sessionID]string{}}
 	r.restart(httpOnly())
-	const msg = "virtual service exists with other settings and was not created by feedbackd"
+	const msg = "virtual service was made outside feedbackd and differs from its block"
 	count := func() int { return strings.Count(r.logs.String(), msg) }
 	if count() != 1 {
 		t.Fatalf("start: %d warnings, want 1:\n%s", count(), r.logs)

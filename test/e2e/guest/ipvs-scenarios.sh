@@ -1039,6 +1039,10 @@ end
 # on the state the scenarios above leave.
 . /usr/local/lib/e2e/ops-scenarios.sh
 
+# V1-V4, issue 18's virtual-service options (persistence, firewall marks,
+# scheduler flags, services made with ipvsadm), on the same state.
+. /usr/local/lib/e2e/vsopts-scenarios.sh
+
 # ---------------------------------------------------------------------------
 NETLINK=/usr/local/lib/e2e/realipvs.test
 if [ -x $NETLINK ] || [ -e /usr/local/lib/e2e/realipvs.build-failed ]; then
