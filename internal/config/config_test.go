@@ -155,8 +155,11 @@ func TestPackagedMaster(t *testing.T) {
 		on.WeightSmoothing != def.WeightSmoothing || on.SlowStart != def.SlowStart {
 		t.Errorf("documented defaults differ from the real ones:\n got %+v\nwant %+v", on, def)
 	}
-	if len(on.VirtualServices) != 1 || on.VirtualServices[0].Scheduler != DefaultScheduler || on.VirtualServices[0].MaxWeight != DefaultMaxWeight {
-		t.Errorf("example virtual service: %+v", on.VirtualServices)
+	// Three examples: a persistent address service with the default
+	// scheduler and max-weight, a firewall mark, a one-packet UDP one.
+	if len(on.VirtualServices) != 3 || on.VirtualServices[0].Scheduler != DefaultScheduler || on.VirtualServices[0].MaxWeight != DefaultMaxWeight ||
+		on.VirtualServices[1].FWMark == 0 || !on.VirtualServices[2].OnePacket {
+		t.Errorf("example virtual services: %+v", on.VirtualServices)
 	}
 }
 
