@@ -14,8 +14,8 @@ VM_CACHE=$TOP/.cache/e2e/qemu
 # The Debian root's packages, one list for every caller: the cache keeps
 # one root, so a caller with a list of its own would rebuild and prune
 # the other's. curl and jq: the e2e ops scenarios scrape the metrics and
-# read feedbackctl --json.
-VM_ROOT_PACKAGES=systemd,systemd-sysv,dbus,udev,kmod,ipvsadm,iproute2,procps,perl-base,curl,jq
+# read feedbackctl --json; nftables: the vsopts scenarios mark packets.
+VM_ROOT_PACKAGES=systemd,systemd-sysv,dbus,udev,kmod,ipvsadm,iproute2,procps,perl-base,curl,jq,nftables
 
 . "$TOP/test/readme/apt.sh" # apt-get that waits for the dpkg and apt locks
 
