@@ -89,6 +89,11 @@ type run struct {
 	// another VM disturbed.
 	disturbed bool
 	repeated  int
+	// hostLoad: the host's mean 1-minute load average during the run
+	// (hostload.txt; NaN without samples); busy: above the limit, so the
+	// run is left out like a disturbed one.
+	hostLoad float64
+	busy     bool
 }
 
 func readMeta(p string) map[string]string {
@@ -577,7 +582,7 @@ func reaction(r *run, warm float64) (low, back float64) {
 	return
 }
 
-func report(dir string, warm, settle float64) {
+func report(dir string, warm, settle, loadLimit float64) {
 	b, err := os.ReadFile(filepath.Join(dir, "runs.txt"))
 	if err != nil {
 		log.Fatal(err)
@@ -593,8 +598,15 @@ func report(dir string, warm, settle float64) {
 	journal := readJournal(dir)
 	cpu := readControllerCPU(dir)
 	dist := readDisturbed(dir)
+	host := readHostLoad(dir)
+	if loadLimit <= 0 {
+		loadLimit = 2 * hostCPUs(dir)
+	}
 	for _, r := range runs {
 		r.disturbed, r.repeated = dist[r.name].kept, dist[r.name].repeated
+		start := num(r.meta["start_unix_ms"]) / 1000
+		r.hostLoad = host.mean(start, start+num(r.meta["duration_s"]))
+		r.busy = r.hostLoad > loadLimit
 	}
 	var rows []row
 	static := map[string]map[string]phase{} // scenario → window → static's phase
@@ -621,7 +633,7 @@ func report(dir string, warm, settle float64) {
 			x := row{scen: r.scen, arm: r.arm, window: w.key, label: w.label, from: w.from, to: w.to,
 				ph: stats(r, w.from, w.to), o: oscillate(r.ws, w.from, w.to), tmout: r.tmout,
 				writesPerMin: math.NaN(), healthyX: math.NaN(), p95Below: math.NaN(), react: low, back: back,
-				disturbed: r.disturbed}
+				disturbed: r.disturbed || r.busy}
 			if r.arm != "static" {
 				n := 0
 				for _, wr := range r.writes {
@@ -653,6 +665,8 @@ func report(dir string, warm, settle float64) {
 		switch {
 		case r.disturbed:
 			fmt.Fprintf(&o, "**%s was disturbed**: another VM ran on the host during it (disturbed.txt); combined.md leaves it out.\n\n", r.name)
+		case r.busy:
+			fmt.Fprintf(&o, "**%s ran on a busy host**: the host's load average was %.1f on average during it (hostload.txt), above %.1f (twice its CPUs; the VM alone keeps it near 2); combined.md leaves it out.\n\n", r.name, r.hostLoad, loadLimit)
 		case r.repeated > 0:
 			fmt.Fprintf(&o, "%s was run %d more time(s): another VM ran on the host during the earlier one(s) (disturbed/).\n\n", r.name, r.repeated)
 		}
@@ -727,6 +741,59 @@ func report(dir string, warm, settle float64) {
 	}
 	writeTSV(filepath.Join(dir, "summary.tsv"), rows)
 	fmt.Print(o.String())
+}
+
+// hostLoad is hostload.txt: the host's 1-minute load average every 10 s
+// while the VM ran (run.sh).
+type hostLoad struct{ t, load []float64 }
+
+func readHostLoad(dir string) hostLoad {
+	var h hostLoad
+	b, err := os.ReadFile(filepath.Join(dir, "hostload.txt"))
+	if err != nil {
+		return h
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || strings.HasPrefix(l, "#") {
+			continue
+		}
+		t, err1 := strconv.ParseFloat(f[0], 64)
+		v, err2 := strconv.ParseFloat(f[1], 64)
+		if err1 == nil && err2 == nil {
+			h.t, h.load = append(h.t, t), append(h.load, v)
+		}
+	}
+	return h
+}
+
+// mean is the mean load of the samples in [from, to] (unix seconds): NaN
+// without any, which never counts as busy.
+func (h hostLoad) mean(from, to float64) float64 {
+	sum, n := 0.0, 0
+	for i, t := range h.t {
+		if t >= from && t <= to {
+			sum += h.load[i]
+			n++
+		}
+	}
+	if n == 0 {
+		return math.NaN()
+	}
+	return sum / float64(n)
+}
+
+// hostCPUs reads host_cpus= from host.txt (run.sh), 2 when it is missing.
+func hostCPUs(dir string) float64 {
+	b, _ := os.ReadFile(filepath.Join(dir, "host.txt"))
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, "host_cpus="); ok {
+			if n, err := strconv.ParseFloat(v, 64); err == nil && n > 0 {
+				return n
+			}
+		}
+	}
+	return 2
 }
 
 type disturbance struct {
@@ -888,7 +955,7 @@ func combine(dir string) {
 	var o strings.Builder
 	fmt.Fprintf(&o, "Ranges (lowest–highest) over %d invocations: %s.", len(invocations), strings.Join(invocations, ", "))
 	if skipped > 0 {
-		fmt.Fprintf(&o, " Left out: %d rows of runs another VM on the host disturbed.", skipped)
+		fmt.Fprintf(&o, " Left out: %d rows of runs that another VM on the host disturbed or that ran while the host was busy (see each invocation's results.md).", skipped)
 	}
 	o.WriteString("\n\n")
 	scens := []string{}
@@ -985,10 +1052,11 @@ func main() {
 	comb := flag.String("combine", "", "directory of invocations (each with summary.tsv): write combined.md there")
 	warm := flag.Float64("warmup", 10, "seconds at the start left out of the 'before' window")
 	settle := flag.Float64("settle", 15, "seconds after the hog started left out of the 'hog, settled' window")
+	loadLimit := flag.Float64("load-limit", 0, "leave out a run during which the host's mean load average was above this (0: twice the host's CPUs)")
 	flag.Parse()
 	switch {
 	case *dir != "" && *comb == "":
-		report(*dir, *warm, *settle)
+		report(*dir, *warm, *settle, *loadLimit)
 	case *comb != "" && *dir == "":
 		combine(*comb)
 	default:

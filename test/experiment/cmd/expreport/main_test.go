@@ -114,7 +114,7 @@ func TestReport(t *testing.T) {
 
 	stdout := os.Stdout
 	os.Stdout, _ = os.Open(os.DevNull)
-	report(dir, 10, 15)
+	report(dir, 10, 15, 0)
 	os.Stdout = stdout
 
 	res, err := os.ReadFile(filepath.Join(dir, "results.md"))
@@ -192,12 +192,38 @@ func TestReport(t *testing.T) {
 	c, err := os.ReadFile(filepath.Join(top, "combined.md"))
 	must(t, err)
 	for _, want := range []string{
-		"over 3 invocations: a, b, c. Left out: 10 rows of runs another VM on the host disturbed.",
+		"over 3 invocations: a, b, c. Left out: 10 rows of runs that another VM on the host disturbed or that ran while the host was busy",
 		"| keepalived | hog | 2 | 0.0 | 150 | 150 | 150 | 1.50 | 70–98 |",
 		"| keepalived | 0 of 2 | 0 of 2 | 2 of 2 | 1 of 2 |",
 	} {
 		if !strings.Contains(string(c), want) {
 			t.Errorf("combined.md lacks %q:\n%s", want, c)
+		}
+	}
+
+	// The same runs on a host whose load average was 9 while
+	// recovery-static ran (2 CPUs: the limit is 4): that run is left out
+	// like a disturbed one, and says why.
+	var hl strings.Builder
+	hl.WriteString("# unix_s loadavg1 other_qemu_processes\n")
+	for s := 0; s <= 180; s += 10 {
+		fmt.Fprintf(&hl, "%d 9.00 0\n", 1_700_000_000+s)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "hostload.txt"), []byte(hl.String()), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "host.txt"), []byte("host_cpus=2 host_cpu=x\n"), 0o644))
+	os.Stdout, _ = os.Open(os.DevNull)
+	report(dir, 10, 15, 0)
+	os.Stdout = stdout
+	res, err = os.ReadFile(filepath.Join(dir, "results.md"))
+	must(t, err)
+	if !strings.Contains(string(res), "**recovery-static ran on a busy host**: the host's load average was 9.0") {
+		t.Errorf("results.md does not say recovery-static ran on a busy host:\n%s", res)
+	}
+	recs, err = readTSV(filepath.Join(dir, "summary.tsv"))
+	must(t, err)
+	for _, r := range recs[1:] {
+		if r[1] == "static" && r[len(r)-1] != "true" {
+			t.Errorf("summary.tsv: static row %v not marked disturbed", r)
 		}
 	}
 }
