@@ -84,13 +84,16 @@ clean:
 
 # The real-system tier, needs root: real systemd in nspawn with the .deb
 # packages (test/e2e/run.sh), then Debian's kernel with real IPVS under
-# QEMU (test/e2e/qemu.sh). Reports in test/e2e/out/.
-.PHONY: e2e e2e-systemd e2e-ipvs
-e2e: e2e-systemd e2e-ipvs
+# QEMU (test/e2e/qemu.sh), then a keepalived HA director pair in the same
+# QEMU guest (test/e2e/ha.sh, docs/ha.md). Reports in test/e2e/out/.
+.PHONY: e2e e2e-systemd e2e-ipvs e2e-ha
+e2e: e2e-systemd e2e-ipvs e2e-ha
 e2e-systemd:
 	./test/e2e/run.sh
 e2e-ipvs:
 	./test/e2e/qemu.sh
+e2e-ha:
+	./test/e2e/ha.sh
 
 # The README's two commands as a new user runs them, in a clean Debian 12
 # root (debootstrap minbase + make, systemd-nspawn) with only Go added:

@@ -1,0 +1,200 @@
+#!/bin/bash
+# make e2e-ha: a highly available director pair on the real kernel
+# (issue 17, items 2 and 3; the recipe is docs/ha.md). Needs root.
+#
+# The same QEMU guest as make e2e-ipvs (test/e2e/qemu.sh, whose structure
+# this follows): Debian 12's kernel under TCG, systemd as PID 1, the
+# cached kernel, initramfs and Debian root of test/e2e/qemu/vm.sh, the
+# same per-checkout lock. The built .deb packages are staged in the image
+# and installed by the guest's first scenario with apt. Debian's
+# keepalived is installed into the image here: the packages apt picks for
+# this root (its own dpkg status) are downloaded once into
+# .cache/e2e/keepalived-debs-ROOTFS and installed with apt-get in a
+# chroot, as make experiment does.
+#
+# The guest (test/e2e/guest/ha-scenarios.sh) runs two director network
+# namespaces, each with its own feedbackd-master under systemd and its own
+# keepalived doing VRRP for one VIP, three LVS-DR realservers whose agents
+# report to both directors, and a client. It fails the active director
+# twice (keepalived stopped; link cut) and brings it back.
+#
+# Results in test/e2e/out/ha: report.txt (evidence per scenario),
+# figures.txt (failover times and failed requests: figures, never
+# limits), results.txt, journal.txt, console.txt, timings-host.txt. The
+# last line printed is "e2e-ha: N passed, N failed"; the exit status is
+# non-zero on any failure or if the guest did not finish.
+#
+# Environment: E2E_HA_TIMEOUT (seconds for the whole VM, default 900),
+# E2E_HA_LOCK_WAIT (seconds to wait for another QEMU run of this
+# checkout, default 7200), E2E_MASTER_LOGLEVEL (default INFO).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TOP=$PWD
+GUEST=$TOP/test/e2e/guest
+OUT=$TOP/test/e2e/out/ha
+VM_TIMEOUT=${E2E_HA_TIMEOUT:-900}
+MASTER_LOGLEVEL=${E2E_MASTER_LOGLEVEL:-INFO}
+[ "$(id -u)" = 0 ] || { echo "e2e-ha: needs root (debootstrap, chroot, mkfs.ext4 -d of a root file system)" >&2; exit 1; }
+
+T0=$(date +%s.%N)
+TIMINGS=()
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+timed() { # timed LABEL CMD...: run CMD, record how long it took
+  local label=$1 t
+  shift
+  t=$(now)
+  "$@"
+  TIMINGS+=("$(printf '%-36s %6s s' "$label" "$(elapsed "$t")")")
+}
+
+. "$TOP/test/e2e/qemu/vm.sh"
+timed "host packages" vm_host_packages
+
+# Built before the lock: the wait for another VM need not hold it up.
+echo "=== building"
+rm -f dist/*.deb
+timed "make package" make -s package
+DEBS=$(ls dist/lvs-feedbackd-master_*.deb dist/lvs-feedbackd-agent_*.deb)
+
+echo "=== $(date -u +%H:%M:%SZ): taking the QEMU lock"
+timed "waiting for the QEMU lock" vm_lock "${E2E_HA_LOCK_WAIT:-7200}"
+vm_assets timed
+
+# keepalived_debs ROOT: Debian's keepalived and what it needs on this
+# root, downloaded once (keyed on the root), into KA_DEBS.
+KA_DEBS=$TOP/.cache/e2e/keepalived-debs-$(basename "$ROOTFS" .tar)
+keepalived_debs() {
+  local r=$1
+  [ ! -f "$KA_DEBS/.complete" ] || return 0
+  echo "=== downloading keepalived and what it needs for this root"
+  rm -rf "$KA_DEBS"
+  mkdir -p "$KA_DEBS/partial"
+  apt-cache policy keepalived 2>/dev/null | grep -q 'Candidate: [^(]' || apt_get update -q
+  apt_get -o Dir::State::status="$r/var/lib/dpkg/status" -o Dir::Cache::archives="$KA_DEBS" \
+    install --download-only -y -q --no-install-recommends keepalived
+  ls "$KA_DEBS"/keepalived_*.deb >/dev/null
+  touch "$KA_DEBS/.complete"
+}
+
+# install_keepalived ROOT: apt-get install of those packages in a chroot;
+# policy-rc.d keeps the maintainer scripts from starting anything, and
+# the packaged keepalived.service stays disabled (the guest runs one
+# keepalived per director namespace from units of its own).
+install_keepalived() {
+  local r=$1
+  mkdir -p "$r/tmp/ka-debs"
+  cp "$KA_DEBS"/*.deb "$r/tmp/ka-debs/"
+  printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
+  chmod 755 "$r/usr/sbin/policy-rc.d"
+  chroot "$r" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends /tmp/ka-debs/*.deb' \
+    >"$WORK/keepalived-install.txt" 2>&1 || { tail -20 "$WORK/keepalived-install.txt" >&2; return 1; }
+  chroot "$r" systemctl disable -q keepalived.service
+  rm -rf "$r/usr/sbin/policy-rc.d" "$r/tmp/ka-debs"
+  # (sed, not head: head's early exit would kill keepalived with SIGPIPE.)
+  chroot "$r" keepalived --version 2>&1 | sed -n 1p
+}
+
+# stage_product ROOT: the built packages and the site configuration the
+# guest installs once it runs (nothing under /etc/feedbackd before the
+# install: dpkg would see a changed conffile). Both directors read the
+# same master.conf, as two real directors would; the agents name both.
+stage_product() {
+  local r=$1 e=$1/usr/local/lib/e2e/etc
+  install -d "$r/usr/local/lib/e2e/debs" "$e"
+  install -m644 $DEBS "$r/usr/local/lib/e2e/debs/"
+  cat >"$e/master.conf" <<CONF
+loglevel = $MASTER_LOGLEVEL
+keepalive-interval = 1
+keepalive-timeout = 2
+keepalive-retries = 1
+removal-interval = 3
+weight-smoothing = 2
+slow-start = 2
+
+[virtual-service]
+name = web
+address = 10.0.0.10
+protocol = tcp
+port = 80
+scheduler = wrr
+CONF
+  cat >"$e/agent.conf" <<'CONF'
+director = 10.0.0.2, 10.0.0.3
+master-timeout = 10
+loglevel = INFO
+CONF
+  chmod 644 "$e"/*
+}
+
+install_scenarios() {
+  local r=$1
+  install -d "$r/usr/local/lib/e2e"
+  install -m755 "$GUEST/ha-scenarios.sh" "$r/usr/local/lib/e2e/ha-scenarios.sh"
+  install -m644 "$GUEST/lib.sh" "$r/usr/local/lib/e2e/lib.sh"
+  install -m644 "$GUEST/net.sh" "$r/usr/local/lib/e2e/net.sh"
+  vm_guest_unit "$r" e2e-ha "feedbackd HA director pair scenarios" /usr/local/lib/e2e/ha-scenarios.sh $((VM_TIMEOUT - 60))
+}
+
+WORK=$(mktemp -d /tmp/feedbackd-e2e-ha.XXXXXX)
+cleanup() {
+  vm_kill "$WORK"
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+R=$WORK/root
+
+prepare_image() {
+  vm_unpack_root "$R"
+  keepalived_debs "$R"
+  install_keepalived "$R"
+  stage_product "$R"
+  install_scenarios "$R"
+  vm_mkfs "$R" "$WORK/root.img" e2e-ha-root
+}
+echo "=== preparing the root image (kernel $KVER)"
+timed "root image (untar, keepalived, stage, mkfs)" prepare_image
+
+SHARE=$WORK/share
+echo "=== $(date -u +%H:%M:%SZ): booting Debian's kernel under QEMU TCG; progress:"
+VM_SHOW_STATUS=1 vm_boot "$WORK" "$WORK/root.img" 2 2048 "$VM_TIMEOUT" results.txt '^DONE' 'e2e-\(init\|ha\): .*'
+rc=$VM_RC stuck=$VM_STUCK
+vm_unlock
+TIMINGS+=("$(printf '%-36s %6s s' "VM (boot, scenarios, power-off)" "$VM_SECONDS")")
+rm -rf "$OUT"
+mkdir -p "$OUT"
+cp -a "$SHARE"/. "$WORK/console.txt" "$WORK/keepalived-install.txt" "$OUT/"
+
+echo
+cat "$OUT/report.txt" 2>/dev/null || true
+echo
+passed=$(grep -c '^PASS' "$OUT/results.txt" 2>/dev/null || true)
+failed=$(grep -c '^FAIL' "$OUT/results.txt" 2>/dev/null || true)
+passed=${passed:-0} failed=${failed:-0}
+finished=yes
+if ! grep -q '^DONE' "$OUT/results.txt" 2>/dev/null; then
+  finished=no
+  echo "e2e-ha: the guest did not finish its scenarios (qemu rc=$rc); console tail:" >&2
+  tail -40 "$OUT/console.txt" >&2
+  failed=$((failed + 1))
+elif [ "$stuck" = yes ]; then
+  echo "e2e-ha: warning: the guest hung while powering off (not counted as a failure)" >&2
+fi
+boot_s=$(awk -F= '$1 == "boot_s" { print $2 }' "$OUT/timings.txt" 2>/dev/null || true)
+scen_s=$(awk -F= '$1 == "scenarios_s" { print $2 }' "$OUT/timings.txt" 2>/dev/null || true)
+TIMINGS+=("$(printf '%-36s %6s s' "  guest boot to scenarios start" "${boot_s:-?}")")
+TIMINGS+=("$(printf '%-36s %6s s' "  guest scenarios" "${scen_s:-?}")")
+while IFS='=' read -r k v; do
+  case $k in scenario_*_s) k=${k#scenario_}; TIMINGS+=("$(printf '%-36s %6s s' "    ${k%_s}" "$v")") ;; esac
+done < <(cat "$OUT/timings.txt" 2>/dev/null)
+TIMINGS+=("$(printf '%-36s %6s s' "total" "$(elapsed "$T0")")")
+{
+  echo "timings (kernel $KVER):"
+  printf '  %s\n' "${TIMINGS[@]}"
+} | tee "$OUT/timings-host.txt"
+echo "figures (test/e2e/out/ha/figures.txt; measured under software emulation, not limits):"
+sed 's/^/  /' "$OUT/figures.txt" 2>/dev/null || true
+echo "report: test/e2e/out/ha/report.txt, console: test/e2e/out/ha/console.txt"
+[ "$finished" = yes ] || echo "e2e-ha: (one failure counted for the unfinished guest)"
+echo "e2e-ha: $passed passed, $failed failed"
+[ "$failed" = 0 ]
