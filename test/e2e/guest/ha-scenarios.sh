@@ -248,6 +248,7 @@ failover() {
   log "  held connection: client port $port, realserver $hrs"
   wait_for 20 "$to knows the held connection (IPVS connection sync): ESTABLISHED 10.0.0.100:$port in its ipvsadm -Lnc" conn_on "$to" "$port"
   evidence "$to: ipvsadm -Lnc (synced from $from)" inns "$to" ipvsadm -Lnc
+  evidence "$to: ipvsadm -Ln (ActiveConn with the synced connection)" inns "$to" ipvsadm -Ln
   c0=$(inns "$to" ipvsadm -Ln --stats -t "$VIP:80" | awk '$1 == "TCP" { print $3 }')
   start_client "$name"
   wait_for 30 "the client's answers come through $from" sh -c "[ \$(grep -c ' ok ' /tmp/$name.log) -ge 10 ]" || return
