@@ -133,6 +133,8 @@ install_scenarios() {
   install -m755 "$GUEST/ha-scenarios.sh" "$r/usr/local/lib/e2e/ha-scenarios.sh"
   install -m644 "$GUEST/lib.sh" "$r/usr/local/lib/e2e/lib.sh"
   install -m644 "$GUEST/net.sh" "$r/usr/local/lib/e2e/net.sh"
+  # The recipe, whose keepalived.conf the guest checks with keepalived -t.
+  install -m644 "$TOP/docs/ha.md" "$r/usr/local/lib/e2e/ha.md"
   vm_guest_unit "$r" e2e-ha "feedbackd HA director pair scenarios" /usr/local/lib/e2e/ha-scenarios.sh $((VM_TIMEOUT - 60))
 }
 

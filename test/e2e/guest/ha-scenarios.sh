@@ -469,6 +469,25 @@ tables_evidence "at the end"
 end
 
 # ---------------------------------------------------------------------------
+scenario_start H6 "the recipe's keepalived.conf (docs/ha.md) passes keepalived --config-test, alone and with the recipe's lvs_sync_daemon line in its global_defs"
+DOC=/usr/local/lib/e2e/ha.md
+awk '/^# \/etc\/keepalived\/keepalived.conf on lvs1/ { f = 1 } f && /^```$/ { exit } f' $DOC >/tmp/doc-ka.conf
+sync_line=$(grep -m1 '^lvs_sync_daemon ' $DOC || true)
+if grep -q '^vrrp_instance ' /tmp/doc-ka.conf && [ -n "$sync_line" ]; then
+  sed "s/^\(    router_id lvs1\)\$/\1\n    $sync_line/" /tmp/doc-ka.conf >/tmp/doc-ka-sync.conf
+  evidence "the recipe's keepalived.conf with the sync line" cat /tmp/doc-ka-sync.conf
+  grep -q "^    $sync_line\$" /tmp/doc-ka-sync.conf || fail "could not add '$sync_line' to global_defs"
+  # In dir1's namespace: keepalived -t wants the interface (eth0) to exist.
+  for f in /tmp/doc-ka.conf /tmp/doc-ka-sync.conf; do
+    out=$(inns dir1 keepalived --config-test -f $f 2>&1) && [ -z "$out" ] &&
+      pass_note "keepalived --config-test -f $f: exit 0, nothing said" || fail "keepalived --config-test -f $f: $out"
+  done
+else
+  fail "docs/ha.md has no keepalived.conf block for lvs1 or no lvs_sync_daemon line"
+fi
+end
+
+# ---------------------------------------------------------------------------
 log ""
 for d in $DIRS; do
   evidence "$d master warnings and errors (whole run)" journalctl -q -u "$(master "$d")" -p warning --no-pager
