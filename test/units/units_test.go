@@ -577,6 +577,12 @@ func TestContents(t *testing.T) {
 		if n, err := strconv.Atoi(u.last("Service", "LimitNOFILE")); err != nil || n <= 20000 {
 			t.Errorf("%s: LimitNOFILE=%q, want well above 20000 (one descriptor per agent)", masterService, u.last("Service", "LimitNOFILE"))
 		}
+		// The master reads the IPVS sysctls under /proc/sys to warn about
+		// them (internal/master/sysctl.go), which ProcSubset=pid hides: the
+		// warning then never came (found by e2e V1).
+		if v := u.get("Service", "ProcSubset"); v != nil && u.last("Service", "ProcSubset") != "all" {
+			t.Errorf("%s: ProcSubset=%s hides /proc/sys/net/ipv4/vs from the master", masterService, u.last("Service", "ProcSubset"))
+		}
 	})
 
 	t.Run("agent", func(t *testing.T) {

@@ -300,7 +300,7 @@ else
   runuser -u lvsop-supp -- sleep 30 &
   wait_for 5 "a process of lvsop-supp (sleep)" pgrep -u lvsop-supp -x sleep
   sp=$(pgrep -u lvsop-supp -x sleep | head -1)
-  evidence "its /proc/$sp/status from DynamicUser=yes ProcSubset=pid ProtectProc=invisible (the master's)" \
+  evidence "its /proc/$sp/status from DynamicUser=yes ProcSubset=pid ProtectProc=invisible" \
     systemd-run --wait --pipe -q -p DynamicUser=yes -p ProcSubset=pid -p ProtectProc=invisible grep Groups /proc/$sp/status
   evidence "the same without ProtectProc=invisible" \
     systemd-run --wait --pipe -q -p DynamicUser=yes -p ProcSubset=pid grep Groups /proc/$sp/status
