@@ -47,11 +47,13 @@ cp "x/boot/vmlinuz-$kver" "$out/vmlinuz"
 # pre-modules such as crc32c for libcrc32c) are added by modprobe below.
 #   boot: virtio disk/console/network/rng, ext4, the 9p share;
 #   product: ip_vs and every IPVS scheduler (whole directory, below);
-#   test network: bridge, veth;
+#   test network: bridge, veth; nf_tables for the vsopts scenarios'
+#   firewall marks (nft's meta, payload, sets and filter chains are built
+#   into it in Debian 12's kernel);
 #   what systemd asks for at boot anyway (the default qdisc fq_codel,
 #   autofs4, configfs, fuse, loop), so the journal has no noise about them.
 mods="virtio_pci virtio_blk virtio_net virtio_console virtio_rng ext4 crc32c_generic
-  9p 9pnet_virtio ip_vs bridge veth af_packet sch_fq_codel autofs4 configfs fuse loop"
+  9p 9pnet_virtio ip_vs bridge veth nf_tables af_packet sch_fq_codel autofs4 configfs fuse loop"
 src=x/lib/modules/$kver
 ipvs=$(cd "$src" && find kernel/net/netfilter/ipvs -name '*.ko*' | sed 's,.*/,,; s,\.ko.*,,')
 dst=$out/modules/lib/modules/$kver
