@@ -159,8 +159,8 @@ func TestReaderBadLengthBeforePayload(t *testing.T) {
 				t.Errorf("% s: %v, want ErrMalformed", h, err)
 			}
 		}
-		if cap(r.payload) != 0 {
-			t.Errorf("% s: allocated %d payload bytes for a bad frame", h, cap(r.payload))
+		if cap(r.buf) > readAhead {
+			t.Errorf("% s: grew the buffer to %d bytes for a bad frame", h, cap(r.buf))
 		}
 	}
 }
@@ -251,17 +251,69 @@ func TestReaderMemory(t *testing.T) {
 	if err := r.ReadMessage(&m); err != nil {
 		t.Fatal(err)
 	}
-	if cap(r.payload) != 8 {
-		t.Errorf("after a 16-byte frame the payload buffer holds %d bytes, want 8", cap(r.payload))
+	if cap(r.buf) != readAhead {
+		t.Errorf("after a 16-byte frame the buffer holds %d bytes, want %d", cap(r.buf), readAhead)
 	}
 	if err := r.ReadMessage(&m); err != nil {
 		t.Fatal(err)
 	}
-	if cap(r.payload) > maxRetainedPayload {
-		t.Errorf("after a %d-byte frame the Reader keeps %d bytes", len(bigFrame), cap(r.payload))
-	}
 	if err := r.ReadMessage(&m); err != nil || !equal(&m, &golden[5].msg) {
 		t.Fatalf("after a big frame: %+v, %v", m, err)
+	}
+	if cap(r.buf) > maxRetainedPayload {
+		t.Errorf("after a %d-byte frame, once empty, the Reader keeps %d bytes", len(bigFrame), cap(r.buf))
+	}
+}
+
+// countReader counts its Read calls.
+type countReader struct {
+	data  []byte
+	reads int
+}
+
+func (r *countReader) Read(p []byte) (int, error) {
+	r.reads++
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// One Read brings in a whole small frame, or several: the master's cost at
+// many agents is mostly system calls.
+func TestReaderOneReadPerFrame(t *testing.T) {
+	frame := unhex(t, golden[5].hex)
+	cr := &countReader{data: frame}
+	r := NewReader(cr)
+	var m Message
+	if err := r.ReadMessage(&m); err != nil || cr.reads != 1 {
+		t.Fatalf("one %d-byte frame: %v after %d reads, want 1", len(frame), err, cr.reads)
+	}
+	cr = &countReader{data: bytes.Repeat(frame, 4)}
+	r = NewReader(cr)
+	for range 4 {
+		if err := r.ReadMessage(&m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cr.reads != 1 {
+		t.Errorf("four frames in one segment: %d reads, want 1", cr.reads)
+	}
+	// Fill and Next: frames are decoded without another Read.
+	cr = &countReader{data: bytes.Repeat(frame, 3)}
+	r = NewReader(cr)
+	if err := r.Fill(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if ok, err := r.Next(&m); !ok || err != nil || !equal(&m, &golden[5].msg) {
+			t.Fatalf("Next %d: %v, %v", i, ok, err)
+		}
+	}
+	if ok, err := r.Next(&m); ok || err != nil || cr.reads != 1 {
+		t.Fatalf("Next on an empty buffer: %v, %v, %d reads", ok, err, cr.reads)
 	}
 }
 
