@@ -90,6 +90,9 @@ type Master struct {
 	peerLogs peerLogs
 	evlog    *eventLog // the latest lines per realserver (feedbackctl events)
 	obs      Observer
+	// poll runs the sessions past their handshake (nil: each stays on
+	// its goroutine). Set by Run before the first accept.
+	poll *poller
 }
 
 // New checks the options; nothing is touched until Run.
@@ -166,6 +169,13 @@ func (m *Master) Run(ctx context.Context, ln net.Listener) error {
 	}()
 
 	var wg sync.WaitGroup
+	if p, err := newPoller(m, &wg); err != nil {
+		m.log.Warn("sessions stay on their own goroutines", "err", err)
+	} else {
+		m.poll = p
+		go p.run(ctx)
+		defer func() { <-p.done }()
+	}
 	acceptErr := make(chan error, 1)
 	go func() { acceptErr <- m.accept(ctx, ln, &wg) }()
 
@@ -249,14 +259,21 @@ func (m *Master) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup
 // serve runs one session; it is a method rather than a closure so that the
 // session goroutine's base frame stays small (see session.loop).
 func (m *Master) serve(ctx context.Context, s *session, wg *sync.WaitGroup) {
-	s.run(ctx)
+	if s.run(ctx) {
+		return // the poller has it, and releases it when it ends
+	}
+	m.release(s)
+	wg.Done()
+}
+
+// release forgets an ended session.
+func (m *Master) release(s *session) {
 	m.mu.Lock()
 	delete(m.sessions, s)
 	if m.perAddr[s.peer.Addr()]--; m.perAddr[s.peer.Addr()] <= 0 {
 		delete(m.perAddr, s.peer.Addr())
 	}
 	m.mu.Unlock()
-	wg.Done()
 }
 
 func isTemporary(err error) bool {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,10 +17,13 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 )
 
-// session is one agent connection. Its goroutine is the only reader and
-// the only writer of the connection, and it runs the keepalive timer itself
-// through read deadlines, so a session costs one goroutine and no timers:
-// 20 000 of them must fit in 200 MB.
+// session is one agent connection. Until its first START_ACK its own
+// goroutine is the only reader and the only writer of the connection, and
+// runs the handshake deadline through read deadlines; then, on Linux, the
+// poller takes it over (poller_linux.go): one goroutine reads and times
+// every active session, so an idle session costs no goroutine stack and no
+// runtime timer. The protocol is the same code either way (handle,
+// onTimer); only the I/O differs.
 type session struct {
 	m    *Master
 	id   sessionID
@@ -59,6 +63,16 @@ type session struct {
 	// keeps each session's latest health itself).
 	lastHealth []necp.HealthRecord
 	sentHealth bool
+
+	// Under the poller (all but kmu used by its goroutine only).
+	kmu    sync.Mutex // guards fd, pollr and pstate against kick
+	pollr  *poller    // nil while on its own goroutine
+	pstate int        // pNone, pQueued, pRegistered, pEnded
+	fd     int        // the socket, once the poller has it; -1 before
+	hidx   int        // position in the poller's timer heap; -1: none
+	due    time.Time  // when the poller must next look at it
+	pend   []byte     // output the socket could not take yet
+	wdue   time.Time  // pend must be gone by then
 }
 
 // logAt logs one line about this agent, within the per-address budget
@@ -91,10 +105,15 @@ func (s *session) info(msg string, args ...any)  { s.logAt(slog.LevelInfo, msg, 
 func (s *session) debug(msg string, args ...any) { s.logAt(slog.LevelDebug, msg, args...) }
 
 // kick closes the connection for the owner; the read that fails next ends
-// the session with this reason.
+// the session with this reason (under the poller: the poller ends it).
 func (s *session) kick(reason string) {
 	s.kicked.CompareAndSwap(nil, &reason)
-	s.conn.Close()
+	s.kmu.Lock()
+	p := s.pollr
+	s.kmu.Unlock()
+	if p == nil || !p.post(s) {
+		s.conn.Close()
+	}
 }
 
 const (
@@ -132,6 +151,8 @@ func (m *Master) newSession(c net.Conn, peer netip.AddrPort) *session {
 		conn: c,
 		peer: peer,
 		rd:   necp.NewReader(c),
+		fd:   -1,
+		hidx: -1,
 	}
 }
 
@@ -145,9 +166,16 @@ func (s *session) send(ctx context.Context, ev event) bool {
 	}
 }
 
-func (s *session) run(ctx context.Context) {
+// run serves the session until it ends, or until the poller takes it over
+// (true): then the poller ends it.
+func (s *session) run(ctx context.Context) (adopted bool) {
 	s.begin(ctx)
-	s.end(ctx, s.loop(ctx))
+	reason := s.loop(ctx)
+	if reason == "" {
+		return true
+	}
+	s.end(ctx, reason)
+	return false
 }
 
 func (s *session) begin(ctx context.Context) {
@@ -167,7 +195,8 @@ func (s *session) end(ctx context.Context, reason string) {
 	}
 }
 
-// loop reads and acts until the session ends, and says why it ended.
+// loop reads and acts until the session ends, and says why it ended; ""
+// when the poller has taken the session over.
 //
 // run and loop are kept small on purpose: their frames are what every idle
 // session holds on its stack while parked in the read, below the net and
@@ -192,6 +221,9 @@ func (s *session) loop(ctx context.Context) string {
 		}
 		if !s.handle(ctx, time.Now()) {
 			return "protocol error"
+		}
+		if s.state == sActive && s.m.poll != nil && s.m.poll.adopt(s) {
+			return ""
 		}
 	}
 }
@@ -226,7 +258,13 @@ func (s *session) onReadError(ctx context.Context, err error) (reason string) {
 		s.refuse("agent did not complete the handshake in time; closing", "handshake timed out", "timeout", s.m.cfg.Load().HandshakeTimeout)
 		return "handshake timed out"
 	}
-	switch act, seq := s.ka.onTimer(time.Now()); act {
+	return s.onTimer(time.Now())
+}
+
+// onTimer runs the keepalive timer at now: sends or resends a KEEPALIVE,
+// or gives up on the agent (a reason).
+func (s *session) onTimer(now time.Time) (reason string) {
+	switch act, seq := s.ka.onTimer(now); act {
 	case kaSend:
 		if s.ka.sends > 1 {
 			s.m.obs.KeepaliveMissed()
@@ -425,7 +463,11 @@ func (s *session) flush() bool {
 	typ := s.out.Type
 	var err error
 	s.wbuf, err = s.out.AppendBinary(s.wbuf[:0])
-	if err == nil {
+	switch {
+	case err != nil:
+	case s.pollr != nil:
+		err = s.pollr.write(s)
+	default:
 		s.conn.SetWriteDeadline(time.Now().Add(s.m.cfg.Load().KeepaliveTimeout))
 		_, err = s.conn.Write(s.wbuf)
 	}
