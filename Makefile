@@ -75,6 +75,14 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 	$(GO) run ./test/bench/scale -master $(BIN)/feedbackd-master -n 1000,5000,20000
 
+# feedbackd-master against Debian's haproxy agent-check at 1 000, 5 000 and
+# 20 000 agents (as many as the open-files limit allows), alternating, with
+# the ratios (docs/benchmarks.md). About 15 minutes; not part of .ci/run.
+# BENCH_PEERS_ARGS: e.g. -reps 5 -baseline OLD-MASTER-BINARY.
+.PHONY: bench-peers
+bench-peers: build
+	BIN=$(BIN) GO='$(GO)' ./test/bench/peers/run.sh $(BENCH_PEERS_ARGS)
+
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzUnmarshal -fuzztime $(FUZZTIME) ./internal/necp

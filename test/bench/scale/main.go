@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -51,7 +52,8 @@ func main() {
 	window := flag.Duration("window", 20*time.Second, "measurement window once all sessions are polled")
 	perChild := flag.Int("per-child", 5000, "simulated sessions per child process")
 	keepLog := flag.String("log", "", "copy the master's log (stderr) to this file after each run")
-	churn := flag.Bool("churn", false, "every reply changes the health (worst case: every KEEPALIVE is an IPVS write)")
+	churn := flag.Bool("churn", false, "every reply changes the health (every KEEPALIVE is a report the owner acts on)")
+	threshold := flag.Int("weight-threshold", -1, "weight-threshold given to the master (-1: its default; 0 with -churn: every KEEPALIVE is an IPVS write)")
 	flag.Parse()
 	if *sim {
 		runSim(*addr, *first, *count, *churn)
@@ -59,20 +61,21 @@ func main() {
 	}
 	fmt.Printf("machine: %d CPUs; fd limit %s; keepalive-interval %v; window %v\n",
 		numCPU(), fdLimit(), *interval, *window)
-	fmt.Printf("%8s %10s %10s %10s %10s %10s %10s %10s\n",
-		"sessions", "join_s", "cpu_%core", "rss_MB", "hwm_MB", "keepalive", "missed", "closed")
+	fmt.Printf("%8s %10s %10s %10s %10s %10s %10s %10s %10s %10s\n",
+		"sessions", "join_s", "cpu_%core", "rss_MB", "hwm_MB", "keepalive", "missed", "closed", "reads/ka", "writes/ka")
 	for _, f := range strings.Split(*ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil {
 			fatal("bad -n: %v", err)
 		}
-		r, err := measure(*masterBin, n, *interval, *window, *perChild, *keepLog, *churn)
+		r, err := measure(*masterBin, n, *interval, *window, *perChild, *keepLog, *churn, *threshold)
 		if err != nil {
 			fmt.Printf("%8d  error: %v\n", n, err)
 			continue
 		}
-		fmt.Printf("%8d %10.1f %10.1f %10.1f %10.1f %10d %10d %10d\n",
-			n, r.join.Seconds(), r.cpu, r.rssMB, r.hwmMB, r.keepalives, r.missed, r.closed)
+		fmt.Printf("%8d %10.1f %10.1f %10.1f %10.1f %10d %10d %10d %10.2f %10.2f\n",
+			n, r.join.Seconds(), r.cpu, r.rssMB, r.hwmMB, r.keepalives, r.missed, r.closed,
+			float64(r.reads)/float64(max(r.keepalives, 1)), float64(r.writes)/float64(max(r.keepalives, 1)))
 	}
 }
 
@@ -80,6 +83,7 @@ type result struct {
 	join                       time.Duration
 	cpu, rssMB, hwmMB          float64
 	keepalives, missed, closed int64
+	reads, writes              int64 // the master's read and write system calls in the window
 }
 
 type simStats struct {
@@ -88,7 +92,7 @@ type simStats struct {
 	Closed     int64 `json:"closed"`
 }
 
-func measure(masterBin string, n int, interval, window time.Duration, perChild int, keepLog string, churn bool) (*result, error) {
+func measure(masterBin string, n int, interval, window time.Duration, perChild int, keepLog string, churn bool, threshold int) (*result, error) {
 	dir, err := os.MkdirTemp("", "feedbackd-scale-")
 	if err != nil {
 		return nil, err
@@ -108,7 +112,11 @@ func measure(masterBin string, n int, interval, window time.Duration, perChild i
 	addr := ln.Addr().String()
 	ln.Close()
 	conf := filepath.Join(dir, "master.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`loglevel = WARN
+	extra := ""
+	if threshold >= 0 {
+		extra = fmt.Sprintf("weight-threshold = %d\n", threshold)
+	}
+	os.WriteFile(conf, []byte(fmt.Sprintf(`%sloglevel = WARN
 keepalive-interval = %g
 keepalive-timeout = 10
 keepalive-retries = 3
@@ -121,7 +129,7 @@ address = 192.0.2.1
 protocol = tcp
 port = 80
 scheduler = wrr
-`, interval.Seconds(), addr)), 0o644)
+`, extra, interval.Seconds(), addr)), 0o644)
 	mlog, _ := os.Create(filepath.Join(dir, "master.log"))
 	defer mlog.Close()
 	master := exec.Command(masterBin, "--without-ipvs", "-c", conf)
@@ -135,11 +143,6 @@ scheduler = wrr
 	}
 
 	self, _ := os.Executable()
-	type child struct {
-		cmd   *exec.Cmd
-		stdin interface{ Close() error }
-		out   *bufio.Scanner
-	}
 	var children []child
 	start := time.Now()
 	for first := 0; first < n; first += perChild {
@@ -169,29 +172,60 @@ scheduler = wrr
 	join := time.Since(start)
 	// One interval to settle into steady state, then the window.
 	time.Sleep(interval)
+	// The children count KEEPALIVEs from their start; the window's are
+	// the difference between two snapshots.
+	before, err := snapshot(children)
+	if err != nil {
+		return nil, err
+	}
+	r0, w0 := procfs.Syscalls(master.Process.Pid)
 	cpu0, t0 := procfs.CPUTicks(master.Process.Pid), time.Now()
 	time.Sleep(window)
 	cpu1, t1 := procfs.CPUTicks(master.Process.Pid), time.Now()
+	r1, w1 := procfs.Syscalls(master.Process.Pid)
 	rss, hwm := procfs.MemKB(master.Process.Pid)
 
-	var total simStats
+	total, err := snapshot(children)
+	if err != nil {
+		return nil, err
+	}
 	for _, c := range children {
 		c.stdin.Close()
+	}
+	const clkTck = 100 // USER_HZ on Linux
+	cpu := float64(cpu1-cpu0) / clkTck / t1.Sub(t0).Seconds() * 100
+	return &result{join: join, cpu: cpu, rssMB: float64(rss) / 1024, hwmMB: float64(hwm) / 1024,
+		keepalives: total.Keepalives - before.Keepalives, missed: total.Resends, closed: total.Closed,
+		reads: r1 - r0, writes: w1 - w0}, nil
+}
+
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+}
+
+// snapshot asks every child for its counts so far and adds them up.
+func snapshot(children []child) (simStats, error) {
+	var total simStats
+	for _, c := range children {
+		if _, err := io.WriteString(c.stdin, "stats\n"); err != nil {
+			return total, err
+		}
+	}
+	for _, c := range children {
 		if !c.out.Scan() {
-			return nil, fmt.Errorf("child gave no stats")
+			return total, fmt.Errorf("child gave no stats")
 		}
 		var s simStats
 		if err := json.Unmarshal(c.out.Bytes(), &s); err != nil {
-			return nil, err
+			return total, err
 		}
 		total.Keepalives += s.Keepalives
 		total.Resends += s.Resends
 		total.Closed += s.Closed
 	}
-	const clkTck = 100 // USER_HZ on Linux
-	cpu := float64(cpu1-cpu0) / clkTck / t1.Sub(t0).Seconds() * 100
-	return &result{join: join, cpu: cpu, rssMB: float64(rss) / 1024, hwmMB: float64(hwm) / 1024,
-		keepalives: total.Keepalives, missed: total.Resends, closed: total.Closed}, nil
+	return total, nil
 }
 
 func waitListening(addr string, timeout time.Duration) error {
@@ -244,14 +278,17 @@ func runSim(addr string, first, count int, churn bool) {
 	}
 	polled.Wait()
 	fmt.Println("polled")
-	// Run until the parent closes stdin, then report.
-	bufio.NewReader(os.Stdin).ReadString('\n')
-	out, _ := json.Marshal(simStats{
-		Keepalives: atomic.LoadInt64(&stats.Keepalives),
-		Resends:    atomic.LoadInt64(&stats.Resends),
-		Closed:     atomic.LoadInt64(&stats.Closed),
-	})
-	fmt.Println(string(out))
+	// Report the counts so far for every line on stdin, until the parent
+	// closes it.
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		out, _ := json.Marshal(simStats{
+			Keepalives: atomic.LoadInt64(&stats.Keepalives),
+			Resends:    atomic.LoadInt64(&stats.Resends),
+			Closed:     atomic.LoadInt64(&stats.Closed),
+		})
+		fmt.Println(string(out))
+	}
 }
 
 // dialRetry dials as session i's agent, retrying: a burst of dials can

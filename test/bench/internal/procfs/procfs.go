@@ -41,3 +41,24 @@ func CPUTicks(pid int) int64 {
 	k, _ := strconv.ParseInt(f[12], 10, 64)
 	return u + k
 }
+
+// Syscalls returns the read-family and write-family system calls pid has
+// made (/proc/PID/io syscr, syscw: read, readv, pread and the like; recv
+// and send are not counted).
+func Syscalls(pid int) (reads, writes int64) {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		switch k {
+		case "syscr":
+			reads = n
+		case "syscw":
+			writes = n
+		}
+	}
+	return
+}
