@@ -174,6 +174,7 @@ func (m *Master) Run(ctx context.Context, ln net.Listener) error {
 	} else {
 		m.poll = p
 		go p.run(ctx)
+		go p.forward(ctx)
 		defer func() { <-p.done }()
 	}
 	acceptErr := make(chan error, 1)

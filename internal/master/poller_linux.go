@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 )
 
 // poller runs every session that has completed its handshake on one
@@ -33,16 +36,22 @@ import (
 // fields need no lock; other goroutines reach it only through post (the
 // owner's kick).
 type poller struct {
-	m  *Master
-	wg *sync.WaitGroup // Run's: one count per live session
-	ep int             // epoll
-	ev int             // eventfd: post wakes the loop
+	m   *Master
+	wg  *sync.WaitGroup // Run's: one count per live session
+	ep  int             // epoll
+	epf *os.File        // ep, in the runtime's poller (see wait)
+	rc  syscall.RawConn // epf's
+	ev  int             // eventfd: post wakes the loop
 	// done is closed when run has returned and every session is ended.
 	done chan struct{}
 
 	mu      sync.Mutex
-	queue   []*session // adopted or kicked, for the loop to act on
+	queue   []*session // adopted, kicked or unparked, for the loop to act on
 	stopped bool
+	// outbox holds the events the owner could not take at once, in
+	// order; forward hands them over.
+	outbox   []outItem
+	outReady chan struct{}
 
 	byFD   []*session // registered sessions by descriptor
 	timers []*session // min-heap on session.due
@@ -79,7 +88,159 @@ func newPoller(m *Master, wg *sync.WaitGroup) (*poller, error) {
 		unix.Close(ev)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	return &poller{m: m, wg: wg, ep: ep, ev: ev, done: make(chan struct{}), evs: make([]unix.EpollEvent, 256)}, nil
+	// Non-blocking, so that os.NewFile puts it in the runtime's poller.
+	if err := unix.SetNonblock(ep, true); err != nil {
+		unix.Close(ep)
+		unix.Close(ev)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	epf := os.NewFile(uintptr(ep), "epoll")
+	rc, err := epf.SyscallConn()
+	if err != nil {
+		epf.Close()
+		unix.Close(ev)
+		return nil, err
+	}
+	return &poller{m: m, wg: wg, ep: ep, epf: epf, rc: rc, ev: ev, done: make(chan struct{}), evs: make([]unix.EpollEvent, 256),
+		outReady: make(chan struct{}, 1)}, nil
+}
+
+type outItem struct {
+	s      *session
+	ev     event
+	unpark bool // the session waits for this event to be taken
+}
+
+// send gives ev to the owner without blocking the loop: if the owner's
+// queue is full, ev goes to the outbox and s is parked until forward has
+// handed it over, as its own goroutine would have waited in session.send.
+// A parked session's later events (its end) queue behind it.
+func (p *poller) send(s *session, ev event) {
+	if !s.parked {
+		select {
+		case p.m.events <- ev:
+			return
+		default:
+		}
+	}
+	unpark := false
+	if s.pstate == pRegistered && !s.parked {
+		unpark = true
+		p.park(s)
+	}
+	p.enqueue(outItem{s: s, ev: ev, unpark: unpark})
+}
+
+func (p *poller) enqueue(it outItem) {
+	p.mu.Lock()
+	p.outbox = append(p.outbox, it)
+	p.mu.Unlock()
+	select {
+	case p.outReady <- struct{}{}:
+	default:
+	}
+}
+
+// start sends a START's join event and parks s until the owner answers;
+// then the loop calls session.started.
+func (p *poller) start(ctx context.Context, s *session, ev joinEvent, reply <-chan []necp.Status, seq uint32) {
+	if s.pstate != pRegistered {
+		return
+	}
+	select {
+	case p.m.events <- ev:
+	default:
+		p.enqueue(outItem{s: s, ev: ev})
+	}
+	p.park(s)
+	s.startWait, s.startSeq = true, seq
+	go func() {
+		select {
+		case st := <-reply:
+			// One status per wire record: extended entries (§5.5)
+			// get theirs.
+			s.startReply = necp.AckStatuses(ev.recs, st)
+			s.unpark.Store(true)
+			p.post(s)
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// forward hands the outbox to the owner, in order, blocking as long as
+// the owner's queue is full, and unparks each session whose wait is over.
+func (p *poller) forward(ctx context.Context) {
+	for {
+		select {
+		case <-p.outReady:
+		case <-ctx.Done():
+			return
+		}
+		for {
+			p.mu.Lock()
+			if len(p.outbox) == 0 {
+				p.outbox = nil
+				p.mu.Unlock()
+				break
+			}
+			it := p.outbox[0]
+			p.outbox[0] = outItem{}
+			p.outbox = p.outbox[1:]
+			p.mu.Unlock()
+			select {
+			case p.m.events <- it.ev:
+			case <-ctx.Done():
+				return
+			}
+			if it.unpark {
+				it.s.unpark.Store(true)
+				p.post(it.s)
+			}
+		}
+	}
+}
+
+// park suspends s's reads and timers.
+func (p *poller) park(s *session) {
+	s.parked = true
+	if s.hidx >= 0 {
+		p.remove(s.hidx)
+	}
+	p.arm(s)
+}
+
+// unpark resumes s: the answer to its START if that is what it waited
+// for, then the frames it has buffered, and its timer.
+func (p *poller) unpark(ctx context.Context, s *session) {
+	s.parked = false
+	if s.startWait {
+		s.startWait = false
+		st := s.startReply
+		s.startReply = nil
+		if !s.started(s.startSeq, st, time.Now()) {
+			p.end(ctx, s, "protocol error")
+			return
+		}
+	}
+	if err := p.arm(s); err != nil {
+		s.info("connection lost", "err", err)
+		p.end(ctx, s, "connection lost")
+		return
+	}
+	p.frames(ctx, s, nil, time.Now())
+}
+
+// arm sets what epoll watches for s: input unless it is parked, output
+// while some is pending.
+func (p *poller) arm(s *session) error {
+	var events uint32
+	if !s.parked {
+		events = pollIn
+	}
+	if len(s.pend) > 0 {
+		events |= unix.EPOLLOUT
+	}
+	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(p.ep, unix.EPOLL_CTL_MOD, s.fd, &unix.EpollEvent{Events: events, Fd: int32(s.fd)}))
 }
 
 // adopt moves an active session from its goroutine to the poller; false
@@ -147,15 +308,11 @@ func (p *poller) run(ctx context.Context) {
 	stop := context.AfterFunc(ctx, p.wakeup)
 	defer stop()
 	for {
-		timeout := -1
+		var deadline time.Time
 		if len(p.timers) > 0 {
-			if d := time.Until(p.timers[0].due); d <= 0 {
-				timeout = 0
-			} else {
-				timeout = int((d + pollSlack + time.Millisecond - 1) / time.Millisecond)
-			}
+			deadline = p.timers[0].due.Add(pollSlack)
 		}
-		n, err := unix.EpollWait(p.ep, p.evs, timeout)
+		n, err := p.wait(deadline)
 		if err != nil && err != unix.EINTR {
 			// Not expected with valid arguments; do not spin on it.
 			p.m.log.Error("epoll_wait failed", "err", err)
@@ -181,6 +338,40 @@ func (p *poller) run(ctx context.Context) {
 	}
 }
 
+// wait fills p.evs with what is ready, waiting until deadline at most
+// (zero: no deadline).
+//
+// It never blocks in epoll_wait. A goroutine blocked in a system call makes
+// the runtime hand its P to another thread after 10 ms and its monitor
+// thread poll every 20 µs for a while after: at 5 000 agents, ten thousand
+// nanosleeps a second for a loop that wakes twenty times. Instead the epoll
+// descriptor sits in the runtime's own poller (it is readable while
+// something in it is ready), the loop parks like any goroutine waiting for
+// a socket, and its one deadline is the earliest keepalive timer.
+func (p *poller) wait(deadline time.Time) (int, error) {
+	for {
+		if !deadline.IsZero() && !deadline.After(time.Now()) {
+			// Due already: whatever is ready now, without waiting.
+			n, err := unix.EpollWait(p.ep, p.evs, 0)
+			return max(n, 0), err
+		}
+		p.epf.SetReadDeadline(deadline)
+		n := 0
+		var werr error
+		err := p.rc.Read(func(fd uintptr) bool {
+			n, werr = unix.EpollWait(int(fd), p.evs, 0)
+			return n > 0 || werr != nil && werr != unix.EINTR
+		})
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return 0, nil
+		case err != nil:
+			return 0, err
+		}
+		return max(n, 0), werr
+	}
+}
+
 // drain acts on what other goroutines posted.
 func (p *poller) drain(ctx context.Context) {
 	var b [8]byte
@@ -196,6 +387,9 @@ func (p *poller) drain(ctx context.Context) {
 		}
 		if r := s.kicked.Load(); r != nil && s.pstate == pRegistered {
 			p.end(ctx, s, "closed by the master: "+*r) // the owner has logged it
+		}
+		if s.pstate == pRegistered && s.parked && s.unpark.Swap(false) {
+			p.unpark(ctx, s)
 		}
 	}
 }
@@ -233,6 +427,9 @@ func (p *poller) ready(ctx context.Context, s *session, events uint32, now time.
 			return
 		}
 	}
+	if s.parked {
+		return
+	}
 	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
 		p.schedule(s)
 		return
@@ -260,8 +457,8 @@ func (p *poller) frames(ctx context.Context, s *session, readErr error, now time
 			p.end(ctx, s, "protocol error")
 			return
 		}
-		if s.pstate != pRegistered {
-			return
+		if s.pstate != pRegistered || s.parked {
+			return // the frames left wait in the buffer
 		}
 	}
 	if readErr != nil {
@@ -290,6 +487,9 @@ func (p *poller) expire(ctx context.Context, now time.Time) {
 
 // schedule puts s in the timer heap at its next deadline.
 func (p *poller) schedule(s *session) {
+	if s.parked {
+		return
+	}
 	due := s.ka.deadline()
 	if len(s.pend) > 0 && s.wdue.Before(due) {
 		due = s.wdue
@@ -323,7 +523,7 @@ func (p *poller) write(s *session) error {
 	}
 	s.pend = append(s.pend[:0], s.wbuf[k:]...)
 	s.wdue = time.Now().Add(p.m.cfg.Load().KeepaliveTimeout)
-	return p.want(s, pollIn|unix.EPOLLOUT)
+	return p.arm(s)
 }
 
 func (p *poller) flushPending(s *session) error {
@@ -334,13 +534,9 @@ func (p *poller) flushPending(s *session) error {
 	s.pend = s.pend[:copy(s.pend, s.pend[k:])]
 	if len(s.pend) == 0 {
 		s.pend = nil
-		return p.want(s, pollIn)
+		return p.arm(s)
 	}
 	return nil
-}
-
-func (p *poller) want(s *session, events uint32) error {
-	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(p.ep, unix.EPOLL_CTL_MOD, s.fd, &unix.EpollEvent{Events: events, Fd: int32(s.fd)}))
 }
 
 // writeFD writes what the socket takes now; EAGAIN is 0 bytes, not an
@@ -405,8 +601,11 @@ func (p *poller) stop(ctx context.Context) {
 			p.end(ctx, s, "master stopping")
 		}
 	}
-	unix.Close(p.ep)
+	p.epf.Close()
 	unix.Close(p.ev)
+	p.mu.Lock()
+	p.outbox = nil // the owner has stopped; nothing more is handed over
+	p.mu.Unlock()
 }
 
 // fdReader reads a non-blocking socket for necp.Reader: EAGAIN is returned
@@ -479,4 +678,3 @@ func (p *poller) remove(i int) {
 		}
 	}
 }
-

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"sync"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 )
 
 // poller exists only on Linux (epoll); elsewhere every session keeps its

@@ -73,6 +73,14 @@ type session struct {
 	due    time.Time  // when the poller must next look at it
 	pend   []byte     // output the socket could not take yet
 	wdue   time.Time  // pend must be gone by then
+	// parked: waiting for the owner (an event it could not take yet, or
+	// the answer to a START); nothing is read or timed meanwhile.
+	parked bool
+	// unpark is set, before a post, by whoever ends the wait.
+	unpark     atomic.Bool
+	startWait  bool          // parked for the answer to START startSeq
+	startSeq   uint32        //
+	startReply []necp.Status // the answer, set before unpark
 }
 
 // logAt logs one line about this agent, within the per-address budget
@@ -157,7 +165,16 @@ func (m *Master) newSession(c net.Conn, peer netip.AddrPort) *session {
 }
 
 // send queues an event for the owner, giving up when the master stops.
+//
+// Under the poller it never blocks (one goroutine serves every session):
+// an event the owner cannot take now waits in the poller's outbox, and the
+// session is parked meanwhile, its reads and timers suspended, exactly as
+// its goroutine would be blocked here.
 func (s *session) send(ctx context.Context, ev event) bool {
+	if s.pollr != nil {
+		s.pollr.send(s, ev)
+		return true
+	}
 	select {
 	case s.m.events <- ev:
 		return true
@@ -367,7 +384,14 @@ func (s *session) onStart(ctx context.Context, m *necp.Message, now time.Time) b
 	}
 	reply := make(chan []necp.Status, 1)
 	recs := append([]necp.ServiceRecord(nil), m.Services...)
-	if !s.send(ctx, joinEvent{sid: s.id, peer: s.peer, auth: s.authed, recs: recs, reply: reply, kick: s.kick}) {
+	ev := joinEvent{sid: s.id, peer: s.peer, auth: s.authed, recs: recs, reply: reply, kick: s.kick}
+	if s.pollr != nil {
+		// The poller parks the session until the owner answers, then
+		// calls started.
+		s.pollr.start(ctx, s, ev, reply, m.Seq)
+		return true
+	}
+	if !s.send(ctx, ev) {
 		return false
 	}
 	var st []necp.Status
@@ -376,12 +400,17 @@ func (s *session) onStart(ctx context.Context, m *necp.Message, now time.Time) b
 	case <-ctx.Done():
 		return false
 	}
+	// One status per wire record: extended entries (§5.5) get theirs.
+	return s.started(m.Seq, necp.AckStatuses(recs, st), now)
+}
+
+// started answers a START with st, one status per wire record.
+func (s *session) started(seq uint32, st []necp.Status, now time.Time) bool {
 	s.joined = true
 	// A START may add destinations: the next report goes to the owner
 	// even if it is unchanged.
 	s.sentHealth = false
-	// One status per wire record: extended entries (§5.5) get theirs.
-	if !s.write(necp.TypeStartAck, m.Seq, necp.AckStatuses(recs, st)) {
+	if !s.write(necp.TypeStartAck, seq, st) {
 		return false
 	}
 	if s.state != sActive {
