@@ -31,14 +31,15 @@ func main() {
 	n := flag.Int("n", 5000, "KEEPALIVEs to time")
 	gap := flag.Duration("gap", 2*time.Millisecond, "pause between KEEPALIVEs")
 	slow := flag.Duration("slow", 5*time.Second, "how long the exec monitor's command takes")
+	all := flag.Bool("all-monitors", false, "also a cpuload and a perl service: the four monitors of 2007")
 	flag.Parse()
-	if err := run(*agentBin, *n, *gap, *slow); err != nil {
+	if err := run(*agentBin, *n, *gap, *slow, *all); err != nil {
 		fmt.Fprintln(os.Stderr, "agentlat:", err)
 		os.Exit(1)
 	}
 }
 
-func run(agentBin string, n int, gap, slow time.Duration) error {
+func run(agentBin string, n int, gap, slow time.Duration, all bool) error {
 	fm, err := necptest.Listen("", necptest.MasterOptions{Timeout: 10 * time.Second})
 	if err != nil {
 		return err
@@ -50,6 +51,27 @@ func run(agentBin string, n int, gap, slow time.Duration) error {
 	}
 	defer os.RemoveAll(dir)
 	conf := filepath.Join(dir, "agent.conf")
+	more := ""
+	if all {
+		script := filepath.Join(dir, "health.pl")
+		os.WriteFile(script, []byte("sub get_health { return 60; }\n1;\n"), 0o644)
+		more = fmt.Sprintf(`
+[service]
+name = cpu
+protocol = tcp
+port = 443
+forwarding = DR
+monitor = cpuload
+
+[service]
+name = perl
+protocol = udp
+port = 53
+forwarding = DR
+monitor = perl
+file = %s
+`, script)
+	}
 	os.WriteFile(conf, []byte(fmt.Sprintf(`director = %s
 master-timeout = 30
 loglevel = WARN
@@ -71,7 +93,7 @@ monitor = exec
 command = sleep %g; echo 70
 timeout = %g
 interval = 1
-`, fm.Addr(), slow.Seconds(), slow.Seconds()+2)), 0o644)
+`, fm.Addr(), slow.Seconds(), slow.Seconds()+2)+more), 0o644)
 	cmd := exec.Command(agentBin, "-c", conf)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

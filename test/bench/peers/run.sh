@@ -20,7 +20,7 @@ if ! [ -x /usr/sbin/haproxy ]; then
   # The package starts its own haproxy.service where systemd runs; the
   # bench starts its own instances and needs none other.
 fi
-/usr/sbin/haproxy -v | head -1
+/usr/sbin/haproxy -v | sed -n 1p  # sed reads to the end: no SIGPIPE under pipefail
 
 # The limit each side needs is one descriptor per agent in one process.
 hard=$(ulimit -Hn)
