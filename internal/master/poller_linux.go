@@ -263,6 +263,8 @@ func (p *poller) adopt(s *session) bool {
 		return false
 	}
 	// The duplicate shares the socket, and its O_NONBLOCK, with conn.
+	// Everything the loop reads is set before post publishes s.
+	s.rd.SetSource(fdReader(fd))
 	s.kmu.Lock()
 	s.fd, s.pollr, s.pstate = fd, p, pQueued
 	s.kmu.Unlock()
@@ -270,10 +272,10 @@ func (p *poller) adopt(s *session) bool {
 		s.kmu.Lock()
 		s.fd, s.pollr, s.pstate = -1, nil, pNone
 		s.kmu.Unlock()
+		s.rd.SetSource(s.conn)
 		unix.Close(fd)
 		return false
 	}
-	s.rd.SetSource(fdReader(fd))
 	// Takes conn out of the runtime's poller; the socket stays open
 	// through fd. A kick that closed conn before this is in s.kicked,
 	// which the poller checks when it registers s.

@@ -1,0 +1,202 @@
+//go:build linux
+
+package master
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/config"
+	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
+	"github.com/lvs-feedbackd/feedbackd/internal/necp"
+	"github.com/lvs-feedbackd/feedbackd/internal/necptest"
+)
+
+// slowIPVS makes every weight write take a while, so that the owner falls
+// behind the sessions.
+type slowIPVS struct {
+	*ipvs.Memory
+	delay time.Duration
+}
+
+func (s slowIPVS) UpdateDestination(k ipvs.ServiceKey, d ipvs.Destination) error {
+	time.Sleep(s.delay)
+	return s.Memory.UpdateDestination(k, d)
+}
+
+// pollerMaster runs a master on loopback (keepalive-interval 20 ms) with
+// the owner's queue shortened to queue events, until the test ends.
+func pollerMaster(t *testing.T, kv ipvs.IPVS, queue int) (*Master, string) {
+	t.Helper()
+	cfg := &config.Master{
+		File:              "test",
+		KeepaliveInterval: 20 * time.Millisecond,
+		KeepaliveTimeout:  time.Second,
+		KeepaliveRetries:  3,
+		RemovalInterval:   time.Minute,
+		VirtualServices: []config.VirtualService{
+			{Name: "web", Address: netip.MustParseAddr("192.0.2.1"), Protocol: necp.ProtoTCP, Port: 80, Scheduler: "wrr", MaxWeight: 100},
+		},
+	}
+	ready := make(chan struct{})
+	m, err := New(cfg, Options{IPVS: kv, OnReady: func() { close(ready) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.events = make(chan event, queue)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("master: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("master did not stop within 10 s")
+		}
+	})
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("master not ready within 10 s")
+	}
+	return m, ln.Addr().String()
+}
+
+type polledAgent struct {
+	a       *necptest.Agent
+	churn   atomic.Bool
+	mu      sync.Mutex
+	lastSeq uint32
+	resends int
+}
+
+// joinAgents connects n agents from 127.0.1.x; churn makes every answer
+// carry a new health.
+func joinAgents(t *testing.T, addr string, n int, churn bool) []*polledAgent {
+	t.Helper()
+	var out []*polledAgent
+	for i := range n {
+		pa := &polledAgent{}
+		pa.churn.Store(churn)
+		local := netip.AddrFrom4([4]byte{127, 0, 1, byte(1 + i)})
+		a, err := necptest.Dial(addr, necptest.AgentOptions{Local: local, OnKeepalive: func(seq uint32) {
+			pa.mu.Lock()
+			if seq == pa.lastSeq {
+				pa.resends++
+			}
+			pa.lastSeq = seq
+			pa.mu.Unlock()
+			if pa.churn.Load() {
+				pa.a.SetHealth(uint8(40 + seq%20))
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pa.a = a
+		t.Cleanup(func() { a.Close() })
+		a.SetHealth(50)
+		if err := a.Join(necp.ServiceRecord{Protocol: necp.ProtoTCP, Port: 80, Forwarding: necp.ForwardDR}); err != nil {
+			t.Fatal(err)
+		}
+		a.Serve()
+		out = append(out, pa)
+	}
+	return out
+}
+
+// sessionGoroutines counts the goroutines running a session's own loop.
+func sessionGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "master.(*session).loop")
+}
+
+// Once past the handshake no session keeps a goroutine: the poller reads
+// and times them all, and they go on being polled.
+func TestPollerAdoptsActiveSessions(t *testing.T) {
+	_, addr := pollerMaster(t, ipvs.NewMemory(nil), 1024)
+	agents := joinAgents(t, addr, 20, false)
+	for _, pa := range agents {
+		if err := pa.a.WaitAnswered(10, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sessionGoroutines(); n != 0 {
+		t.Errorf("%d sessions still on their own goroutine after 10 KEEPALIVEs each", n)
+	}
+	for i, pa := range agents {
+		pa.mu.Lock()
+		if pa.resends != 0 {
+			t.Errorf("agent %d: %d KEEPALIVEs resent", i, pa.resends)
+		}
+		pa.mu.Unlock()
+	}
+}
+
+// An owner that cannot keep up parks the sessions whose events wait, one
+// by one, without holding up the others' polling, and every report still
+// reaches it in order: the last weight is the last health.
+func TestPollerParksBehindASlowOwner(t *testing.T) {
+	kv := ipvs.NewMemory(nil)
+	m, addr := pollerMaster(t, slowIPVS{Memory: kv, delay: 5 * time.Millisecond}, 1)
+	agents := joinAgents(t, addr, 16, true)
+	for _, pa := range agents {
+		if err := pa.a.WaitAnswered(30, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, pa := range agents {
+		pa.mu.Lock()
+		if pa.resends != 0 {
+			t.Errorf("agent %d: %d KEEPALIVEs resent", i, pa.resends)
+		}
+		pa.mu.Unlock()
+	}
+	// Steady health from now on: each weight must settle on it.
+	for i, pa := range agents {
+		pa.churn.Store(false)
+		pa.a.SetHealth(uint8(10 + 5*i))
+	}
+	key := ipvs.ServiceKey{Protocol: uint16(necp.ProtoTCP), Address: netip.MustParseAddr("192.0.2.1"), Port: 80}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ds, _ := kv.Destinations(key)
+		got := map[string]int{}
+		for _, d := range ds {
+			got[d.Address.String()] = d.Weight
+		}
+		bad := ""
+		for i := range agents {
+			rs := fmt.Sprintf("127.0.1.%d", 1+i)
+			if want := 10 + 5*i; got[rs] != want {
+				bad = fmt.Sprintf("%s at %d, want %d", rs, got[rs], want)
+				break
+			}
+		}
+		if bad == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("weights did not settle: %s", bad)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = m
+}
