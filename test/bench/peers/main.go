@@ -247,16 +247,18 @@ func runHAProxy(bin string, n int, interval, window time.Duration) (*figures, er
 
 	sock := filepath.Join(dir, "stats.sock")
 	// HAProxy sizes its descriptor need as two per server (a health
-	// check and an agent check may run at once) and refuses a ulimit-n
-	// above the hard limit; only agent checks run here, each for a few
-	// milliseconds, so the process's own limit is plenty and HAProxy's
-	// ALERT about it (at 19 900 servers with a hard limit of 20 000) is
-	// harmless. No traffic flows: maxconn 100.
+	// check and an agent check may run at once) and, by default
+	// (strict-limits), exits when the limit is below that. Only agent
+	// checks run here, each for a few milliseconds, so the process's own
+	// limit is plenty: no strict-limits, and HAProxy's ALERT about it
+	// (19 900 servers, hard limit 20 000) is harmless. No traffic flows:
+	// maxconn 100.
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, `global
     stats socket %s mode 600 level admin
     ulimit-n %d
     maxconn 100
+    no strict-limits
 defaults
     mode tcp
     timeout connect 5s
