@@ -77,7 +77,7 @@ bench: build
 
 # feedbackd-master against Debian's haproxy agent-check at 1 000, 5 000 and
 # 20 000 agents (as many as the open-files limit allows), alternating, with
-# the ratios (docs/benchmarks.md). About 15 minutes; not part of .ci/run.
+# the ratios (docs/benchmarks.md). About 20-30 minutes; not part of .ci/run.
 # BENCH_PEERS_ARGS: e.g. -reps 5 -baseline OLD-MASTER-BINARY.
 .PHONY: bench-peers
 bench-peers: build
