@@ -351,27 +351,25 @@ func (p *poller) run(ctx context.Context) {
 // something in it is ready), the loop parks like any goroutine waiting for
 // a socket, and its one deadline is the earliest keepalive timer.
 func (p *poller) wait(deadline time.Time) (int, error) {
-	for {
-		if !deadline.IsZero() && !deadline.After(time.Now()) {
-			// Due already: whatever is ready now, without waiting.
-			n, err := unix.EpollWait(p.ep, p.evs, 0)
-			return max(n, 0), err
-		}
-		p.epf.SetReadDeadline(deadline)
-		n := 0
-		var werr error
-		err := p.rc.Read(func(fd uintptr) bool {
-			n, werr = unix.EpollWait(int(fd), p.evs, 0)
-			return n > 0 || werr != nil && werr != unix.EINTR
-		})
-		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			return 0, nil
-		case err != nil:
-			return 0, err
-		}
-		return max(n, 0), werr
+	if !deadline.IsZero() && !deadline.After(time.Now()) {
+		// Due already: whatever is ready now, without waiting.
+		n, err := unix.EpollWait(p.ep, p.evs, 0)
+		return max(n, 0), err
 	}
+	p.epf.SetReadDeadline(deadline)
+	n := 0
+	var werr error
+	err := p.rc.Read(func(fd uintptr) bool {
+		n, werr = unix.EpollWait(int(fd), p.evs, 0)
+		return n > 0 || werr != nil // EINTR too: run tries again
+	})
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	}
+	return max(n, 0), werr
 }
 
 // drain acts on what other goroutines posted.
