@@ -921,13 +921,22 @@ persistence-netmask = /16
 // realserver.
 func TestParsePersistenceNetmask(t *testing.T) {
 	for in, want := range map[string]int{"255.255.255.0": 24, "24": 24, "/8": 8, "255.255.255.255": 32, "128.0.0.0": 1} {
-		if got, err := parsePersistenceNetmask(in); err != nil || got != want {
+		if got, err := parsePersistenceNetmask(in, false); err != nil || got != want {
 			t.Errorf("parsePersistenceNetmask(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"0", "/0", "0.0.0.0", "33", "255.0.255.0", "0.255.255.255", "ffff::", "mask", ""} {
-		if got, err := parsePersistenceNetmask(in); err == nil {
+		if got, err := parsePersistenceNetmask(in, false); err == nil {
 			t.Errorf("parsePersistenceNetmask(%q) = %d, want an error", in, got)
+		}
+	}
+	// An IPv6 service: prefix lengths up to 128, no dotted masks.
+	if got, err := parsePersistenceNetmask("64", true); err != nil || got != 64 {
+		t.Errorf("IPv6 persistence-netmask 64 = %d, %v", got, err)
+	}
+	for _, in := range []string{"129", "0", "255.255.255.0", "ffff:ffff::"} {
+		if got, err := parsePersistenceNetmask(in, true); err == nil {
+			t.Errorf("IPv6 persistence-netmask %q = %d, want an error", in, got)
 		}
 	}
 }

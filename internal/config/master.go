@@ -354,7 +354,7 @@ func (vs *VirtualService) parseOptions(el *errorList, keys map[string]entry, pro
 	if e, ok := keys["persistence-netmask"]; ok {
 		if _, set := keys["persistence-timeout"]; !set {
 			el.add(e.line, e.key, "needs persistence-timeout: without persistence the kernel ignores the netmask")
-		} else if vs.PersistenceNetmask, err = parsePersistenceNetmask(e.value); err != nil {
+		} else if vs.PersistenceNetmask, err = parsePersistenceNetmask(e.value, vs.Address.Is6()); err != nil {
 			el.badValue(e, err)
 		}
 	}
@@ -398,14 +398,22 @@ func (vs *VirtualService) parseOptions(el *errorList, keys map[string]entry, pro
 // parsePersistenceNetmask reads persistence-netmask: a dotted IPv4 mask
 // (255.255.255.0, as ipvsadm -M) or a prefix length (24 or /24), returned
 // as a prefix length. 0 is refused: it would send every client to one
-// realserver; a mask with holes groups clients in ways nobody means.
-func parsePersistenceNetmask(v string) (int, error) {
+// realserver; a mask with holes groups clients in ways nobody means. An
+// IPv6 service takes a prefix length only (1..128), as ipvsadm -M does.
+func parsePersistenceNetmask(v string, v6 bool) (int, error) {
 	t := strings.TrimPrefix(v, "/")
 	if n, err := strconv.Atoi(t); err == nil {
-		if n < 1 || n > 32 {
-			return 0, fmt.Errorf("prefix length %d is not 1..32", n)
+		top := 32
+		if v6 {
+			top = 128
+		}
+		if n < 1 || n > top {
+			return 0, fmt.Errorf("prefix length %d is not 1..%d", n, top)
 		}
 		return n, nil
+	}
+	if v6 {
+		return 0, fmt.Errorf("invalid netmask %q for an IPv6 service (want a prefix length such as 64)", v)
 	}
 	a, err := netip.ParseAddr(v)
 	if err != nil || !a.Is4() {
