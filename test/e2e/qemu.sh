@@ -153,6 +153,7 @@ install_scenarios() {
   install -m644 "$GUEST/net.sh" "$r/usr/local/lib/e2e/net.sh"
   install -m644 "$GUEST/ops-scenarios.sh" "$r/usr/local/lib/e2e/ops-scenarios.sh"
   install -m644 "$GUEST/vsopts-scenarios.sh" "$r/usr/local/lib/e2e/vsopts-scenarios.sh"
+  install -m644 "$GUEST/agent-scenarios.sh" "$r/usr/local/lib/e2e/agent-scenarios.sh"
   vm_guest_unit "$r" e2e-ipvs "feedbackd IPVS end-to-end scenarios" /usr/local/lib/e2e/scenarios.sh 2100
 }
 

@@ -1043,6 +1043,11 @@ end
 # scheduler flags, services made with ipvsadm), on the same state.
 . /usr/local/lib/e2e/vsopts-scenarios.sh
 
+# A1-A2, issue 19 under the agent unit's sandbox (an http monitor on a
+# real web server, HAProxy's agent-check, the local admin file), with an
+# agent instance, web server and virtual service of their own.
+. /usr/local/lib/e2e/agent-scenarios.sh
+
 # ---------------------------------------------------------------------------
 NETLINK=/usr/local/lib/e2e/realipvs.test
 if [ -x $NETLINK ] || [ -e /usr/local/lib/e2e/realipvs.build-failed ]; then
