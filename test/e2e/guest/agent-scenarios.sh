@@ -113,6 +113,9 @@ a_watch_same() {
 scenario_start A1 "issue 19 under the unit's sandbox: feedbackd-agent@$AINST (packaged template, DynamicUser, no capabilities, exposure <= 1.5) in rs1's namespace with an http monitor on a real web server there (url http://127.0.0.1:$APORT/) and agent-check-listen = :$ACPORT: ipvsadm -Ln has $RS1:$APORT at 100 under web-agent ($AVIP:$APORT); the web server killed: weight 0, agent-check 'ready 0%'; restarted: 100 again; '$ASVC drain' in the admin file: weight 0 while the same agent session stays connected, agent-check 'drain 100% #...', the agent's journal has the change with SERVICE, ADMIN, OLD_ADMIN, HEALTH; '$ASVC ready': 100 again"
 wait_for 60 "master status: 3 agents" agents_are 3
 A_BEFORE=$(a_watch)
+# A comparison with nothing would hold whatever happened.
+[ "$(echo "$A_BEFORE" | grep -c -- ' -r ')" -ge 9 ] && pass_note "web, web-wlc and web-sed have $(echo "$A_BEFORE" | grep -c -- ' -r ') destinations to watch" ||
+  fail "web, web-wlc and web-sed have $(echo "$A_BEFORE" | grep -c -- ' -r ') destinations, want rs1-rs3 under each (9)"
 A_MCONF0=/tmp/master.conf.a0
 cp $MCONF $A_MCONF0
 ipvs_evidence "before"
