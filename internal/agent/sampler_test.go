@@ -124,11 +124,19 @@ func TestSamplerUnknownOnError(t *testing.T) {
 	runSampler(t, s)
 	eventually(t, "health 80", func() bool { return s.Health(time.Now()) == 80 })
 	fail.Store(true)
-	eventually(t, "unknown", func() bool { return s.Health(time.Now()) == necp.HealthUnknown })
-	if _, _, err := s.Last(); err == nil || err.Error() != "exit status 3" {
+	// Wait for the failed sample itself: with a 5 ms interval a loaded
+	// machine can also make the last good sample stale (unknown) first.
+	eventually(t, "a failed sample", func() bool { _, _, err := s.Last(); return err != nil })
+	// Read as of the failed sample's own time, so that staleness cannot
+	// stand in for the failure.
+	_, at, err := s.Last()
+	if err == nil || err.Error() != "exit status 3" {
 		t.Fatalf("Last() err = %v", err)
 	}
-	if h, why := s.Reading(time.Now()); h != necp.HealthUnknown || why != "monitor failed" {
+	if got := s.Health(at); got != necp.HealthUnknown {
+		t.Fatalf("after a failed sample: Health = %d", got)
+	}
+	if h, why := s.Reading(at); h != necp.HealthUnknown || why != "monitor failed" {
 		t.Fatalf("Reading() = %d, %q; want unknown, \"monitor failed\"", h, why)
 	}
 	fail.Store(false)
