@@ -153,7 +153,7 @@ vm_mkfs() {
 # VM_RC (QEMU's exit status, 124 when killed at the timeout), VM_STUCK
 # (yes when QEMU had to be stopped) and VM_SECONDS.
 vm_boot() {
-  local work=$1 image=$2 smp=$3 mem=$4 timeout=$5 donefile=$6 donere=$7 show=$8 tick=${9:-} console done_at= t0=$SECONDS
+  local work=$1 image=$2 smp=$3 mem=$4 timeout=$5 donefile=$6 donere=$7 show=$8 tickfn=${9:-} console done_at= t0=$SECONDS
   local append="console=ttyS0 e2e.root=/dev/vda panic=-1 quiet systemd.show_status=${VM_SHOW_STATUS:-0}"
   VM_STUCK=no
   mkdir -p -m 755 "$work/share"
@@ -170,7 +170,7 @@ vm_boot() {
   } | stdbuf -o0 tr -d '\r' | tee "$work/console.txt" | grep --line-buffered -a -o "$show" &
   console=$!
   while kill -0 "$console" 2>/dev/null; do
-    [ -z "$tick" ] || "$tick"
+    [ -z "$tickfn" ] || "$tickfn"
     if [ -z "$done_at" ] && grep -q -- "$donere" "$work/share/$donefile" 2>/dev/null; then done_at=$SECONDS; fi
     if [ -n "$done_at" ] && [ "$VM_STUCK" = no ] && [ $((SECONDS - done_at)) -ge "${VM_POWEROFF_GRACE:-60}" ]; then
       VM_STUCK=yes
