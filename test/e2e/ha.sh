@@ -36,30 +36,19 @@ VM_TIMEOUT=${E2E_HA_TIMEOUT:-900}
 MASTER_LOGLEVEL=${E2E_MASTER_LOGLEVEL:-INFO}
 [ "$(id -u)" = 0 ] || { echo "e2e-ha: needs root (debootstrap, chroot, mkfs.ext4 -d of a root file system)" >&2; exit 1; }
 
-T0=$(date +%s.%N)
-TIMINGS=()
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-timed() { # timed LABEL CMD...: run CMD, record how long it took
-  local label=$1 t
-  shift
-  t=$(now)
-  "$@"
-  TIMINGS+=("$(printf '%-36s %6s s' "$label" "$(elapsed "$t")")")
-}
 
 . "$TOP/test/e2e/qemu/vm.sh"
-timed "host packages" vm_host_packages
+vm_timed "host packages" vm_host_packages
 
 # Built before the lock: the wait for another VM need not hold it up.
 echo "=== building"
 rm -f dist/*.deb
-timed "make package" make -s package
+vm_timed "make package" make -s package
 DEBS=$(ls dist/lvs-feedbackd-master_*.deb dist/lvs-feedbackd-agent_*.deb)
 
 echo "=== $(date -u +%H:%M:%SZ): taking the QEMU lock"
-timed "waiting for the QEMU lock" vm_lock "${E2E_HA_LOCK_WAIT:-7200}"
-vm_assets timed
+vm_timed "waiting for the QEMU lock" vm_lock "${E2E_HA_LOCK_WAIT:-7200}"
+vm_assets vm_timed
 
 # keepalived_debs ROOT: Debian's keepalived and what it needs on this
 # root, downloaded once (keyed on the root), into KA_DEBS.
@@ -155,48 +144,20 @@ prepare_image() {
   vm_mkfs "$R" "$WORK/root.img" e2e-ha-root
 }
 echo "=== preparing the root image (kernel $KVER)"
-timed "root image (untar, keepalived, stage, mkfs)" prepare_image
+vm_timed "root image (untar, keepalived, stage, mkfs)" prepare_image
 
 SHARE=$WORK/share
 echo "=== $(date -u +%H:%M:%SZ): booting Debian's kernel under QEMU TCG; progress:"
 VM_SHOW_STATUS=1 vm_boot "$WORK" "$WORK/root.img" 2 2048 "$VM_TIMEOUT" results.txt '^DONE' 'e2e-\(init\|ha\): .*'
-rc=$VM_RC stuck=$VM_STUCK
 vm_unlock
-TIMINGS+=("$(printf '%-36s %6s s' "VM (boot, scenarios, power-off)" "$VM_SECONDS")")
+vm_timing "VM (boot, scenarios, power-off)" "$VM_SECONDS"
 rm -rf "$OUT"
 mkdir -p "$OUT"
 cp -a "$SHARE"/. "$WORK/console.txt" "$WORK/keepalived-install.txt" "$OUT/"
 
-echo
-cat "$OUT/report.txt" 2>/dev/null || true
-echo
-passed=$(grep -c '^PASS' "$OUT/results.txt" 2>/dev/null || true)
-failed=$(grep -c '^FAIL' "$OUT/results.txt" 2>/dev/null || true)
-passed=${passed:-0} failed=${failed:-0}
-finished=yes
-if ! grep -q '^DONE' "$OUT/results.txt" 2>/dev/null; then
-  finished=no
-  echo "e2e-ha: the guest did not finish its scenarios (qemu rc=$rc); console tail:" >&2
-  tail -40 "$OUT/console.txt" >&2
-  failed=$((failed + 1))
-elif [ "$stuck" = yes ]; then
-  echo "e2e-ha: warning: the guest hung while powering off (not counted as a failure)" >&2
-fi
-boot_s=$(awk -F= '$1 == "boot_s" { print $2 }' "$OUT/timings.txt" 2>/dev/null || true)
-scen_s=$(awk -F= '$1 == "scenarios_s" { print $2 }' "$OUT/timings.txt" 2>/dev/null || true)
-TIMINGS+=("$(printf '%-36s %6s s' "  guest boot to scenarios start" "${boot_s:-?}")")
-TIMINGS+=("$(printf '%-36s %6s s' "  guest scenarios" "${scen_s:-?}")")
-while IFS='=' read -r k v; do
-  case $k in scenario_*_s) k=${k#scenario_}; TIMINGS+=("$(printf '%-36s %6s s' "    ${k%_s}" "$v")") ;; esac
-done < <(cat "$OUT/timings.txt" 2>/dev/null)
-TIMINGS+=("$(printf '%-36s %6s s' "total" "$(elapsed "$T0")")")
-{
-  echo "timings (kernel $KVER):"
-  printf '  %s\n' "${TIMINGS[@]}"
-} | tee "$OUT/timings-host.txt"
+vm_tally e2e-ha "$OUT"
 echo "figures (test/e2e/out/ha/figures.txt; measured under software emulation, not limits):"
 sed 's/^/  /' "$OUT/figures.txt" 2>/dev/null || true
 echo "report: test/e2e/out/ha/report.txt, console: test/e2e/out/ha/console.txt"
-[ "$finished" = yes ] || echo "e2e-ha: (one failure counted for the unfinished guest)"
-echo "e2e-ha: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+echo "e2e-ha: $VM_PASSED passed, $VM_FAILED failed"
+[ "$VM_FAILED" = 0 ]

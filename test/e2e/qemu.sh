@@ -44,27 +44,16 @@ VM_TIMEOUT=${E2E_QEMU_TIMEOUT:-2400}
 MASTER_LOGLEVEL=${E2E_MASTER_LOGLEVEL:-INFO}
 [ "$(id -u)" = 0 ] || { echo "e2e-ipvs: needs root (debootstrap, mkfs.ext4 -d of a root file system)" >&2; exit 1; }
 
-T0=$(date +%s.%N)
-TIMINGS=()
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-timed() { # timed LABEL CMD...: run CMD, record how long it took
-  local label=$1 t
-  shift
-  t=$(now)
-  "$@"
-  TIMINGS+=("$(printf '%-36s %6s s' "$label" "$(elapsed "$t")")")
-}
 
 . "$HELPERS/vm.sh"
-timed "host packages" vm_host_packages
+vm_timed "host packages" vm_host_packages
 vm_lock 7200
-vm_assets timed
+vm_assets vm_timed
 
 # --- the product ------------------------------------------------------------
 echo "=== building"
 rm -f dist/*.deb
-timed "make package" make -s package
+vm_timed "make package" make -s package
 DEBS=$(ls dist/lvs-feedbackd-master_*.deb dist/lvs-feedbackd-agent_*.deb)
 
 # The real-netlink speed tests of test/realipvs (another package's work):
@@ -88,7 +77,7 @@ build_netlink() {
   fi
   rm -f "$log"
 }
-timed "realipvs test binary" build_netlink
+vm_timed "realipvs test binary" build_netlink
 
 # stage_product ROOT: the built packages and the site configuration the
 # scenarios install once the guest runs (scenario I0): apt-get install of
@@ -173,7 +162,7 @@ prepare_image() {
   vm_mkfs "$R" "$WORK/root.img" e2e-root
 }
 echo "=== preparing the root image (kernel $KVER)"
-timed "root image (untar, stage, mkfs)" prepare_image
+vm_timed "root image (untar, stage, mkfs)" prepare_image
 
 # --- boot -------------------------------------------------------------------
 # The VM writes into a share of its own under $WORK, copied to $OUT at the
@@ -186,43 +175,12 @@ SHARE=$WORK/share
 echo "=== booting Debian's kernel under QEMU TCG (software emulation: about a minute); progress:"
 VM_SHOW_STATUS=1 VM_KERNEL=${E2E_QEMU_KERNEL:-vmlinux} \
   vm_boot "$WORK" "$WORK/root.img" 2 2048 "$VM_TIMEOUT" results.txt '^DONE' 'e2e-\(init\|ipvs\): .*'
-rc=$VM_RC stuck=$VM_STUCK
-TIMINGS+=("$(printf '%-36s %6s s' "VM (boot, scenarios, power-off)" "$VM_SECONDS")")
+vm_timing "VM (boot, scenarios, power-off)" "$VM_SECONDS"
 rm -rf "$OUT"
 mkdir -p "$OUT"
 cp -a "$SHARE"/. "$WORK/console.txt" "$OUT/"
 
-echo
-cat "$OUT/report.txt" 2>/dev/null || true
-echo
-passed=$(grep -c '^PASS' "$OUT/results.txt" 2>/dev/null || true)
-failed=$(grep -c '^FAIL' "$OUT/results.txt" 2>/dev/null || true)
-passed=${passed:-0} failed=${failed:-0}
-finished=yes
-if ! grep -q '^DONE' "$OUT/results.txt" 2>/dev/null; then
-  finished=no
-  echo "e2e-ipvs: the guest did not finish its scenarios (qemu rc=$rc); console tail:" >&2
-  tail -40 "$OUT/console.txt" >&2
-  failed=$((failed + 1))
-elif [ "$stuck" = yes ]; then
-  echo "e2e-ipvs: warning: the guest hung while powering off (not counted as a failure); console tail:" >&2
-  tail -40 "$OUT/console.txt" >&2
-fi
-# Guest-side figures: uptime when the scenarios started (~ boot to
-# multi-user) and how long the scenarios took.
-boot_s=$(awk -F= '$1 == "boot_s" { print $2 }' "$OUT/timings.txt" 2>/dev/null || true)
-scen_s=$(awk -F= '$1 == "scenarios_s" { print $2 }' "$OUT/timings.txt" 2>/dev/null || true)
-TIMINGS+=("$(printf '%-36s %6s s' "  guest boot to scenarios start" "${boot_s:-?}")")
-TIMINGS+=("$(printf '%-36s %6s s' "  guest scenarios" "${scen_s:-?}")")
-while IFS='=' read -r k v; do
-  case $k in scenario_*_s) k=${k#scenario_}; TIMINGS+=("$(printf '%-36s %6s s' "    ${k%_s}" "$v")") ;; esac
-done < <(cat "$OUT/timings.txt" 2>/dev/null)
-TIMINGS+=("$(printf '%-36s %6s s' "total" "$(elapsed "$T0")")")
-{
-  echo "timings (kernel $KVER):"
-  printf '  %s\n' "${TIMINGS[@]}"
-} | tee "$OUT/timings-host.txt"
+vm_tally e2e-ipvs "$OUT"
 echo "report: test/e2e/out/ipvs/report.txt, console: test/e2e/out/ipvs/console.txt"
-[ "$finished" = yes ] || echo "e2e-ipvs: (one failure counted for the unfinished guest)"
-echo "e2e-ipvs: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+echo "e2e-ipvs: $VM_PASSED passed, $VM_FAILED failed"
+[ "$VM_FAILED" = 0 ]

@@ -189,3 +189,57 @@ vm_boot() {
 # under timeout(1) in a process group of its own, which a ^C on the
 # terminal does not reach).
 vm_kill() { [ ! -f "$1/qemu.pid" ] || kill -TERM "$(cat "$1/qemu.pid")" 2>/dev/null || true; }
+
+# Timings of a host script: vm_timed LABEL CMD... runs CMD in this shell
+# and records how long it took in VM_TIMINGS; vm_timing LABEL SECONDS
+# records a figure measured elsewhere.
+VM_T0=$(date +%s.%N)
+VM_TIMINGS=()
+vm_now() { date +%s.%N; }
+vm_elapsed() { awk -v a="$1" -v b="$(vm_now)" 'BEGIN { printf "%.1f", b - a }'; }
+vm_timing() { VM_TIMINGS+=("$(printf '%-36s %6s s' "$1" "$2")"); }
+vm_timed() {
+  local label=$1 t
+  shift
+  t=$(vm_now)
+  "$@"
+  vm_timing "$label" "$(vm_elapsed "$t")"
+}
+
+# vm_tally NAME OUT: after a guest of the e2e kind (lib.sh: results.txt
+# with PASS/FAIL lines and DONE, timings.txt) has written OUT: print its
+# report, count its results into VM_PASSED and VM_FAILED (one failure more
+# when it did not finish), and print and keep (OUT/timings-host.txt) the
+# timings with the guest's own.
+vm_tally() {
+  local name=$1 out=$2 k v boot_s scen_s
+  echo
+  cat "$out/report.txt" 2>/dev/null || true
+  echo
+  VM_PASSED=$(grep -c '^PASS' "$out/results.txt" 2>/dev/null || true)
+  VM_FAILED=$(grep -c '^FAIL' "$out/results.txt" 2>/dev/null || true)
+  VM_PASSED=${VM_PASSED:-0} VM_FAILED=${VM_FAILED:-0}
+  if ! grep -q '^DONE' "$out/results.txt" 2>/dev/null; then
+    echo "$name: the guest did not finish its scenarios (qemu rc=$VM_RC); console tail:" >&2
+    tail -40 "$out/console.txt" >&2
+    echo "$name: (one failure counted for the unfinished guest)" >&2
+    VM_FAILED=$((VM_FAILED + 1))
+  elif [ "$VM_STUCK" = yes ]; then
+    echo "$name: warning: the guest hung while powering off (not counted as a failure); console tail:" >&2
+    tail -40 "$out/console.txt" >&2
+  fi
+  # Guest-side figures: uptime when the scenarios started (~ boot to
+  # multi-user) and how long the scenarios took.
+  boot_s=$(awk -F= '$1 == "boot_s" { print $2 }' "$out/timings.txt" 2>/dev/null || true)
+  scen_s=$(awk -F= '$1 == "scenarios_s" { print $2 }' "$out/timings.txt" 2>/dev/null || true)
+  vm_timing "  guest boot to scenarios start" "${boot_s:-?}"
+  vm_timing "  guest scenarios" "${scen_s:-?}"
+  while IFS='=' read -r k v; do
+    case $k in scenario_*_s) k=${k#scenario_}; vm_timing "    ${k%_s}" "$v" ;; esac
+  done < <(cat "$out/timings.txt" 2>/dev/null)
+  vm_timing "total" "$(vm_elapsed "$VM_T0")"
+  {
+    echo "timings (kernel $KVER):"
+    printf '  %s\n' "${VM_TIMINGS[@]}"
+  } | tee "$out/timings-host.txt"
+}
