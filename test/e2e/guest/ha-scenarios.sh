@@ -265,7 +265,12 @@ failover() {
     fail "the held connection did not survive the failover: $(tail -1 "/tmp/$hname.log")"
   touch "/tmp/$hname.stop"
   stop_client "$name"
-  c1=$(inns "$to" ipvsadm -Ln --stats -t "$VIP:80" | awk '$1 == "TCP" { print $3 }')
+  # Kernel 6.1 sums its per-CPU IPVS counters into what ipvsadm --stats
+  # reads only every 2 s (the rate estimator's timer): wait for them.
+  conns_on() { inns "$to" ipvsadm -Ln --stats -t "$VIP:80" | awk '$1 == "TCP" { print $3 }'; }
+  counted() { [ $(($(conns_on) - c0)) -ge $N_AFTER ]; }
+  wait_for 10 "$to's IPVS counts the $N_AFTER connections (ipvsadm --stats; summed every 2 s)" counted
+  c1=$(conns_on)
   [ $((c1 - c0)) -ge $N_AFTER ] && pass_note "$to's IPVS counted $((c1 - c0)) new connections (the traffic went through $to)" ||
     fail "$to's IPVS counted only $((c1 - c0)) new connections"
   figure "client: $(client_figures "$name" "$T_EV")"
