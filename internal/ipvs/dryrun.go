@@ -90,4 +90,8 @@ func (r *dryRun) DeleteDestination(svc ServiceKey, k DestKey) error {
 	return nil
 }
 
+// ApplyDestinations logs each write, as the single calls do: a dry run
+// never reaches inner's batching.
+func (r *dryRun) ApplyDestinations(ops []DestOp) []error { return applyEach(r, ops) }
+
 func (r *dryRun) Close() error { return r.inner.Close() }

@@ -17,6 +17,7 @@ import (
 	mobyipvs "github.com/moby/ipvs"
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,6 +37,7 @@ import (
 // this is not expected to happen.
 type Kernel struct {
 	log  *slog.Logger
+	w    *genlWriter // destination writes; used by the worker only
 	ops  chan func(*mobyipvs.Handle)
 	quit chan struct{}
 	done chan struct{}
@@ -86,7 +88,8 @@ func NewKernelNetns(netnsPath string, log *slog.Logger) (*Kernel, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	routeLogrus(log)
-	if err := probeIPVSFamily(); err != nil {
+	family, err := probeIPVSFamily()
+	if err != nil {
 		return nil, fmt.Errorf("ipvs: the kernel offers no IPVS interface (generic netlink family \"IPVS\": %v): "+
 			"load the ip_vs module (modprobe ip_vs; at boot via a file in /etc/modules-load.d/ or "+
 			"/usr/lib/modules-load.d/ listing ip_vs; the kernel needs CONFIG_IP_VS), and run feedbackd-master "+
@@ -100,13 +103,19 @@ func NewKernelNetns(netnsPath string, log *slog.Logger) (*Kernel, error) {
 		h.Close()
 		return nil, err
 	}
-	return startKernel(h, log), nil
+	conn, err := openGenl(netnsPath)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("ipvs: opening the netlink socket for destination writes (netns %q): %w", netnsPath, err)
+	}
+	return startKernel(h, newGenlWriter(conn, family), log), nil
 }
 
-// startKernel starts the worker that owns h.
-func startKernel(h *mobyipvs.Handle, log *slog.Logger) *Kernel {
+// startKernel starts the worker that owns h and w.
+func startKernel(h *mobyipvs.Handle, w *genlWriter, log *slog.Logger) *Kernel {
 	k := &Kernel{
 		log:  log,
+		w:    w,
 		ops:  make(chan func(*mobyipvs.Handle)),
 		quit: make(chan struct{}),
 		done: make(chan struct{}),
@@ -116,22 +125,75 @@ func startKernel(h *mobyipvs.Handle, log *slog.Logger) *Kernel {
 }
 
 // probeIPVSFamily asks the generic-netlink controller for the "IPVS"
-// family, exactly as moby/ipvs will; the kernel loads ip_vs on this request
-// if the module exists (module alias net-pf-16-proto-16-family-IPVS), even
-// for an unprivileged caller.
-func probeIPVSFamily() error {
+// family, exactly as moby/ipvs will, and returns its id (which generic
+// netlink assigns at runtime, the same in every network namespace); the
+// kernel loads ip_vs on this request if the module exists (module alias
+// net-pf-16-proto-16-family-IPVS), even for an unprivileged caller.
+func probeIPVSFamily() (uint16, error) {
 	req := nl.NewNetlinkRequest(nl.GENL_ID_CTRL, 0)
 	req.AddData(&nl.Genlmsg{Command: nl.GENL_CTRL_CMD_GETFAMILY, Version: nl.GENL_CTRL_VERSION})
 	req.AddData(nl.NewRtAttr(nl.GENL_CTRL_ATTR_FAMILY_NAME, nl.ZeroTerminated("IPVS")))
 	msgs, err := req.Execute(unix.NETLINK_GENERIC, 0)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if len(msgs) == 0 {
-		return errors.New("empty reply from the netlink controller")
+	if len(msgs) == 0 || len(msgs[0]) < genlHdrLen {
+		return 0, errors.New("empty reply from the netlink controller")
 	}
-	return nil
+	attrs, err := nl.ParseRouteAttr(msgs[0][genlHdrLen:])
+	if err != nil {
+		return 0, fmt.Errorf("reply from the netlink controller: %w", err)
+	}
+	for _, a := range attrs {
+		if a.Attr.Type == nl.GENL_CTRL_ATTR_FAMILY_ID && len(a.Value) >= 2 {
+			return binary.NativeEndian.Uint16(a.Value), nil
+		}
+	}
+	return 0, errors.New("the netlink controller's reply has no family id")
 }
+
+// genlSocket is a generic-netlink socket of our own for destination
+// writes, bound in the network namespace it was opened in.
+type genlSocket struct{ s *nl.NetlinkSocket }
+
+// openGenl opens a generic-netlink socket in the network namespace bound
+// at netnsPath (the current one if empty), as moby/ipvs opens its own.
+func openGenl(netnsPath string) (*genlSocket, error) {
+	ns := netns.None()
+	if netnsPath != "" {
+		var err error
+		if ns, err = netns.GetFromPath(netnsPath); err != nil {
+			return nil, err
+		}
+		defer ns.Close()
+	}
+	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_GENERIC)
+	if err != nil {
+		return nil, err
+	}
+	tv := unix.NsecToTimeval(genlReceiveTimeout.Nanoseconds())
+	if err := s.SetReceiveTimeout(&tv); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return &genlSocket{s}, nil
+}
+
+func (g *genlSocket) send(b []byte) error {
+	return unix.Sendto(g.s.GetFd(), b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+}
+
+func (g *genlSocket) recv(b []byte) (int, error) {
+	for {
+		n, _, err := unix.Recvfrom(g.s.GetFd(), b, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		return n, err
+	}
+}
+
+func (g *genlSocket) close() error { g.s.Close(); return nil }
 
 // checkHandle reads the IPVS timeouts through h. That needs CAP_NET_ADMIN
 // (EPERM otherwise), and it is the one moby/ipvs call that notices a family
@@ -185,6 +247,7 @@ func (logrusHook) Fire(e *logrus.Entry) error {
 func (k *Kernel) loop(h *mobyipvs.Handle) {
 	defer close(k.done)
 	defer h.Close()
+	defer k.w.conn.close()
 	for {
 		select {
 		case op := <-k.ops:
@@ -316,17 +379,10 @@ func (k *Kernel) Destinations(svc ServiceKey) ([]Destination, error) {
 	return out, nil
 }
 
-// AddDestination adds d, sending its forwarding method, weight and both
-// thresholds.
+// AddDestination adds d, sending its forwarding method, weight, both
+// thresholds and its address family.
 func (k *Kernel) AddDestination(svc ServiceKey, d Destination) error {
-	if err := CheckDestination(svc, d); err != nil {
-		return err
-	}
-	ms, md := mobyServiceKey(svc), toMobyDestination(d)
-	if err := k.do(func(h *mobyipvs.Handle) error { return h.NewDestination(ms, md) }); err != nil {
-		return fmt.Errorf("ipvs: add destination %s to %s: %w", d.DestKey, svc, kernelErr(err))
-	}
-	return nil
+	return k.ApplyDestinations([]DestOp{{OpAdd, svc, d}})[0]
 }
 
 // UpdateDestination replaces forwarding method, weight and thresholds of an
@@ -334,30 +390,58 @@ func (k *Kernel) AddDestination(svc ServiceKey, d Destination) error {
 // SET_DEST replaces them all: d must be complete (read it, change it,
 // write it back), or a DR destination silently turns into NAT.
 func (k *Kernel) UpdateDestination(svc ServiceKey, d Destination) error {
-	if err := CheckDestination(svc, d); err != nil {
-		return err
-	}
-	ms, md := mobyServiceKey(svc), toMobyDestination(d)
-	if err := k.do(func(h *mobyipvs.Handle) error { return h.UpdateDestination(ms, md) }); err != nil {
-		return fmt.Errorf("ipvs: update destination %s of %s: %w", d.DestKey, svc, kernelErr(err))
-	}
-	return nil
+	return k.ApplyDestinations([]DestOp{{OpUpdate, svc, d}})[0]
 }
 
 // DeleteDestination removes a destination. The kernel keeps serving its
 // existing connections from its trash list, but it is no longer listed.
 func (k *Kernel) DeleteDestination(svc ServiceKey, key DestKey) error {
-	if err := checkServiceKey(svc); err != nil {
-		return err
+	return k.ApplyDestinations([]DestOp{{OpDelete, svc, Destination{DestKey: key}}})[0]
+}
+
+// ApplyDestinations carries out destination writes in order through the
+// project's own netlink piece (genlWriter), many per system call; see
+// Batcher. Every write is checked first as the single calls check it (a
+// refused one is not sent), and every error names its destination.
+func (k *Kernel) ApplyDestinations(ops []DestOp) []error {
+	errs := make([]error, len(ops))
+	for i, op := range ops {
+		switch op.Kind {
+		case OpAdd, OpUpdate:
+			errs[i] = CheckDestination(op.Service, op.Dest)
+		case OpDelete:
+			if errs[i] = checkServiceKey(op.Service); errs[i] == nil {
+				errs[i] = checkDestKey(op.Service, op.Dest.DestKey)
+			}
+		default:
+			errs[i] = invalidf("unknown destination write %v", op.Kind)
+		}
 	}
-	if err := checkDestKey(svc, key); err != nil {
-		return err
+	sent := make([]bool, len(ops))
+	for i := range ops {
+		sent[i] = errs[i] == nil
 	}
-	ms, md := mobyServiceKey(svc), toMobyDestination(Destination{DestKey: key})
-	if err := k.do(func(h *mobyipvs.Handle) error { return h.DelDestination(ms, md) }); err != nil {
-		return fmt.Errorf("ipvs: delete destination %s of %s: %w", key, svc, kernelErr(err))
+	if err := k.do(func(*mobyipvs.Handle) error { k.w.apply(ops, errs); return nil }); err != nil {
+		for i := range ops {
+			if sent[i] {
+				errs[i] = err
+			}
+		}
 	}
-	return nil
+	for i, op := range ops {
+		if !sent[i] || errs[i] == nil {
+			continue
+		}
+		switch op.Kind {
+		case OpAdd:
+			errs[i] = fmt.Errorf("ipvs: add destination %s to %s: %w", op.Dest.DestKey, op.Service, kernelErr(errs[i]))
+		case OpUpdate:
+			errs[i] = fmt.Errorf("ipvs: update destination %s of %s: %w", op.Dest.DestKey, op.Service, kernelErr(errs[i]))
+		case OpDelete:
+			errs[i] = fmt.Errorf("ipvs: delete destination %s of %s: %w", op.Dest.DestKey, op.Service, kernelErr(errs[i]))
+		}
+	}
+	return errs
 }
 
 // kernelErr adds this package's sentinel to the kernel's errno so callers

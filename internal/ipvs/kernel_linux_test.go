@@ -251,7 +251,7 @@ func TestKernelErr(t *testing.T) {
 // The worker goroutine, without a kernel: the handle is never used for
 // I/O by these closures (a zero Handle closes harmlessly).
 func TestKernelWorker(t *testing.T) {
-	k := startKernel(&mobyipvs.Handle{}, slog.New(slog.DiscardHandler))
+	k := startKernel(&mobyipvs.Handle{}, newGenlWriter(newFakeKernel(), 42), slog.New(slog.DiscardHandler))
 
 	// Serialised: a plain int shared by all closures is a data race unless
 	// they run one at a time (go test -race checks), and every closure sees

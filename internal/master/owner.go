@@ -384,29 +384,34 @@ func uniqueServices(ids []destID) []ipvs.ServiceKey {
 	return out
 }
 
-// apply writes the table's diff to IPVS.
+// apply writes the table's diff to IPVS, all of it in one batch (a
+// kernel table sends it a window of requests per system call; see
+// ipvs.Batcher), then takes each write's result in order.
 func (o *owner) apply() {
 	o.kernelErr = ""
-	for _, op := range o.t.diff() {
-		var err error
-		began := time.Now()
-		switch op.kind {
-		case "add":
-			// EEXIST is not turned into an update: the destination is
-			// another tool's (applied disowns it).
-			err = o.kv.AddDestination(op.id.Service, op.dest)
-		case "update":
-			err = o.kv.UpdateDestination(op.id.Service, op.dest)
-		case "delete":
-			err = o.kv.DeleteDestination(op.id.Service, op.dest.DestKey)
-			if errors.Is(err, os.ErrNotExist) {
-				err = nil
-			}
+	diff := o.t.diff()
+	if len(diff) == 0 {
+		o.t.clean()
+		return
+	}
+	ops := make([]ipvs.DestOp, len(diff))
+	for i, op := range diff {
+		ops[i] = ipvs.DestOp{Kind: opKinds[op.kind], Service: op.id.Service, Dest: op.dest}
+	}
+	began := time.Now()
+	errs := ipvs.ApplyDestinations(o.kv, ops)
+	// The batch's time shared out: what one write cost on average.
+	took := time.Since(began) / time.Duration(len(ops))
+	for i, op := range diff {
+		err := errs[i]
+		if op.kind == "delete" && errors.Is(err, os.ErrNotExist) {
+			err = nil
 		}
-		o.m.obs.IPVSWrite(op.kind, time.Since(began), err)
+		o.m.obs.IPVSWrite(op.kind, took, err)
 		if op.kind == "add" && errors.Is(err, os.ErrExist) {
 			// Another tool's destination: not a failure to retry, and
-			// applied says so (disown, WARN with REASON).
+			// applied says so (disown, WARN with REASON). EEXIST is not
+			// turned into an update.
 		} else if err != nil {
 			o.kernelErr = err.Error()
 			o.m.log.Error("IPVS write failed; will retry", "op", op.kind, "vs", op.id.Service.String(),
@@ -420,6 +425,9 @@ func (o *owner) apply() {
 	}
 	o.t.clean()
 }
+
+// opKinds maps the table's diff to the IPVS writes.
+var opKinds = map[string]ipvs.OpKind{"add": ipvs.OpAdd, "update": ipvs.OpUpdate, "delete": ipvs.OpDelete}
 
 // saveIfChanged writes the state file when the set of owned destinations
 // changed. When it cannot, new destinations are given up rather than added

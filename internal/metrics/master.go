@@ -65,7 +65,7 @@ func NewMaster(version string, snap Snapshot) *Master {
 		}, []string{"op"}),
 		writeDur: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "ipvs_write_duration_seconds",
-			Help:    "Time one write to IPVS took.",
+			Help:    "Time one write to IPVS took (a pass's writes go as one batch: its time divided by its writes).",
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .1},
 		}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -169,6 +169,22 @@ func (c *counting) DeleteDestination(k ipvs.ServiceKey, d ipvs.DestKey) error {
 	return err
 }
 
+// ApplyDestinations forwards the owner's batch, so that the master writes
+// through the backend's own batching (ipvs.Kernel pipelines it), and
+// counts each write of it.
+func (c *counting) ApplyDestinations(ops []ipvs.DestOp) []error {
+	t := time.Now()
+	errs := ipvs.ApplyDestinations(c.IPVS, ops)
+	for i, op := range ops {
+		w := op.Dest.Weight
+		if op.Kind == ipvs.OpDelete {
+			w = -1
+		}
+		c.wrote(t, destRef{op.Service, op.Dest.DestKey}, w, true, errs[i])
+	}
+	return errs
+}
+
 // onLoop is the master's Options.OnLoop: the owner pass has ended.
 func (c *counting) onLoop() {
 	now := time.Now()

@@ -1,0 +1,179 @@
+//go:build realipvs
+
+package realipvs
+
+// Issue 20, item 3: 1000 changed weights written through the project's
+// pipelined netlink piece (ipvs.Kernel.ApplyDestinations), against Debian's
+// `ipvsadm -R` doing the same 1000 edits, in the same boot, alternating.
+// Two more arms separate what the pipelining buys from what the encoding
+// does: the same 1000 writes one call (one round trip) each through
+// ipvs.Kernel, and through moby/ipvs directly, as the master did before.
+//
+// Asserted: every arm leaves all 1000 weights as written (read back after
+// each round); ipvsadm present. Printed, never asserted: the times and the
+// ratios (figure: lines), because a shared host moves them.
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	mobyipvs "github.com/moby/ipvs"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
+)
+
+var writeRounds = flag.Int("realipvs.write-rounds", 7, "rounds of TestRealIPVSWrites1000 (each times every arm once)")
+
+func TestRealIPVSWrites1000(t *testing.T) {
+	const n = 1000
+	vip := "198.51.100.7"
+	k, rb := realIPVS(t, vip)
+	ipvsadm := findIpvsadm(t)
+	svc := ipvs.ServiceKey{Protocol: ipvs.ProtoTCP, Address: netip.MustParseAddr(vip), Port: 80}
+	if err := k.AddService(ipvs.Service{ServiceKey: svc, Scheduler: *scheduler}); err != nil {
+		t.Fatal(err)
+	}
+	ops := make([]ipvs.DestOp, n)
+	for i := range ops {
+		ops[i] = ipvs.DestOp{Kind: ipvs.OpAdd, Service: svc, Dest: ipvs.Destination{
+			DestKey: ipvs.DestKey{Address: rsAddr(i), Port: 80}, Weight: 1, Forwarding: ipvs.ForwardRoute,
+		}}
+	}
+	t0 := time.Now()
+	for i, err := range k.ApplyDestinations(ops) {
+		if err != nil {
+			t.Fatalf("adding %s: %v", ops[i].Dest.DestKey, err)
+		}
+	}
+	figure(t, "writes-1000-add-pipelined", ms(time.Since(t0)), "ms")
+	checkWeights(t, rb, svc, n, 1, "after the pipelined add")
+
+	h, err := mobyipvs.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	mSvc := &mobyipvs.Service{AddressFamily: syscall.AF_INET, Protocol: svc.Protocol, Address: svc.Address.AsSlice(), Port: svc.Port}
+
+	weight := 1
+	arms := []struct {
+		name  string
+		write func(w int) error
+	}{
+		{"ipvsadm-R", func(w int) error {
+			var in strings.Builder
+			for i := range n {
+				fmt.Fprintf(&in, "-e -t %s:80 -r %s:80 -g -w %d\n", vip, rsAddr(i), w)
+			}
+			cmd := exec.Command(ipvsadm, "-R")
+			cmd.Stdin = strings.NewReader(in.String())
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("ipvsadm -R: %v: %s", err, out)
+			}
+			return nil
+		}},
+		{"pipelined", func(w int) error {
+			for i := range ops {
+				ops[i].Kind, ops[i].Dest.Weight = ipvs.OpUpdate, w
+			}
+			for i, err := range k.ApplyDestinations(ops) {
+				if err != nil {
+					return fmt.Errorf("%s: %w", ops[i].Dest.DestKey, err)
+				}
+			}
+			return nil
+		}},
+		{"one-at-a-time", func(w int) error {
+			for i := range ops {
+				d := ops[i].Dest
+				d.Weight = w
+				if err := k.UpdateDestination(svc, d); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"moby-ipvs", func(w int) error {
+			for i := range n {
+				d := &mobyipvs.Destination{AddressFamily: syscall.AF_INET, Address: rsAddr(i).AsSlice(), Port: 80, Weight: w,
+					ConnectionFlags: mobyipvs.ConnectionFlagDirectRoute}
+				if err := h.UpdateDestination(mSvc, d); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	}
+	times := map[string][]time.Duration{}
+	var ratios = map[string][]float64{}
+	for r := range *writeRounds {
+		took := map[string]time.Duration{}
+		// Rotate the order, so that no arm always runs right after another.
+		for j := range arms {
+			a := arms[(j+r)%len(arms)]
+			weight = weight%1000 + 1
+			t1 := time.Now()
+			if err := a.write(weight); err != nil {
+				t.Fatalf("round %d, %s: %v", r+1, a.name, err)
+			}
+			took[a.name] = time.Since(t1)
+			times[a.name] = append(times[a.name], took[a.name])
+			checkWeights(t, rb, svc, n, weight, fmt.Sprintf("round %d, %s", r+1, a.name))
+		}
+		base := took["ipvsadm-R"]
+		for _, a := range arms[1:] {
+			ratios[a.name] = append(ratios[a.name], float64(took[a.name])/float64(base))
+		}
+		t.Logf("round %d: ipvsadm -R %.1f ms, pipelined %.1f ms, one at a time %.1f ms, moby/ipvs %.1f ms", r+1,
+			ms(base), ms(took["pipelined"]), ms(took["one-at-a-time"]), ms(took["moby-ipvs"]))
+	}
+	for _, a := range arms {
+		distribution(t, "writes-1000-"+a.name, times[a.name])
+	}
+	for _, a := range arms[1:] {
+		rs := slices.Sorted(slices.Values(ratios[a.name]))
+		t.Logf("figure: writes-1000-%s-vs-ipvsadm-R: median %.2f (range %.2f–%.2f over %d rounds)",
+			a.name, rs[len(rs)/2], rs[0], rs[len(rs)-1], len(rs))
+	}
+}
+
+// checkWeights reads svc back and fails unless it has exactly n
+// destinations, all of weight w.
+func checkWeights(t *testing.T, rb ipvs.IPVS, svc ipvs.ServiceKey, n, w int, when string) {
+	t.Helper()
+	ds, err := rb.Destinations(svc)
+	if err != nil {
+		t.Fatalf("%s: reading back: %v", when, err)
+	}
+	bad := 0
+	for _, d := range ds {
+		if d.Weight != w || d.Forwarding != ipvs.ForwardRoute {
+			bad++
+		}
+	}
+	if len(ds) != n || bad != 0 {
+		t.Fatalf("%s: %d destinations, %d not at weight %d (route)", when, len(ds), bad, w)
+	}
+}
+
+func findIpvsadm(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/sbin/ipvsadm", "/sbin/ipvsadm"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("ipvsadm"); err == nil {
+		return p
+	}
+	t.Fatal("TestRealIPVSWrites1000 compares with ipvsadm -R: install Debian's ipvsadm (the e2e guest has it)")
+	return ""
+}
