@@ -11,7 +11,7 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/daemon"
-	"github.com/lvs-feedbackd/feedbackd/internal/metrics"
+	"github.com/lvs-feedbackd/feedbackd/internal/promtext"
 )
 
 const prog = "feedbackd-agent"
@@ -63,7 +63,7 @@ func run(args []string, io cli.Stdio) int {
 		fmt.Fprintf(io.Stderr, "%s: %v\n", prog, err)
 		return cli.ExitError
 	}
-	if err := metrics.Serve(sh.Ctx, cfg.MetricsListen, mx.Handler(), log); err != nil {
+	if err := promtext.Serve(sh.Ctx, cfg.MetricsListen, mx.Handler(), log); err != nil {
 		return cli.Fatal(log, err)
 	}
 	if err := serveAgentChecks(sh.Ctx, cfg, a, log); err != nil {

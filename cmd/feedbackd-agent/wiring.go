@@ -8,19 +8,19 @@ import (
 
 	"github.com/lvs-feedbackd/feedbackd/internal/agent"
 	"github.com/lvs-feedbackd/feedbackd/internal/agentcheck"
+	"github.com/lvs-feedbackd/feedbackd/internal/agentmetrics"
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/daemon"
-	"github.com/lvs-feedbackd/feedbackd/internal/metrics"
 )
 
 // options wires the agent to systemd and to its metrics.
-func options(cfg *config.Agent, log *slog.Logger, sh *daemon.Shell) (agent.Options, *metrics.Agent) {
+func options(cfg *config.Agent, log *slog.Logger, sh *daemon.Shell) (agent.Options, *agentmetrics.Agent) {
 	svcs := map[string]string{}
 	for _, s := range cfg.Services {
 		svcs[s.Name] = s.Monitor
 	}
-	mx := metrics.NewAgent(cli.Version, svcs)
+	mx := agentmetrics.New(cli.Version, svcs)
 	return agent.Options{
 		Logger: log,
 		// The watchdog is fed whenever the agent shows life: each KEEPALIVE

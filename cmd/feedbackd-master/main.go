@@ -12,7 +12,7 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/daemon"
-	"github.com/lvs-feedbackd/feedbackd/internal/metrics"
+	"github.com/lvs-feedbackd/feedbackd/internal/promtext"
 	"github.com/lvs-feedbackd/feedbackd/internal/sd"
 )
 
@@ -73,7 +73,7 @@ func run(args []string, io cli.Stdio) int {
 	}
 	sh.Reloads(func(ctx context.Context) error { return reload(ctx, m, cfg.File, o.listen, log) }, status)
 	go serveControl(sh.Ctx, m, ctlLn, o.controlSocket, log)
-	if err := metrics.Serve(sh.Ctx, cfg.MetricsListen, obs.Handler(), log); err != nil {
+	if err := promtext.Serve(sh.Ctx, cfg.MetricsListen, obs.Handler(), log); err != nil {
 		return cli.Fatal(log, err)
 	}
 	err = m.Run(sh.Ctx, ln)

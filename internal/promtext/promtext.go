@@ -1,0 +1,134 @@
+// Package promtext writes Prometheus' text exposition format (version
+// 0.0.4) without the Prometheus client library, and serves it.
+//
+// It exists for the agent alone. The master keeps the client library
+// (internal/metrics): it has many metrics and the memory to spare. The
+// agent has six families, and linking the client costs it more than any
+// other part of it: its package initialisation (protobuf descriptors
+// included) took the agent's resident memory from 7.1 to 10.9 MB
+// (docs/benchmarks.md, "Agent idle memory"), on a realserver whose memory
+// belongs to the service it balances. The format is small and stable, and
+// what this package writes is read back by the Prometheus parser in its
+// tests and by Debian's promtool in make metrics-check.
+package promtext
+
+import (
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// ContentType is the text format's media type.
+const ContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+// Label is one label of a series.
+type Label struct{ Name, Value string }
+
+// Writer accumulates metric families. Write each family's header with
+// Family, then its series.
+type Writer struct{ b []byte }
+
+// Family starts a family: its HELP and TYPE lines. typ is counter, gauge
+// or histogram.
+func (w *Writer) Family(name, help, typ string) {
+	w.b = append(w.b, "# HELP "...)
+	w.b = append(w.b, name...)
+	w.b = append(w.b, ' ')
+	w.b = append(w.b, helpEscaper.Replace(help)...)
+	w.b = append(w.b, "\n# TYPE "...)
+	w.b = append(w.b, name...)
+	w.b = append(w.b, ' ')
+	w.b = append(w.b, typ...)
+	w.b = append(w.b, '\n')
+}
+
+// Sample writes one series: name{labels} value.
+func (w *Writer) Sample(name string, labels []Label, v float64) {
+	w.b = append(w.b, name...)
+	w.labels(labels, Label{})
+	w.b = append(w.b, ' ')
+	w.b = appendFloat(w.b, v)
+	w.b = append(w.b, '\n')
+}
+
+// Histogram writes the series of one histogram: a cumulative _bucket per
+// upper bound and +Inf, _sum and _count. counts[i] is the number of
+// observations in bucket i alone (at most bounds[i], above bounds[i-1]);
+// counts has one more entry than bounds, for the observations above them
+// all.
+func (w *Writer) Histogram(name string, labels []Label, bounds []float64, counts []uint64, sum float64) {
+	var cum uint64
+	for i, c := range counts {
+		cum += c
+		le := math.Inf(1)
+		if i < len(bounds) {
+			le = bounds[i]
+		}
+		w.b = append(w.b, name...)
+		w.b = append(w.b, "_bucket"...)
+		w.labels(labels, Label{"le", string(appendFloat(nil, le))})
+		w.b = append(w.b, ' ')
+		w.b = strconv.AppendUint(w.b, cum, 10)
+		w.b = append(w.b, '\n')
+	}
+	w.Sample(name+"_sum", labels, sum)
+	w.Sample(name+"_count", labels, float64(cum))
+}
+
+// labels writes {a="x",b="y"} in the given order, then extra if it has a
+// name; nothing when there are none.
+func (w *Writer) labels(ls []Label, extra Label) {
+	if len(ls) == 0 && extra.Name == "" {
+		return
+	}
+	w.b = append(w.b, '{')
+	for i, l := range slices.Concat(ls, []Label{extra}) {
+		if l.Name == "" {
+			continue
+		}
+		if i > 0 {
+			w.b = append(w.b, ',')
+		}
+		w.b = append(w.b, l.Name...)
+		w.b = append(w.b, `="`...)
+		w.b = append(w.b, valueEscaper.Replace(l.Value)...)
+		w.b = append(w.b, '"')
+	}
+	w.b = append(w.b, '}')
+}
+
+// Bytes is what has been written.
+func (w *Writer) Bytes() []byte { return w.b }
+
+var (
+	// The format's escapes: in HELP, backslash and newline; in label
+	// values, the double quote as well.
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+	valueEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+)
+
+// appendFloat writes v as the client library does: shortest 'g' form,
+// +Inf, -Inf, NaN.
+func appendFloat(b []byte, v float64) []byte {
+	switch {
+	case math.IsInf(v, 1):
+		return append(b, "+Inf"...)
+	case math.IsInf(v, -1):
+		return append(b, "-Inf"...)
+	case math.IsNaN(v):
+		return append(b, "NaN"...)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}
+
+// Handler serves what write writes, on every request.
+func Handler(write func(*Writer)) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		var w Writer
+		write(&w)
+		rw.Header().Set("Content-Type", ContentType)
+		rw.Write(w.Bytes())
+	})
+}
