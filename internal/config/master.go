@@ -26,7 +26,7 @@ var (
 		"allow", "trust-agent-address", "secret-file", "handshake-timeout", "max-sessions", "max-sessions-per-address", "max-services", "weight-threshold", "weight-max-step",
 		"weight-law", "weight-smoothing", "slow-start", "control-group", "metrics-listen"}
 	virtualKeys = []string{"name", "address", "protocol", "port", "scheduler", "max-weight",
-		"fwmark", "agent-port", "persistence-timeout", "persistence-netmask", "scheduler-flags", "one-packet", "forwarding"}
+		"fwmark", "agent-port", "persistence-timeout", "persistence-netmask", "scheduler-flags", "one-packet", "forwarding", "mixed-family"}
 )
 
 // schedulerFlags are the names of ipvsadm -b and the scheduler each
@@ -391,6 +391,14 @@ func (vs *VirtualService) parseOptions(el *errorList, keys map[string]entry, pro
 	if e, ok := keys["forwarding"]; ok {
 		if vs.Forwarding, err = parseForwarding(e.value); err != nil {
 			el.badValue(e, err)
+		}
+	}
+	if e, ok := keys["mixed-family"]; ok {
+		if vs.MixedFamily, err = parseBool(e.value); err != nil {
+			el.badValue(e, err)
+		} else if vs.MixedFamily && vs.Forwarding != necp.ForwardNone && vs.Forwarding != necp.ForwardTUN {
+			el.add(e.line, e.key, "realservers of the other address family need tunnel forwarding, and this service sets forwarding = %s; "+
+				"set forwarding = TUN, or remove one of the two", vs.Forwarding)
 		}
 	}
 }

@@ -188,6 +188,12 @@ type VirtualService struct {
 	// realserver of this service: it overrides what the agents ask for.
 	// necp.ForwardNone keeps the agents' choice.
 	Forwarding necp.Forwarding
+	// MixedFamily (mixed-family = yes) lets realservers of the other
+	// address family join: IPv6 realservers of an IPv4 address, or the
+	// reverse. IPVS forwards across families by tunnel only, so only
+	// tunnel realservers join this way. Off by default, so that a
+	// dual-stack port's realservers keep to their own family's service.
+	MixedFamily bool
 }
 
 // FeedPort is the port of the agents' services that feed the virtual

@@ -413,3 +413,28 @@ func TestMemoryUpdateService(t *testing.T) {
 		t.Error("a refused update counted as a write")
 	}
 }
+
+// Mixed address families, by the kernel's rule: only tunnel forwarding
+// crosses them, in either direction; deleting needs no forwarding.
+func TestMixedFamilies(t *testing.T) {
+	m := NewMemory(nil)
+	v6 := ServiceKey{Protocol: ProtoTCP, Address: netip.MustParseAddr("2001:db8::1"), Port: 443}
+	mustNoErr(t, m.AddService(Service{ServiceKey: svcKey, Scheduler: "wrr"}))
+	mustNoErr(t, m.AddService(Service{ServiceKey: v6, Scheduler: "wrr"}))
+	rs6 := DestKey{Address: netip.MustParseAddr("2001:db8:1::5"), Port: 80}
+	for _, f := range []Forwarding{ForwardMasq, ForwardLocal, ForwardRoute} {
+		if err := m.AddDestination(svcKey, Destination{DestKey: rs6, Weight: 1, Forwarding: f}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("IPv6 destination of an IPv4 service with %s: %v", f, err)
+		}
+		if err := m.AddDestination(v6, Destination{DestKey: rs1, Weight: 1, Forwarding: f}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("IPv4 destination of an IPv6 service with %s: %v", f, err)
+		}
+	}
+	mustNoErr(t, m.AddDestination(svcKey, Destination{DestKey: rs6, Weight: 1, Forwarding: ForwardTunnel}))
+	mustNoErr(t, m.AddDestination(v6, Destination{DestKey: rs1, Weight: 1, Forwarding: ForwardTunnel}))
+	if err := m.UpdateDestination(svcKey, Destination{DestKey: rs6, Weight: 2, Forwarding: ForwardRoute}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("tunnel turned into route across families: %v", err)
+	}
+	mustNoErr(t, m.DeleteDestination(svcKey, rs6))
+	mustNoErr(t, m.DeleteDestination(v6, rs1))
+}

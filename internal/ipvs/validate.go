@@ -144,9 +144,9 @@ func NormalizeService(s Service) (Service, error) {
 // CheckDestination validates d for adding to or updating in the service
 // svc, with the kernel's rules (weight >= 0, lower threshold <= upper
 // threshold, both ERANGE in the kernel) plus those that keep what is read
-// back equal to what was written (weight <= MaxWeight, same address family
-// as the service: moby/ipvs cannot send the destination family, so mixed
-// families are impossible through it).
+// back equal to what was written (weight <= MaxWeight), and the kernel's
+// rule for mixed families: a destination of the other address family than
+// its service's only with tunnel forwarding (the kernel's EINVAL otherwise).
 func CheckDestination(svc ServiceKey, d Destination) error {
 	if err := checkServiceKey(svc); err != nil {
 		return err
@@ -166,15 +166,16 @@ func CheckDestination(svc ServiceKey, d Destination) error {
 	default:
 		return invalidf("destination %s of %s: unknown forwarding method %d", d.DestKey, svc, uint32(d.Forwarding))
 	}
+	if d.Address.Is4() != svc.Address.Is4() && d.Forwarding != ForwardTunnel {
+		return invalidf("destination %s of %s: another address family than the service's needs tunnel forwarding, not %s",
+			d.DestKey, svc, d.Forwarding)
+	}
 	return nil
 }
 
 func checkDestKey(svc ServiceKey, k DestKey) error {
 	if err := checkAddr("destination "+k.String()+" of "+svc.String(), k.Address); err != nil {
 		return err
-	}
-	if k.Address.Is4() != svc.Address.Is4() {
-		return invalidf("destination %s of %s: address family differs from the service's", k, svc)
 	}
 	return nil
 }

@@ -66,9 +66,15 @@ func TestIPv6Join(t *testing.T) {
 			[]necp.ServiceRecord{rec(necp.ProtoTCP, 80, necp.ForwardNAT)},
 			[]necp.Status{necp.StatusAccepted}, nil,
 			[]string{"add TCP 192.0.2.1:80 -> 10.0.0.11:80 w=0 Masq"}},
-		{"IPv4 peer, IPv6-only port: family mismatch", false, "any", rs1,
+		{"IPv4 peer, IPv6-only port, tunnel, no mixed-family: family mismatch", false, "any", rs1,
 			[]necp.ServiceRecord{rec(necp.ProtoTCP, 443, necp.ForwardTUN)},
 			[]necp.Status{necp.StatusRefused}, []string{"address family mismatch"}, nil},
+		{"IPv4 peer, IPv6-only port, DR: family mismatch", false, "any", rs1,
+			[]necp.ServiceRecord{rec(necp.ProtoTCP, 443, necp.ForwardDR)},
+			[]necp.Status{necp.StatusRefused}, []string{"address family mismatch"}, nil},
+		{"IPv6 peer, port with both families, tunnel: its own family only", false, "any", rs6a,
+			[]necp.ServiceRecord{rec(necp.ProtoTCP, 80, necp.ForwardTUN)},
+			[]necp.Status{necp.StatusAccepted}, nil, []string{"add TCP [2001:db8::80]:80 -> [2001:db8:1::11]:80 w=0 Tunnel"}},
 		{"IPv6 peer, IPv4-only port: family mismatch", false, "any", rs6a,
 			[]necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardDR)},
 			[]necp.Status{necp.StatusRefused}, []string{"address family mismatch"}, nil},
@@ -128,5 +134,55 @@ func TestIPv6NativeBeatsClaim(t *testing.T) {
 	e := tb.entries[id(vip6, necp.ProtoTCP, 443, rs6a)]
 	if e == nil || e.owner != 1 {
 		t.Fatalf("entry %+v: want owned by the native session 1", e)
+	}
+}
+
+// TestMixedFamily: with mixed-family = yes a virtual service takes tunnel
+// realservers of the other family too (and never others); a reload that
+// takes the key away, or makes the service's forwarding DR, withdraws
+// them: the entry goes out of the table as for any withdrawn offer.
+func TestMixedFamily(t *testing.T) {
+	cfg := ipv6Config()
+	cfg.VirtualServices[3].MixedFamily = true // dns, udp/53, IPv4
+	cfg.VirtualServices[2].MixedFamily = true // https6, tcp/443, IPv6
+	tb := newTable(cfg, slog.New(slog.DiscardHandler))
+	obs := &reasons{}
+	tb.obs = obs
+	st := joinT(tb, 1, peer(rs6a), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardTUN)}, t0)
+	st = append(st, joinT(tb, 2, peer(rs1), []necp.ServiceRecord{rec(necp.ProtoTCP, 443, necp.ForwardTUN)}, t0)...)
+	st = append(st, joinT(tb, 3, peer(rs6b), []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardDR)}, t0)...)
+	if want := []necp.Status{necp.StatusAccepted, necp.StatusAccepted, necp.StatusRefused}; !slices.Equal(st, want) {
+		t.Fatalf("statuses %v, want %v", st, want)
+	}
+	if want := []string{"address family mismatch"}; !slices.Equal(obs.got, want) {
+		t.Errorf("reasons %q, want %q", obs.got, want)
+	}
+	expectOps(t, tb, "add TCP [2001:db8::80]:443 -> 10.0.0.11:443 w=0 Tunnel", "add UDP 192.0.2.1:53 -> [2001:db8:1::11]:53 w=0 Tunnel")
+
+	dns := id(vip1, necp.ProtoUDP, 53, rs6a)
+	https := id(vip6, necp.ProtoTCP, 443, rs1)
+	for _, c := range []struct {
+		name   string
+		change func(*config.Master)
+		gone   destID
+	}{
+		{"mixed-family removed", func(c *config.Master) { c.VirtualServices[3].MixedFamily = false }, dns},
+		{"forwarding = DR", func(c *config.Master) { c.VirtualServices[2].Forwarding = necp.ForwardDR }, https},
+	} {
+		next := ipv6Config()
+		next.VirtualServices[3].MixedFamily = true
+		next.VirtualServices[2].MixedFamily = true
+		c.change(next)
+		tb.cfg = next
+		tb.rematch(nil, t0)
+		if _, offered := tb.sessions[1].offers[dns]; offered == (c.gone == dns) {
+			t.Errorf("%s: dns offer still there: %v", c.name, offered)
+		}
+		if _, offered := tb.sessions[2].offers[https]; offered == (c.gone == https) {
+			t.Errorf("%s: https offer still there: %v", c.name, offered)
+		}
+		if e := tb.entries[c.gone]; e != nil && e.owner != 0 && e.state == stateActive {
+			t.Errorf("%s: entry still active: %+v", c.name, e)
+		}
 	}
 }

@@ -211,17 +211,22 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 			continue
 		}
 		matched = true
+		id := destID{vsKey(vs), ipvs.DestKey{Address: addr, Port: vs.DestPort(rec.Port)}}
 		// A firewall-mark service has no address; it is IPv4 in this
 		// version (ipvs.FWMarkKey without a family).
-		if vsIs4 := !vs.Address.IsValid() || vs.Address.Is4(); vsIs4 != addr.Is4() {
-			// IPVS can forward across families only by tunnel, and the
-			// netlink library in use cannot send a destination's family
-			// (ipvs.CheckDestination): the same-family virtual services
-			// of this port still take the realserver.
+		if vsIs4 := !vs.Address.IsValid() || vs.Address.Is4(); vsIs4 != addr.Is4() &&
+			(!vs.MixedFamily || effectiveForwarding(vs, fwd) != ipvs.ForwardTunnel) {
+			// Across families only where the service says mixed-family
+			// = yes, and only by tunnel (the kernel refuses any other
+			// method, ipvs.CheckDestination too): the same-family
+			// virtual services of this port still take the realserver.
+			// A reload that takes either away withdraws the offer.
 			mixed = true
+			if _, offered := si.offers[id]; offered {
+				t.withdrawOffer(si, sid, id, "address family mismatch", now)
+			}
 			continue
 		}
-		id := destID{vsKey(vs), ipvs.DestKey{Address: addr, Port: vs.DestPort(rec.Port)}}
 		if t.dormant[id] {
 			// Recorded as ours, not yet adopted (its virtual service came
 			// back without a read of the kernel): creating an entry would
@@ -258,7 +263,8 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 	case mixed:
 		if loud {
 			t.obs.Refused("address family mismatch")
-			log.Warn("refused service: the realserver's address family differs from that of every virtual service of this port; IPVS cannot mix IPv4 and IPv6 here",
+			log.Warn("refused service: the realserver's address family differs from that of every virtual service of this port "+
+				"(a virtual service takes the other family only with mixed-family = yes, and IPVS only with tunnel forwarding)",
 				"realserver", addr.String(), "reason", "address family mismatch")
 		}
 		return necp.StatusRefused, nil
@@ -277,13 +283,7 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 // forwarding), else the agent's. A disagreement is logged once per session
 // and destination, not at every START repeat or reload.
 func (t *table) forwardingFor(si *sessionInfo, vs *config.VirtualService, id destID, agent ipvs.Forwarding, log *slog.Logger) ipvs.Forwarding {
-	if vs.Forwarding == necp.ForwardNone {
-		return agent
-	}
-	f, ok := forwardingFromNECP(vs.Forwarding)
-	if !ok {
-		return agent // config accepts only DR, TUN and NAT
-	}
+	f := effectiveForwarding(vs, agent)
 	if f != agent && !si.fwdNoted[id] {
 		if si.fwdNoted == nil {
 			si.fwdNoted = map[destID]bool{}
@@ -294,6 +294,18 @@ func (t *table) forwardingFor(si *sessionInfo, vs *config.VirtualService, id des
 			"agent_forwarding", agent.String(), "reason", "forwarding overridden")
 	}
 	return f
+}
+
+// effectiveForwarding is forwardingFor without its log: the virtual
+// service's forwarding method when it sets one, else the agent's.
+func effectiveForwarding(vs *config.VirtualService, agent ipvs.Forwarding) ipvs.Forwarding {
+	if vs.Forwarding == necp.ForwardNone {
+		return agent
+	}
+	if f, ok := forwardingFromNECP(vs.Forwarding); ok {
+		return f
+	}
+	return agent // config accepts only DR, TUN and NAT
 }
 
 // best is the offer that should own e: the realserver's own address before

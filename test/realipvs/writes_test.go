@@ -14,6 +14,7 @@ package realipvs
 // ratios (figure: lines), because a shared host moves them.
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -176,4 +177,60 @@ func findIpvsadm(t *testing.T) string {
 	}
 	t.Fatal("TestRealIPVSWrites1000 compares with ipvsadm -R: install Debian's ipvsadm (the e2e guest has it)")
 	return ""
+}
+
+// TestRealIPVSMixedFamily: an IPv6 realserver of an IPv4 virtual service,
+// by tunnel, which the kernel accepts only when the destination's family
+// is sent (moby/ipvs never sends it): added, read back (through moby/ipvs,
+// which reads the family the kernel reports), updated, deleted.
+func TestRealIPVSMixedFamily(t *testing.T) {
+	vip := "198.51.100.8"
+	k, rb := realIPVS(t, vip)
+	svc := ipvs.ServiceKey{Protocol: ipvs.ProtoTCP, Address: netip.MustParseAddr(vip), Port: 80}
+	if err := k.AddService(ipvs.Service{ServiceKey: svc, Scheduler: "wrr"}); err != nil {
+		t.Fatal(err)
+	}
+	rs6 := ipvs.DestKey{Address: netip.MustParseAddr("2001:db8:ffff::7"), Port: 80}
+	rs4 := ipvs.DestKey{Address: rsAddr(7), Port: 80}
+	read := func(when string) map[ipvs.DestKey]ipvs.Destination {
+		ds, err := rb.Destinations(svc)
+		if err != nil {
+			t.Fatalf("%s: reading back: %v", when, err)
+		}
+		out := map[ipvs.DestKey]ipvs.Destination{}
+		for _, d := range ds {
+			out[d.DestKey] = d
+		}
+		return out
+	}
+	for i, err := range k.ApplyDestinations([]ipvs.DestOp{
+		{Kind: ipvs.OpAdd, Service: svc, Dest: ipvs.Destination{DestKey: rs6, Weight: 7, Forwarding: ipvs.ForwardTunnel}},
+		{Kind: ipvs.OpAdd, Service: svc, Dest: ipvs.Destination{DestKey: rs4, Weight: 3, Forwarding: ipvs.ForwardRoute}},
+	}) {
+		if err != nil {
+			t.Fatalf("add %d: %v", i, err)
+		}
+	}
+	got := read("after the add")
+	if d := got[rs6]; len(got) != 2 || d.Weight != 7 || d.Forwarding != ipvs.ForwardTunnel || got[rs4].Weight != 3 {
+		t.Fatalf("after the add: %+v", got)
+	}
+	if err := k.UpdateDestination(svc, ipvs.Destination{DestKey: rs6, Weight: 9, Forwarding: ipvs.ForwardTunnel}); err != nil {
+		t.Fatal(err)
+	}
+	if d := read("after the update")[rs6]; d.Weight != 9 {
+		t.Fatalf("after the update: %+v", d)
+	}
+	// Any other method across families is refused before the kernel
+	// (which would answer EINVAL).
+	if err := k.UpdateDestination(svc, ipvs.Destination{DestKey: rs6, Weight: 9, Forwarding: ipvs.ForwardRoute}); !errors.Is(err, ipvs.ErrInvalid) {
+		t.Errorf("route across families: %v", err)
+	}
+	if err := k.DeleteDestination(svc, rs6); err != nil {
+		t.Fatal(err)
+	}
+	if got := read("after the delete"); len(got) != 1 {
+		t.Fatalf("after the delete: %+v", got)
+	}
+	t.Logf("IPv6 tunnel realserver of an IPv4 service added, read back, updated and deleted")
 }

@@ -1213,6 +1213,50 @@ evidence "kernel counters after the IPv6 traffic" ipvsadm -Ln --stats -t "[$VIP6
 for i in 1 2 3; do rm -f "$AD/rs${i}v6.conf"; systemctl stop "$(agent rs${i}v6)" 2>/dev/null; done
 end
 
+# I19, issue 17's gap: mixed address families. The kernel takes an IPv6
+# realserver under an IPv4 virtual service only by tunnel and only when the
+# destination's family is sent, which the master's own netlink piece does.
+# Control plane only: configuration, join, kernel table, refusal; no
+# traffic (the guest kernel has no ip6_tunnel to decapsulate it).
+MVIP=192.0.2.90
+scenario_start I19 "mixed families: the IPv4 VIP $MVIP:8090 with mixed-family = yes takes rs1's IPv6 address 2001:db8:1::11 as a Tunnel realserver (agent over IPv6, weight 40); rs2 asking DR across families is refused with REASON=address family mismatch; -t refuses mixed-family with forwarding = DR"
+wm() { ipvsadm -Ln -t "$MVIP:8090" 2>/dev/null | awk '$1 == "->" && $2 ~ /^\[/ { print $2, $3, $4 }' | sort | paste -sd, | sed 's/,/, /g'; }
+wm_are() { [ "$(wm)" = "$1" ]; }
+printf '[virtual-service]\nname = bad\naddress = %s\nprotocol = tcp\nport = 8091\nforwarding = DR\nmixed-family = yes\n' $MVIP >/tmp/i19-bad.conf
+if feedbackd-master -t -c /tmp/i19-bad.conf >/tmp/i19-t.txt 2>&1; then
+  fail "feedbackd-master -t accepts mixed-family = yes with forwarding = DR"
+else
+  grep -q 'i19-bad.conf:7: mixed-family' /tmp/i19-t.txt && pass_note "-t refuses mixed-family with forwarding = DR, naming file:line:key" ||
+    { fail "-t's error does not name i19-bad.conf:7: mixed-family"; evidence "-t" cat /tmp/i19-t.txt; }
+fi
+printf '\n[virtual-service]\nname = mixed4\naddress = %s\nprotocol = tcp\nport = 8090\nscheduler = wrr\nmixed-family = yes\n' $MVIP >>$MCONF
+reload_ok "mixed4 added"
+wait_for 60 "virtual service tcp $MVIP:8090 in the kernel" sh -c "ipvsadm -Ln -t '$MVIP:8090' >/dev/null 2>&1"
+r0=$(jn 'refused service' -u "$M" "REASON=address family mismatch")
+for i in 1 2; do
+  u=$(agent rs${i}mix)
+  mkdir -p "/etc/systemd/system/$u.d"
+  printf '[Service]\nNetworkNamespacePath=/run/netns/rs%s\n' $i >"/etc/systemd/system/$u.d/netns.conf"
+done
+systemctl daemon-reload
+fwd=([1]=TUN [2]=DR)
+for i in 1 2; do
+  {
+    printf 'director = [%s]:3262\n' $D6
+    printf '[service]\nname = mix\nprotocol = tcp\nport = 8090\nforwarding = %s\nmonitor = constant\nvalue = 40\n' "${fwd[$i]}"
+  } >"$AD/rs${i}mix.conf"
+  chmod 644 "$AD/rs${i}mix.conf"
+  systemctl start "$(agent rs${i}mix)" 2>>"$REPORT" || fail "systemctl start $(agent rs${i}mix)"
+done
+WM="[2001:db8:1::11]:8090 Tunnel 40"
+wait_for 90 "$MVIP:8090: $WM" wm_are "$WM"
+wait_for 60 "journal: rs2's DR claim across families refused (REASON=address family mismatch)" jmore "$r0" 'refused service' -u "$M" "REASON=address family mismatch"
+stays_for 4 "only the tunnel realserver under $MVIP:8090" wm_are "$WM"
+ipvs_evidence "mixed families"
+evidence "the refusal" journalctl -q --no-pager -u "$M" "REASON=address family mismatch" -n 3
+for i in 1 2; do rm -f "$AD/rs${i}mix.conf"; systemctl stop "$(agent rs${i}mix)" 2>/dev/null; done
+end
+
 # ---------------------------------------------------------------------------
 log ""
 evidence "master warnings and errors (whole run)" journalctl -q -u "$M" -p warning --no-pager
