@@ -50,40 +50,6 @@ echo "=== $(date -u +%H:%M:%SZ): taking the QEMU lock"
 vm_timed "waiting for the QEMU lock" vm_lock "${E2E_HA_LOCK_WAIT:-7200}"
 vm_assets vm_timed
 
-# keepalived_debs ROOT: Debian's keepalived and what it needs on this
-# root, downloaded once (keyed on the root), into KA_DEBS.
-KA_DEBS=$TOP/.cache/e2e/keepalived-debs-$(basename "$ROOTFS" .tar)
-keepalived_debs() {
-  local r=$1
-  [ ! -f "$KA_DEBS/.complete" ] || return 0
-  echo "=== downloading keepalived and what it needs for this root"
-  rm -rf "$KA_DEBS"
-  mkdir -p "$KA_DEBS/partial"
-  apt-cache policy keepalived 2>/dev/null | grep -q 'Candidate: [^(]' || apt_get update -q
-  apt_get -o Dir::State::status="$r/var/lib/dpkg/status" -o Dir::Cache::archives="$KA_DEBS" \
-    install --download-only -y -q --no-install-recommends keepalived
-  ls "$KA_DEBS"/keepalived_*.deb >/dev/null
-  touch "$KA_DEBS/.complete"
-}
-
-# install_keepalived ROOT: apt-get install of those packages in a chroot;
-# policy-rc.d keeps the maintainer scripts from starting anything, and
-# the packaged keepalived.service stays disabled (the guest runs one
-# keepalived per director namespace from units of its own).
-install_keepalived() {
-  local r=$1
-  mkdir -p "$r/tmp/ka-debs"
-  cp "$KA_DEBS"/*.deb "$r/tmp/ka-debs/"
-  printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
-  chmod 755 "$r/usr/sbin/policy-rc.d"
-  chroot "$r" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends /tmp/ka-debs/*.deb' \
-    >"$WORK/keepalived-install.txt" 2>&1 || { tail -20 "$WORK/keepalived-install.txt" >&2; return 1; }
-  chroot "$r" systemctl disable -q keepalived.service
-  rm -rf "$r/usr/sbin/policy-rc.d" "$r/tmp/ka-debs"
-  # (sed, not head: head's early exit would kill keepalived with SIGPIPE.)
-  chroot "$r" keepalived --version 2>&1 | sed -n 1p
-}
-
 # stage_product ROOT: the built packages and the site configuration the
 # guest installs once it runs (nothing under /etc/feedbackd before the
 # install: dpkg would see a changed conffile). Both directors read the
@@ -137,8 +103,7 @@ R=$WORK/root
 
 prepare_image() {
   vm_unpack_root "$R"
-  keepalived_debs "$R"
-  install_keepalived "$R"
+  vm_keepalived "$R" "$WORK/keepalived-install.txt"
   stage_product "$R"
   install_scenarios "$R"
   vm_mkfs "$R" "$WORK/root.img" e2e-ha-root

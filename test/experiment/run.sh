@@ -141,34 +141,9 @@ install -m755 "$WORK/bin/cpuhttp" "$WORK/bin/loadgen" "$L/"
 install -m755 "$HERE/guest.sh" "$L/guest.sh"
 install -m644 "$TOP/test/e2e/guest/net.sh" "$L/net.sh"
 install -m755 "$HERE/cgroup-health.sh" "$L/cgroup-health.sh"
-# keepalived from Debian, as an operator installs it: the packages apt
-# picks for this root (its own dpkg status), downloaded once, installed
-# with apt-get in a chroot. Its unit is left disabled, so that it runs
-# only when the keepalived arm starts it; policy-rc.d keeps the
-# maintainer scripts from starting it in the chroot.
-KA_DEBS=$CACHE/keepalived-debs-$(basename "$ROOTFS" .tar)
-if [ ! -f "$KA_DEBS/.complete" ]; then
-  echo "=== downloading keepalived and what it needs for this root"
-  rm -rf "$KA_DEBS"
-  mkdir -p "$KA_DEBS/partial"
-  apt-cache policy keepalived 2>/dev/null | grep -q 'Candidate: [^(]' || apt_get update -q
-  apt_get -o Dir::State::status="$R/var/lib/dpkg/status" -o Dir::Cache::archives="$KA_DEBS" \
-    install --download-only -y -q --no-install-recommends keepalived
-  ls "$KA_DEBS"/keepalived_*.deb >/dev/null
-  touch "$KA_DEBS/.complete"
-fi
-echo "=== installing keepalived into the root image"
-mkdir -p "$R/tmp/exp-debs"
-cp "$KA_DEBS"/*.deb "$R/tmp/exp-debs/"
-printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"
-chmod 755 "$R/usr/sbin/policy-rc.d"
-chroot "$R" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends /tmp/exp-debs/*.deb' \
-  >"$WORK/keepalived-install.txt" 2>&1 || { tail -20 "$WORK/keepalived-install.txt" >&2; exit 1; }
-chroot "$R" systemctl disable -q keepalived.service
-rm -rf "$R/usr/sbin/policy-rc.d" "$R/tmp/exp-debs"
-# (sed, not head: head's early exit would kill keepalived with SIGPIPE,
-# and pipefail this script.)
-chroot "$R" keepalived --version 2>&1 | sed -n 1p
+# keepalived from Debian, as an operator installs it (vm.sh); its unit
+# stays disabled, so that it runs only when the keepalived arm starts it.
+vm_keepalived "$R" "$WORK/keepalived-install.txt" || exit 1
 cat >"$WORK/params" <<PARAMS
 RATE=${EXP_RATE:-}
 WARM_RATE=${EXP_WARM_RATE:-8}

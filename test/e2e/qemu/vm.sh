@@ -185,6 +185,39 @@ vm_boot() {
   [ "$VM_RC" != 124 ] || echo "the VM was killed after $timeout s" >&2
 }
 
+# vm_keepalived ROOT LOG: Debian's keepalived installed into the unpacked
+# root as an operator installs it. The packages apt picks for this root
+# (its own dpkg status) are downloaded once per root image into the cache;
+# apt-get installs them in a chroot, with policy-rc.d keeping the
+# maintainer scripts from starting anything, and the packaged
+# keepalived.service stays disabled (each guest starts keepalived its own
+# way). apt-get's output goes to LOG. Prints keepalived's version line.
+vm_keepalived() {
+  local r=$1 log=$2 debs
+  debs=$VM_CACHE/keepalived-debs-$(basename "$ROOTFS" .tar)
+  if [ ! -f "$debs/.complete" ]; then
+    echo "=== downloading keepalived and what it needs for this root"
+    # Each step checked by hand: errexit is off inside a function
+    # called in a condition.
+    rm -rf "$debs" && mkdir -p "$debs/partial" || return 1
+    apt-cache policy keepalived 2>/dev/null | grep -q 'Candidate: [^(]' || apt_get update -q || return 1
+    apt_get -o Dir::State::status="$r/var/lib/dpkg/status" -o Dir::Cache::archives="$debs" \
+      install --download-only -y -q --no-install-recommends keepalived || return 1
+    ls "$debs"/keepalived_*.deb >/dev/null || return 1
+    touch "$debs/.complete"
+  fi
+  echo "=== installing keepalived into the root image"
+  mkdir -p "$r/tmp/ka-debs" && cp "$debs"/*.deb "$r/tmp/ka-debs/" || return 1
+  printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d" && chmod 755 "$r/usr/sbin/policy-rc.d" || return 1
+  chroot "$r" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends /tmp/ka-debs/*.deb' \
+    >"$log" 2>&1 || { tail -20 "$log" >&2; return 1; }
+  chroot "$r" systemctl disable -q keepalived.service || return 1
+  rm -rf "$r/usr/sbin/policy-rc.d" "$r/tmp/ka-debs"
+  # (sed, not head: head's early exit would kill keepalived with SIGPIPE,
+  # and pipefail the caller.)
+  chroot "$r" keepalived --version 2>&1 | sed -n 1p
+}
+
 # vm_kill WORK: stop a QEMU still running (for an EXIT trap: QEMU runs
 # under timeout(1) in a process group of its own, which a ^C on the
 # terminal does not reach).
