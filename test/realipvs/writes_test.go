@@ -234,3 +234,90 @@ func TestRealIPVSMixedFamily(t *testing.T) {
 	}
 	t.Logf("IPv6 tunnel realserver of an IPv4 service added, read back, updated and deleted")
 }
+
+// TestRealIPVSBatchErrors: the pipelined writes rely on the kernel
+// answering a request without NLM_F_ACK only when it fails, and carrying
+// on with the next request after a failure. Here one batch of 260 writes,
+// spread over five windows, has failures at known places (an add of a
+// destination already there, updates and deletes of ones that are not,
+// a write to a service that does not exist, one in the window's last
+// place, which asks for the acknowledgement): each must get its own
+// kernel error, every other write must succeed and be in the table.
+func TestRealIPVSBatchErrors(t *testing.T) {
+	vip := "198.51.100.9"
+	k, rb := realIPVS(t, vip)
+	svc := ipvs.ServiceKey{Protocol: ipvs.ProtoTCP, Address: netip.MustParseAddr(vip), Port: 80}
+	if err := k.AddService(ipvs.Service{ServiceKey: svc, Scheduler: "wrr"}); err != nil {
+		t.Fatal(err)
+	}
+	dest := func(i, w int) ipvs.Destination {
+		return ipvs.Destination{DestKey: ipvs.DestKey{Address: rsAddr(i), Port: 80}, Weight: w, Forwarding: ipvs.ForwardRoute}
+	}
+	missing := ipvs.ServiceKey{Protocol: ipvs.ProtoTCP, Address: netip.MustParseAddr(vip), Port: 81}
+	var ops []ipvs.DestOp
+	want := map[int]error{}
+	for i := range 200 {
+		ops = append(ops, ipvs.DestOp{Kind: ipvs.OpAdd, Service: svc, Dest: dest(i, 1)})
+		switch i {
+		case 10:
+			ops = append(ops, ipvs.DestOp{Kind: ipvs.OpAdd, Service: svc, Dest: dest(3, 1)})
+			want[len(ops)-1] = ipvs.ErrExist
+		case 61:
+			// Lands in the last place of the first window (index 63).
+			ops = append(ops, ipvs.DestOp{Kind: ipvs.OpUpdate, Service: svc, Dest: dest(900, 5)})
+			want[len(ops)-1] = ipvs.ErrNotExist
+		case 100:
+			ops = append(ops, ipvs.DestOp{Kind: ipvs.OpAdd, Service: missing, Dest: dest(1, 1)})
+			want[len(ops)-1] = ipvs.ErrNotExist // ESRCH: no such service
+		}
+	}
+	for i := range 50 {
+		ops = append(ops, ipvs.DestOp{Kind: ipvs.OpUpdate, Service: svc, Dest: dest(i, 7)})
+	}
+	ops = append(ops, ipvs.DestOp{Kind: ipvs.OpDelete, Service: svc, Dest: dest(901, 0)})
+	want[len(ops)-1] = ipvs.ErrNotExist
+	for i := 190; i < 200; i++ {
+		ops = append(ops, ipvs.DestOp{Kind: ipvs.OpDelete, Service: svc, Dest: dest(i, 0)})
+	}
+	if _, ok := want[63]; !ok {
+		t.Fatalf("test layout: index 63 is not a failing write")
+	}
+	errs := k.ApplyDestinations(ops)
+	for i, err := range errs {
+		if w, ok := want[i]; ok {
+			if !errors.Is(err, w) {
+				t.Errorf("write %d (%v %s of %s): %v, want %v", i, ops[i].Kind, ops[i].Dest.DestKey, ops[i].Service, err, w)
+			}
+		} else if err != nil {
+			t.Errorf("write %d (%v %s): %v", i, ops[i].Kind, ops[i].Dest.DestKey, err)
+		}
+	}
+	ds, err := rb.Destinations(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[netip.Addr]int{}
+	for _, d := range ds {
+		got[d.Address] = d.Weight
+	}
+	bad := 0
+	for i := range 200 {
+		w, ok := got[rsAddr(i)]
+		switch {
+		case i >= 190:
+			ok = !ok // deleted
+		case i < 50:
+			ok = ok && w == 7
+		default:
+			ok = ok && w == 1
+		}
+		if !ok {
+			bad++
+		}
+	}
+	if len(ds) != 190 || bad != 0 {
+		t.Errorf("after the batch: %d destinations (want 190), %d not as written", len(ds), bad)
+	}
+	t.Logf("%d writes in one batch (%d windows): %d failures, each attributed to its write; the other %d in the table",
+		len(ops), (len(ops)+63)/64, len(want), len(ops)-len(want))
+}
