@@ -53,6 +53,12 @@ type passStat struct {
 type counting struct {
 	ipvs.IPVS
 
+	// batch is held by ApplyDestinations from before its writes until
+	// they are all counted, and taken by counts: a test that has seen a
+	// batch's effect in the table (it reads the table directly) must not
+	// read the counters while the batch is still being counted, or the
+	// batch's writes would be charged to its next round.
+	batch   sync.Mutex
 	mu      sync.Mutex
 	writes  int // successful writes (service or destination)
 	failed  int // failed writes
@@ -173,6 +179,8 @@ func (c *counting) DeleteDestination(k ipvs.ServiceKey, d ipvs.DestKey) error {
 // through the backend's own batching (ipvs.Kernel pipelines it), and
 // counts each write of it.
 func (c *counting) ApplyDestinations(ops []ipvs.DestOp) []error {
+	c.batch.Lock()
+	defer c.batch.Unlock()
 	t := time.Now()
 	errs := ipvs.ApplyDestinations(c.IPVS, ops)
 	for i, op := range ops {
@@ -200,6 +208,8 @@ func (c *counting) onLoop() {
 }
 
 func (c *counting) counts() (writes, failed, reads int) {
+	c.batch.Lock() // after any batch being counted
+	defer c.batch.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.writes, c.failed, c.reads
