@@ -237,7 +237,7 @@ func TestRealIPVSMixedFamily(t *testing.T) {
 
 // TestRealIPVSBatchErrors: the pipelined writes rely on the kernel
 // answering a request without NLM_F_ACK only when it fails, and carrying
-// on with the next request after a failure. Here one batch of 260 writes,
+// on with the next request after a failure. Here one batch of 264 writes,
 // spread over five windows, has failures at known places (an add of a
 // destination already there, updates and deletes of ones that are not,
 // a write to a service that does not exist, one in the window's last
