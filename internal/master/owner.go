@@ -396,7 +396,7 @@ func (o *owner) apply() {
 	}
 	ops := make([]ipvs.DestOp, len(diff))
 	for i, op := range diff {
-		ops[i] = ipvs.DestOp{Kind: opKinds[op.kind], Service: op.id.Service, Dest: op.dest}
+		ops[i] = ipvs.DestOp{Kind: op.kind, Service: op.id.Service, Dest: op.dest}
 	}
 	began := time.Now()
 	errs := ipvs.ApplyDestinations(o.kv, ops)
@@ -404,20 +404,20 @@ func (o *owner) apply() {
 	took := time.Since(began) / time.Duration(len(ops))
 	for i, op := range diff {
 		err := errs[i]
-		if op.kind == "delete" && errors.Is(err, os.ErrNotExist) {
+		if op.kind == ipvs.OpDelete && errors.Is(err, os.ErrNotExist) {
 			err = nil
 		}
-		o.m.obs.IPVSWrite(op.kind, took, err)
-		if op.kind == "add" && errors.Is(err, os.ErrExist) {
+		o.m.obs.IPVSWrite(op.kind.String(), took, err)
+		if op.kind == ipvs.OpAdd && errors.Is(err, os.ErrExist) {
 			// Another tool's destination: not a failure to retry, and
 			// applied says so (disown, WARN with REASON). EEXIST is not
 			// turned into an update.
 		} else if err != nil {
 			o.kernelErr = err.Error()
-			o.m.log.Error("IPVS write failed; will retry", "op", op.kind, "vs", op.id.Service.String(),
+			o.m.log.Error("IPVS write failed; will retry", "op", op.kind.String(), "vs", op.id.Service.String(),
 				"realserver", op.id.Dest.Address.String(), "weight", op.dest.Weight, "err", err)
 		} else {
-			o.m.log.Debug("IPVS written", "op", op.kind, "vs", op.id.Service.String(),
+			o.m.log.Debug("IPVS written", "op", op.kind.String(), "vs", op.id.Service.String(),
 				"realserver", op.id.Dest.Address.String(), "weight", op.dest.Weight,
 				"forwarding", op.dest.Forwarding.String())
 		}
@@ -425,9 +425,6 @@ func (o *owner) apply() {
 	}
 	o.t.clean()
 }
-
-// opKinds maps the table's diff to the IPVS writes.
-var opKinds = map[string]ipvs.OpKind{"add": ipvs.OpAdd, "update": ipvs.OpUpdate, "delete": ipvs.OpDelete}
 
 // saveIfChanged writes the state file when the set of owned destinations
 // changed. When it cannot, new destinations are given up rather than added

@@ -94,7 +94,7 @@ func (t *table) pruneDormant(services map[ipvs.ServiceKey]bool) {
 
 // op is one IPVS write.
 type op struct {
-	kind string // "add", "update", "delete"
+	kind ipvs.OpKind
 	id   destID
 	dest ipvs.Destination
 }
@@ -110,16 +110,16 @@ func (t *table) diff() []op {
 		switch {
 		case e.remove:
 			if e.inKernel {
-				ops = append(ops, op{"delete", id, e.kernel})
+				ops = append(ops, op{ipvs.OpDelete, id, e.kernel})
 			}
 		case !e.inKernel:
 			if e.recorded && t.admin[id] != AdminMaint {
-				ops = append(ops, op{"add", id, ipvs.Destination{DestKey: id.Dest, Weight: e.want, Forwarding: e.fwd}})
+				ops = append(ops, op{ipvs.OpAdd, id, ipvs.Destination{DestKey: id.Dest, Weight: e.want, Forwarding: e.fwd}})
 			}
 		case e.kernel.Weight != e.want || e.kernel.Forwarding != e.fwd:
 			d := e.kernel
 			d.Weight, d.Forwarding = e.want, e.fwd
-			ops = append(ops, op{"update", id, d})
+			ops = append(ops, op{ipvs.OpUpdate, id, d})
 		}
 	}
 	if len(ops) > 1 {
@@ -138,13 +138,13 @@ func (t *table) applied(o op, err error) {
 		return
 	}
 	if err != nil {
-		if o.kind == "add" && errors.Is(err, os.ErrExist) {
+		if o.kind == ipvs.OpAdd && errors.Is(err, os.ErrExist) {
 			t.disown(e, "it was added to IPVS by someone else")
 		}
 		return
 	}
 	switch o.kind {
-	case "delete":
+	case ipvs.OpDelete:
 		if t.admin[o.id] == AdminMaint && e.owner != 0 {
 			// Its agent still reports: keep the entry, out of the kernel,
 			// until an operator says ready.
