@@ -38,10 +38,7 @@ func TestRealIPVSWrites1000(t *testing.T) {
 	vip := "198.51.100.7"
 	k, rb := realIPVS(t, vip)
 	ipvsadm := findIpvsadm(t)
-	svc := ipvs.ServiceKey{Protocol: ipvs.ProtoTCP, Address: netip.MustParseAddr(vip), Port: 80}
-	if err := k.AddService(ipvs.Service{ServiceKey: svc, Scheduler: *scheduler}); err != nil {
-		t.Fatal(err)
-	}
+	svc := addService(t, k, vip, *scheduler)
 	ops := make([]ipvs.DestOp, n)
 	for i := range ops {
 		ops[i] = ipvs.DestOp{Kind: ipvs.OpAdd, Service: svc, Dest: ipvs.Destination{
@@ -146,6 +143,17 @@ func TestRealIPVSWrites1000(t *testing.T) {
 	}
 }
 
+// addService creates the virtual service vip:80/tcp with scheduler sched
+// (realIPVS deletes it when the test ends).
+func addService(t *testing.T, k *ipvs.Kernel, vip, sched string) ipvs.ServiceKey {
+	t.Helper()
+	svc := ipvs.ServiceKey{Protocol: ipvs.ProtoTCP, Address: netip.MustParseAddr(vip), Port: 80}
+	if err := k.AddService(ipvs.Service{ServiceKey: svc, Scheduler: sched}); err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
 // checkWeights reads svc back and fails unless it has exactly n
 // destinations, all of weight w.
 func checkWeights(t *testing.T, rb ipvs.IPVS, svc ipvs.ServiceKey, n, w int, when string) {
@@ -186,10 +194,7 @@ func findIpvsadm(t *testing.T) string {
 func TestRealIPVSMixedFamily(t *testing.T) {
 	vip := "198.51.100.8"
 	k, rb := realIPVS(t, vip)
-	svc := ipvs.ServiceKey{Protocol: ipvs.ProtoTCP, Address: netip.MustParseAddr(vip), Port: 80}
-	if err := k.AddService(ipvs.Service{ServiceKey: svc, Scheduler: "wrr"}); err != nil {
-		t.Fatal(err)
-	}
+	svc := addService(t, k, vip, "wrr")
 	rs6 := ipvs.DestKey{Address: netip.MustParseAddr("2001:db8:ffff::7"), Port: 80}
 	rs4 := ipvs.DestKey{Address: rsAddr(7), Port: 80}
 	read := func(when string) map[ipvs.DestKey]ipvs.Destination {
@@ -246,10 +251,7 @@ func TestRealIPVSMixedFamily(t *testing.T) {
 func TestRealIPVSBatchErrors(t *testing.T) {
 	vip := "198.51.100.9"
 	k, rb := realIPVS(t, vip)
-	svc := ipvs.ServiceKey{Protocol: ipvs.ProtoTCP, Address: netip.MustParseAddr(vip), Port: 80}
-	if err := k.AddService(ipvs.Service{ServiceKey: svc, Scheduler: "wrr"}); err != nil {
-		t.Fatal(err)
-	}
+	svc := addService(t, k, vip, "wrr")
 	dest := func(i, w int) ipvs.Destination {
 		return ipvs.Destination{DestKey: ipvs.DestKey{Address: rsAddr(i), Port: 80}, Weight: w, Forwarding: ipvs.ForwardRoute}
 	}
