@@ -15,7 +15,6 @@ package promtext
 import (
 	"math"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -84,19 +83,26 @@ func (w *Writer) labels(ls []Label, extra Label) {
 		return
 	}
 	w.b = append(w.b, '{')
-	for i, l := range slices.Concat(ls, []Label{extra}) {
-		if l.Name == "" {
-			continue
-		}
+	for i, l := range ls {
 		if i > 0 {
 			w.b = append(w.b, ',')
 		}
-		w.b = append(w.b, l.Name...)
-		w.b = append(w.b, `="`...)
-		w.b = append(w.b, valueEscaper.Replace(l.Value)...)
-		w.b = append(w.b, '"')
+		w.label(l)
+	}
+	if extra.Name != "" {
+		if len(ls) > 0 {
+			w.b = append(w.b, ',')
+		}
+		w.label(extra)
 	}
 	w.b = append(w.b, '}')
+}
+
+func (w *Writer) label(l Label) {
+	w.b = append(w.b, l.Name...)
+	w.b = append(w.b, `="`...)
+	w.b = append(w.b, valueEscaper.Replace(l.Value)...)
+	w.b = append(w.b, '"')
 }
 
 // Bytes is what has been written.
