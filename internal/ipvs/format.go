@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -21,31 +22,76 @@ const formatHeader = "IP Virtual Server table (feedbackd)\n" +
 // dests[key] (the table's order). Services missing from svcs are not shown.
 // Every line ends in a newline and carries no trailing blanks.
 func Format(svcs []Service, dests map[ServiceKey][]Destination) string {
+	b, _ := AppendFormat(nil, svcs, dests, 0)
+	return string(b)
+}
+
+// AppendFormat appends Format's text to b, stopping after maxLines lines
+// (0: no limit; the 3 header lines always); more is the number of lines
+// left out. A
+// destination line allocates nothing: the --without-ipvs printer renders
+// the head of a 20 000-destination table after every pass of a join burst,
+// and a string per line made it most of that burst's garbage.
+func AppendFormat(b []byte, svcs []Service, dests map[ServiceKey][]Destination, maxLines int) (out []byte, more int) {
 	svcs = slices.Clone(svcs)
 	sortServices(svcs)
-	var b strings.Builder
-	b.WriteString(formatHeader)
+	lines := strings.Count(formatHeader, "\n")
+	room := func() bool {
+		if maxLines > 0 && lines >= maxLines {
+			more++
+			return false
+		}
+		lines++
+		return true
+	}
+	b = append(b, formatHeader...)
 	for _, s := range svcs {
-		if s.FWMark != 0 {
-			// ipvsadm: "FWM  5 wrr", with " IPv6" for that family.
-			fam := ""
-			if s.Address.Is6() {
-				fam = " IPv6"
+		if room() {
+			if s.FWMark != 0 {
+				// ipvsadm: "FWM  5 wrr", with " IPv6" for that family.
+				fam := ""
+				if s.Address.Is6() {
+					fam = " IPv6"
+				}
+				b = fmt.Appendf(b, "FWM  %d%s %s\n", s.FWMark, fam, Settings(s))
+			} else {
+				b = fmt.Appendf(b, "%s  %s %s\n", protoName(s.Protocol),
+					netip.AddrPortFrom(s.Address, s.Port), Settings(s))
 			}
-			fmt.Fprintf(&b, "FWM  %d%s %s\n", s.FWMark, fam, Settings(s))
-		} else {
-			fmt.Fprintf(&b, "%s  %s %s\n", protoName(s.Protocol),
-				netip.AddrPortFrom(s.Address, s.Port), Settings(s))
 		}
 		for _, d := range dests[s.ServiceKey] {
-			// ipvsadm's own layout: "  -> %-28s %-7s %-6d %-10u %-10u".
-			line := fmt.Sprintf("  -> %-28s %-7s %-6d %-10d %-10d",
-				d.DestKey, d.Forwarding, d.Weight, d.ActiveConns, d.InactiveConns)
-			b.WriteString(strings.TrimRight(line, " "))
-			b.WriteByte('\n')
+			if room() {
+				b = appendDest(b, d)
+			}
 		}
 	}
-	return b.String()
+	return b, more
+}
+
+// appendDest appends ipvsadm's own destination layout,
+// "  -> %-28s %-7s %-6d %-10u %-10u", without the trailing blanks.
+func appendDest(b []byte, d Destination) []byte {
+	pad := func(b []byte, start, width int) []byte {
+		for len(b)-start < width {
+			b = append(b, ' ')
+		}
+		return b
+	}
+	b = append(b, "  -> "...)
+	at := len(b)
+	b = pad(netip.AddrPortFrom(d.Address, d.Port).AppendTo(b), at, 28)
+	b = append(b, ' ')
+	at = len(b)
+	b = pad(append(b, d.Forwarding.String()...), at, 7)
+	b = append(b, ' ')
+	at = len(b)
+	b = pad(strconv.AppendInt(b, int64(d.Weight), 10), at, 6)
+	b = append(b, ' ')
+	at = len(b)
+	b = pad(strconv.AppendInt(b, int64(d.ActiveConns), 10), at, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(d.InactiveConns), 10)
+	return append(b, '\n')
 }
 
 // Dump reads the whole table through x and formats it.

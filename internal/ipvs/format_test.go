@@ -64,6 +64,23 @@ FWM  3 sh persistent 600 (sh-fallback,sh-port)
 			t.Errorf("trailing blanks in %q", line)
 		}
 	}
+	// A head of the table is the same text cut after maxLines lines, and
+	// says how many it left out.
+	lines := strings.SplitAfter(want, "\n")
+	lines = lines[:len(lines)-1]
+	for n := 3; n <= len(lines)+1; n++ { // the 3 header lines always
+		head, more := AppendFormat([]byte("x"), svcs, dests, n)
+		wantHead, wantMore := strings.Join(lines[:min(n, len(lines))], ""), max(len(lines)-n, 0)
+		if string(head) != "x"+wantHead || more != wantMore {
+			t.Errorf("AppendFormat(%d) = %d left out, text:\n%s\nwant %d left out:\n%s", n, more, head, wantMore, wantHead)
+		}
+	}
+	// A destination line costs no allocation once the buffer is large
+	// enough: the printer renders tables after every pass of a join burst.
+	buf := make([]byte, 0, 256)
+	if a := testing.AllocsPerRun(100, func() { buf = appendDest(buf[:0], dests[v6][0]) }); a != 0 {
+		t.Errorf("appendDest: %v allocations, want 0", a)
+	}
 }
 
 func TestFormatEmpty(t *testing.T) {

@@ -281,11 +281,24 @@ func (m *Memory) find(svc ServiceKey, k DestKey) (*memService, int, error) {
 }
 
 func (m *Memory) formatLocked() string {
+	b, _ := m.appendLocked(nil, 0)
+	return string(b)
+}
+
+// AppendTable appends the table's text (Format) to b, at most maxLines
+// lines of it (0: all), and says how many lines were left out.
+func (m *Memory) AppendTable(b []byte, maxLines int) ([]byte, int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.appendLocked(b, maxLines)
+}
+
+func (m *Memory) appendLocked(b []byte, maxLines int) ([]byte, int) {
 	dests := make(map[ServiceKey][]Destination, len(m.svcs))
 	for k, s := range m.svcs {
 		dests[k] = s.dests
 	}
-	return Format(m.servicesLocked(), dests)
+	return AppendFormat(b, m.servicesLocked(), dests, maxLines)
 }
 
 func (s *memService) index(k DestKey) int {

@@ -3,7 +3,6 @@ package ipvs
 import (
 	"fmt"
 	"io"
-	"strings"
 	"time"
 )
 
@@ -16,13 +15,18 @@ func Printer(mem *Memory, w io.Writer) func() {
 	const maxLines = 60
 	kick := make(chan struct{}, 1)
 	go func() {
+		var buf []byte
+		var more int
 		for range kick {
-			lines := strings.SplitAfter(mem.String(), "\n")
-			if len(lines) > maxLines {
-				more := len(lines) - maxLines
-				lines = append(lines[:maxLines], fmt.Sprintf("  ... %d more lines\n", more))
+			// Only the head is rendered: formatting the whole table to
+			// show 60 lines of it made a join burst of 20 000 agents
+			// allocate hundreds of megabytes.
+			buf = append(buf[:0], "--- IPVS table (in-memory, --without-ipvs) ---\n"...)
+			buf, more = mem.AppendTable(buf, maxLines)
+			if more > 0 {
+				buf = fmt.Appendf(buf, "  ... %d more lines\n", more)
 			}
-			fmt.Fprintf(w, "--- IPVS table (in-memory, --without-ipvs) ---\n%s", strings.Join(lines, ""))
+			w.Write(buf)
 			time.Sleep(200 * time.Millisecond)
 		}
 	}()

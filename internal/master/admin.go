@@ -227,7 +227,7 @@ func (t *table) agents(now time.Time) []control.Agent {
 			if h, ok := si.health[sp]; ok {
 				s.Health = int(h)
 			}
-			for id, o := range si.offers {
+			for id, o := range si.offers.all() {
 				if o.feed == sp && id.Dest.Address == addr {
 					s.Offers++
 					if e := t.entries[id]; e != nil && e.owner == sid {

@@ -2,8 +2,9 @@ package master
 
 import (
 	"context"
+	"encoding/binary"
 	"log/slog"
-	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,15 +20,53 @@ type eventLog struct {
 	m  map[string][]storedEvent
 }
 
-// storedEvent is a control.Event as kept: its attributes as key, value
-// pairs rather than a map, and its level as a number. With 32 events for
-// each of 20 000 realservers, a map per event was half the master's heap
-// (about 2.5 KB per realserver); get builds the maps on demand.
+// storedEvent is a control.Event as kept: its message and attributes
+// packed into one string (rec: the message, then key and value in turn,
+// each behind its length as a uvarint), its time in milliseconds and its
+// level as a number. At 20 000 realservers a map per event was half the
+// master's heap, and a slice of strings per event still 2.5 KB per
+// realserver; one string per event is a few hundred bytes. get unpacks
+// on demand.
 type storedEvent struct {
-	time  time.Time
-	level slog.Level
-	msg   string
-	kv    []string
+	unixMilli int64
+	level     slog.Level
+	rec       string
+}
+
+// packString appends s to b behind its length: the message, and each key
+// and value, of a storedEvent.rec.
+func packString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// unpack returns the message and the attributes of a storedEvent; a later
+// attribute of the same key wins, as it did in a map.
+func (e storedEvent) unpack() (msg string, attrs map[string]string) {
+	next := func(rec string) (string, string, bool) {
+		n, w := binary.Uvarint([]byte(rec[:min(len(rec), binary.MaxVarintLen64)]))
+		if w <= 0 || uint64(len(rec)-w) < n {
+			return "", "", false
+		}
+		return rec[w : w+int(n)], rec[w+int(n):], true
+	}
+	msg, rest, ok := next(e.rec)
+	if !ok {
+		return "", nil
+	}
+	for rest != "" {
+		var k, v string
+		if k, rest, ok = next(rest); !ok {
+			break
+		}
+		if v, rest, ok = next(rest); !ok {
+			break
+		}
+		if attrs == nil {
+			attrs = map[string]string{}
+		}
+		attrs[k] = v
+	}
+	return msg, attrs
 }
 
 const (
@@ -55,14 +94,8 @@ func (l *eventLog) get(rs string) []control.Event {
 	defer l.mu.Unlock()
 	var out []control.Event
 	for _, e := range l.m[rs] {
-		ev := control.Event{Time: e.time, Level: e.level.String(), Message: e.msg}
-		if len(e.kv) > 0 {
-			ev.Attrs = make(map[string]string, len(e.kv)/2)
-			for i := 0; i+1 < len(e.kv); i += 2 {
-				ev.Attrs[e.kv[i]] = e.kv[i+1]
-			}
-		}
-		out = append(out, ev)
+		msg, attrs := e.unpack()
+		out = append(out, control.Event{Time: time.UnixMilli(e.unixMilli), Level: e.level.String(), Message: msg, Attrs: attrs})
 	}
 	return out
 }
@@ -83,22 +116,24 @@ func (h *eventHandler) Enabled(ctx context.Context, l slog.Level) bool {
 func (h *eventHandler) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelInfo {
 		rs := ""
-		var kv []string
+		var arr [256]byte
+		rec := packString(arr[:0], r.Message)
 		add := func(a slog.Attr) bool {
-			v := a.Value.Resolve().String()
+			v := a.Value.Resolve()
 			if a.Key == "realserver" {
-				rs = v
+				rs = v.String()
 				return true
 			}
-			// A later attribute of the same key wins, as it did in a
-			// map.
-			for i := 0; i < len(kv); i += 2 {
-				if kv[i] == a.Key {
-					kv[i+1] = v
-					return true
-				}
+			rec = packString(rec, a.Key)
+			switch v.Kind() {
+			case slog.KindString:
+				rec = packString(rec, v.String())
+			case slog.KindInt64:
+				var num [20]byte
+				rec = packString(rec, string(strconv.AppendInt(num[:0], v.Int64(), 10)))
+			default:
+				rec = packString(rec, v.String())
 			}
-			kv = append(kv, a.Key, v)
 			return true
 		}
 		for _, a := range h.attrs {
@@ -106,7 +141,7 @@ func (h *eventHandler) Handle(ctx context.Context, r slog.Record) error {
 		}
 		r.Attrs(add)
 		if rs != "" {
-			h.log.add(rs, storedEvent{time: r.Time.Truncate(time.Millisecond), level: r.Level, msg: r.Message, kv: slices.Clip(kv)})
+			h.log.add(rs, storedEvent{unixMilli: r.Time.UnixMilli(), level: r.Level, rec: string(rec)})
 		}
 	}
 	if h.next.Enabled(ctx, r.Level) {

@@ -33,7 +33,7 @@ func (t *table) health(sid sessionID, recs []necp.HealthRecord, now time.Time) {
 			h = necp.HealthMax
 		}
 		si.health[sp] = h
-		for id, o := range si.offers {
+		for id, o := range si.offers.all() {
 			if o.feed != sp {
 				continue
 			}

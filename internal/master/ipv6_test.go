@@ -175,10 +175,10 @@ func TestMixedFamily(t *testing.T) {
 		c.change(next)
 		tb.cfg = next
 		tb.rematch(nil, t0)
-		if _, offered := tb.sessions[1].offers[dns]; offered == (c.gone == dns) {
+		if offered := tb.sessions[1].offers.has(dns); offered == (c.gone == dns) {
 			t.Errorf("%s: dns offer still there: %v", c.name, offered)
 		}
-		if _, offered := tb.sessions[2].offers[https]; offered == (c.gone == https) {
+		if offered := tb.sessions[2].offers.has(https); offered == (c.gone == https) {
 			t.Errorf("%s: https offer still there: %v", c.name, offered)
 		}
 		if e := tb.entries[c.gone]; e != nil && e.owner != 0 && e.state == stateActive {

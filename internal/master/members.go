@@ -61,7 +61,7 @@ func (t *table) join(ev joinEvent, now time.Time) (st []necp.Status, ids [][]des
 	si := t.sessions[ev.sid]
 	if si == nil {
 		si = &sessionInfo{peer: ev.peer, since: now, auth: ev.auth, kick: ev.kick,
-			offers: map[destID]offer{}, health: map[svcPort]uint8{}}
+			health: map[svcPort]uint8{}}
 		t.sessions[ev.sid] = si
 	}
 	over := 0
@@ -118,7 +118,7 @@ func (t *table) unstart(si *sessionInfo, sid sessionID, rec necp.ServiceRecord, 
 		a = c
 	}
 	for _, id := range sortedOffers(si) {
-		if si.offers[id].feed == (svcPort{rec.Protocol, rec.Port}) && id.Dest.Address == a {
+		if si.offers.of(id).feed == (svcPort{rec.Protocol, rec.Port}) && id.Dest.Address == a {
 			t.withdrawOffer(si, sid, id, reason, now)
 		}
 	}
@@ -222,7 +222,7 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 			// virtual services of this port still take the realserver.
 			// A reload that takes either away withdraws the offer.
 			mixed = true
-			if _, offered := si.offers[id]; offered {
+			if si.offers.has(id) {
 				t.withdrawOffer(si, sid, id, "address family mismatch", now)
 			}
 			continue
@@ -250,7 +250,7 @@ func (t *table) joinOne(sid sessionID, si *sessionInfo, rec necp.ServiceRecord, 
 			t.put(e)
 			log.Info("realserver joined", "vs", vs.Name, "realserver", addr.String(), "forwarding", f.String(), "weight", 0)
 		}
-		si.offers[id] = offer{f, svcPort{rec.Protocol, rec.Port}}
+		si.offers.set(id, offer{f, svcPort{rec.Protocol, rec.Port}})
 		if !slices.Contains(e.offers, sid) {
 			e.offers = append(e.offers, sid)
 		}
@@ -334,7 +334,7 @@ func (t *table) elect(e *entry, now time.Time) {
 		return
 	}
 	si := t.sessions[best]
-	if fwd := si.offers[e.id].fwd; e.fwd != fwd {
+	if fwd := si.offers.of(e.id).fwd; e.fwd != fwd {
 		e.fwd = fwd
 		t.markDirty(e, now)
 	}
@@ -355,7 +355,7 @@ func (t *table) elect(e *entry, now time.Time) {
 		e.since = now
 		t.setState(e, stateActive)
 	}
-	if h, ok := si.health[si.offers[e.id].feed]; ok {
+	if h, ok := si.health[si.offers.of(e.id).feed]; ok {
 		t.setHealth(e, h, now)
 	}
 	t.markDirty(e, now)
@@ -386,7 +386,7 @@ func (t *table) withdraw(e *entry, sid sessionID, reason string, now time.Time) 
 
 // withdrawOffer removes one offer from both sides.
 func (t *table) withdrawOffer(si *sessionInfo, sid sessionID, id destID, reason string, now time.Time) {
-	delete(si.offers, id)
+	si.offers.del(id)
 	if e := t.entries[id]; e != nil {
 		t.withdraw(e, sid, reason, now)
 	}
@@ -420,7 +420,7 @@ func (t *table) stop(sid sessionID, recs []necp.ServiceRecord, reason string, no
 			return all || a == r.Address.Unmap()
 		})
 		for _, id := range sortedOffers(si) {
-			if si.offers[id].feed == sp && (all || id.Dest.Address == r.Address.Unmap()) {
+			if si.offers.of(id).feed == sp && (all || id.Dest.Address == r.Address.Unmap()) {
 				t.withdrawOffer(si, sid, id, reason, now)
 			}
 		}
@@ -428,8 +428,8 @@ func (t *table) stop(sid sessionID, recs []necp.ServiceRecord, reason string, no
 }
 
 func sortedOffers(si *sessionInfo) []destID {
-	ids := make([]destID, 0, len(si.offers))
-	for id := range si.offers {
+	ids := make([]destID, 0, si.offers.len())
+	for id := range si.offers.all() {
 		ids = append(ids, id)
 	}
 	sortIDs(ids)
@@ -484,7 +484,7 @@ func (t *table) rematch(kernel map[ipvs.ServiceKey][]ipvs.Destination, now time.
 				"vs", e.vsName, "realserver", id.Dest.Address.String())
 			for _, sid := range e.offers {
 				if si := t.sessions[sid]; si != nil {
-					delete(si.offers, id)
+					si.offers.del(id)
 				}
 			}
 			if e.inKernel {
@@ -539,7 +539,7 @@ func (t *table) rematch(kernel map[ipvs.ServiceKey][]ipvs.Destination, now time.
 			t.log.Warn("address claim withdrawn: the reloaded configuration does not allow it",
 				"agent", si.peer.String(), "service", serviceName(rec.Protocol, rec.Port), "realserver", c.String(), "reason", reason)
 			for _, id := range sortedOffers(si) {
-				if si.offers[id].feed == (svcPort{rec.Protocol, rec.Port}) && id.Dest.Address == c {
+				if si.offers.of(id).feed == (svcPort{rec.Protocol, rec.Port}) && id.Dest.Address == c {
 					t.withdrawOffer(si, sid, id, reason, now)
 				}
 			}

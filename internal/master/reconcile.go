@@ -178,7 +178,7 @@ func (t *table) disown(e *entry, why string) {
 		"vs", e.vsName, "realserver", e.id.Dest.Address.String(), "why", why, "reason", "foreign destination")
 	for _, sid := range e.offers {
 		if si := t.sessions[sid]; si != nil {
-			delete(si.offers, e.id)
+			si.offers.del(e.id)
 		}
 	}
 	t.foreign[e.id] = true
@@ -216,7 +216,7 @@ func (t *table) unrecordable() (n int) {
 		}
 		for _, sid := range e.offers {
 			if si := t.sessions[sid]; si != nil {
-				delete(si.offers, id)
+				si.offers.del(id)
 			}
 		}
 		t.drop(id)
