@@ -193,7 +193,7 @@ func (m *Master) Run(ctx context.Context, ln net.Listener) error {
 	// a restarted master re-register and find their weights untouched.
 	m.mu.Lock()
 	for s := range m.sessions {
-		s.conn.Close()
+		s.closeConn() // the poller closes those it has itself
 	}
 	m.mu.Unlock()
 	wg.Wait()

@@ -278,8 +278,14 @@ func (p *poller) adopt(s *session) bool {
 	}
 	// Takes conn out of the runtime's poller; the socket stays open
 	// through fd. A kick that closed conn before this is in s.kicked,
-	// which the poller checks when it registers s.
-	s.conn.Close()
+	// which the poller checks when it registers s. Dropping conn lets its
+	// descriptor and both addresses go: about 400 bytes a session, 8 MB at
+	// 20 000 agents, that nothing reads once fd serves.
+	s.kmu.Lock()
+	c := s.conn
+	s.conn = nil
+	s.kmu.Unlock()
+	c.Close()
 	return true
 }
 

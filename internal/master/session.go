@@ -65,7 +65,7 @@ type session struct {
 	sentHealth bool
 
 	// Under the poller (all but kmu used by its goroutine only).
-	kmu    sync.Mutex // guards fd, pollr and pstate against kick
+	kmu    sync.Mutex // guards fd, pollr, pstate and conn against kick
 	pollr  *poller    // nil while on its own goroutine
 	pstate int        // pNone, pQueued, pRegistered, pEnded
 	fd     int        // the socket, once the poller has it; -1 before
@@ -117,10 +117,21 @@ func (s *session) debug(msg string, args ...any) { s.logAt(slog.LevelDebug, msg,
 func (s *session) kick(reason string) {
 	s.kicked.CompareAndSwap(nil, &reason)
 	s.kmu.Lock()
-	p := s.pollr
+	p, c := s.pollr, s.conn
 	s.kmu.Unlock()
-	if p == nil || !p.post(s) {
-		s.conn.Close()
+	if (p == nil || !p.post(s)) && c != nil {
+		c.Close()
+	}
+}
+
+// closeConn closes the connection, unless the poller has taken it over
+// (and dropped conn: it closes the descriptor itself).
+func (s *session) closeConn() {
+	s.kmu.Lock()
+	c := s.conn
+	s.kmu.Unlock()
+	if c != nil {
+		c.Close()
 	}
 }
 
@@ -206,7 +217,7 @@ func (s *session) begin(ctx context.Context) {
 }
 
 func (s *session) end(ctx context.Context, reason string) {
-	s.conn.Close()
+	s.closeConn()
 	if s.joined {
 		s.send(ctx, goneEvent{sid: s.id, reason: reason})
 	}
