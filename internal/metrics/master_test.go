@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/control"
+	"github.com/lvs-feedbackd/feedbackd/internal/promtext"
 )
 
 func scrape(t *testing.T, m *Master) string {
@@ -78,4 +80,32 @@ func TestMasterMetrics(t *testing.T) {
 	if out := scrape(t, m); !strings.Contains(out, "feedbackd_snapshot_ok 0") {
 		t.Error("a failed snapshot is not visible")
 	}
+}
+
+// A scrape at 20 000 realservers must not cost an object per series (the
+// client library built seven or more per realserver): the text goes into
+// one buffer.
+func TestMasterScrapeAllocatesPerScrapeNotPerSeries(t *testing.T) {
+	dests := make([]control.Destination, 5000)
+	for i := range dests {
+		dests[i] = control.Destination{VS: "web", Realserver: fmt.Sprintf("10.%d.%d.1:80", i/256, i%256), State: "active", Health: 70, Target: 70, Weight: 70, Kernel: 70}
+	}
+	m := NewMaster("0.6.0", func(context.Context) ([]control.Destination, int, int, error) {
+		return dests, len(dests), len(dests), nil
+	})
+	var w promtext.Writer
+	m.write(&w)
+	if got := strings.Count(string(w.Bytes()), `realserver="10.19.135.1:80"`); got != 12 {
+		t.Errorf("the last realserver is in %d series, want 12", got)
+	}
+	allocs := testing.AllocsPerRun(5, func() {
+		var w promtext.Writer
+		m.write(&w)
+	})
+	// The buffer's growth, the process metrics' reads of /proc, the
+	// counters' sorting: a few hundred at most, against 60 000 series.
+	if allocs > 400 {
+		t.Errorf("%v allocations per scrape of 5 000 realservers", allocs)
+	}
+	t.Logf("%v allocations per scrape of 5 000 realservers", allocs)
 }
