@@ -6,7 +6,7 @@
 //
 // It does not use the Prometheus client library, for the reasons the
 // agent does not (promtext): the client's package initialisation alone
-// costs about 5 MB of resident memory, a quarter of a master's at 1 000
+// costs 3.4 MB of resident memory, a sixth of a master's at 1 000
 // agents, and at each scrape it built a metric object per series, seven
 // per realserver, where promtext appends text to one buffer.
 package metrics
