@@ -40,6 +40,9 @@ type Memory struct {
 type memService struct {
 	svc   Service
 	dests []Destination
+	// pos indexes dests: a --without-ipvs master at 20 000 agents spent
+	// more time searching this fake's lists than in its own work.
+	pos map[DestKey]int
 }
 
 // NewMemory returns an empty table. If onChange is not nil it is called
@@ -135,6 +138,10 @@ func (m *Memory) AddDestination(svc ServiceKey, d Destination) error {
 		if s.index(d.DestKey) >= 0 {
 			return fmt.Errorf("ipvs: add destination %s to %s: %w", d.DestKey, svc, ErrExist)
 		}
+		if s.pos == nil {
+			s.pos = map[DestKey]int{}
+		}
+		s.pos[d.DestKey] = len(s.dests)
 		s.dests = append(s.dests, d)
 		return nil
 	})
@@ -165,6 +172,10 @@ func (m *Memory) DeleteDestination(svc ServiceKey, k DestKey) error {
 			return fmt.Errorf("ipvs: delete destination %s of %s: %w", k, svc, err)
 		}
 		s.dests = slices.Delete(s.dests, i, i+1)
+		delete(s.pos, k)
+		for j := i; j < len(s.dests); j++ {
+			s.pos[s.dests[j].DestKey] = j
+		}
 		return nil
 	})
 }
@@ -302,5 +313,8 @@ func (m *Memory) appendLocked(b []byte, maxLines int) ([]byte, int) {
 }
 
 func (s *memService) index(k DestKey) int {
-	return slices.IndexFunc(s.dests, func(d Destination) bool { return d.DestKey == k })
+	if i, ok := s.pos[k]; ok {
+		return i
+	}
+	return -1
 }

@@ -202,6 +202,19 @@ func TestMemoryOrderUpdateDelete(t *testing.T) {
 	if m.Writes() != 6 {
 		t.Errorf("Writes() = %d, want 6 (SetConns is not a write)", m.Writes())
 	}
+	// The destinations after the deleted one moved up: each is still
+	// found where it is now, and the deleted one nowhere.
+	mustNoErr(t, m.UpdateDestination(svcKey, Destination{DestKey: rs2, Weight: 9, Forwarding: ForwardRoute}))
+	if ds, _ = m.Destinations(svcKey); ds[1].Weight != 9 || ds[0].Weight != 1 {
+		t.Errorf("update after delete: %v", ds)
+	}
+	if err := m.UpdateDestination(svcKey, Destination{DestKey: rs1, Weight: 1, Forwarding: ForwardRoute}); !errors.Is(err, ErrNotExist) {
+		t.Errorf("update of the deleted destination: %v", err)
+	}
+	mustNoErr(t, m.AddDestination(svcKey, Destination{DestKey: rs1, Weight: 4, Forwarding: ForwardRoute}))
+	if ds, _ = m.Destinations(svcKey); len(ds) != 3 || ds[2].DestKey != rs1 {
+		t.Errorf("re-added: %v", ds)
+	}
 }
 
 func TestMemorySetConnsMissing(t *testing.T) {
