@@ -15,7 +15,7 @@ import (
 )
 
 // poller runs every session that has completed its handshake on one
-// goroutine, over epoll, with one heap of keepalive timers.
+// goroutine, over epoll, with one wheel of keepalive timers.
 //
 // Why: with a goroutine per session parked in a read with a deadline,
 // 20 000 agents cost 20 000 stacks (4 KB each), a runtime timer per
@@ -54,16 +54,9 @@ type poller struct {
 	outReady chan struct{}
 
 	byFD   []*session // registered sessions by descriptor
-	timers []*session // min-heap on session.due
+	timers *timerWheel // every registered, unparked session at session.due
 	evs    []unix.EpollEvent
 }
-
-// pollSlack lets the loop wait a little past the earliest timer, so that a
-// wake-up runs the timers due within it together rather than one each: at
-// 20 000 agents and a 2 s interval, 10 000 fall due every second. A
-// KEEPALIVE is sent at most this much late, against a keepalive-timeout
-// of seconds.
-const pollSlack = 2 * time.Millisecond
 
 // session.pstate
 const (
@@ -102,7 +95,7 @@ func newPoller(m *Master, wg *sync.WaitGroup) (*poller, error) {
 		return nil, err
 	}
 	return &poller{m: m, wg: wg, ep: ep, epf: epf, rc: rc, ev: ev, done: make(chan struct{}), evs: make([]unix.EpollEvent, 256),
-		outReady: make(chan struct{}, 1)}, nil
+		outReady: make(chan struct{}, 1), timers: newTimerWheel(time.Now())}, nil
 }
 
 type outItem struct {
@@ -204,7 +197,7 @@ func (p *poller) forward(ctx context.Context) {
 func (p *poller) park(s *session) {
 	s.parked = true
 	if s.hidx >= 0 {
-		p.remove(s.hidx)
+		p.timers.remove(s)
 	}
 	p.arm(s)
 }
@@ -317,8 +310,8 @@ func (p *poller) run(ctx context.Context) {
 	defer stop()
 	for {
 		var deadline time.Time
-		if len(p.timers) > 0 {
-			deadline = p.timers[0].due.Add(pollSlack)
+		if t, ok := p.timers.next(); ok {
+			deadline = t
 		}
 		n, err := p.wait(deadline)
 		if err != nil && err != unix.EINTR {
@@ -476,22 +469,21 @@ func (p *poller) frames(ctx context.Context, s *session, readErr error, now time
 
 // expire runs the timers that are due.
 func (p *poller) expire(ctx context.Context, now time.Time) {
-	for len(p.timers) > 0 && !p.timers[0].due.After(now) {
-		s := p.timers[0]
+	p.timers.expire(now, func(s *session) {
 		if len(s.pend) > 0 && !s.wdue.After(now) {
 			s.info("write to agent failed", "err", os.ErrDeadlineExceeded)
 			p.end(ctx, s, "write failed")
-			continue
+			return
 		}
 		if reason := s.onTimer(now); reason != "" {
 			p.end(ctx, s, reason)
-			continue
+			return
 		}
 		p.schedule(s)
-	}
+	})
 }
 
-// schedule puts s in the timer heap at its next deadline.
+// schedule puts s in the timer wheel at its next deadline.
 func (p *poller) schedule(s *session) {
 	if s.parked {
 		return
@@ -500,16 +492,14 @@ func (p *poller) schedule(s *session) {
 	if len(s.pend) > 0 && s.wdue.Before(due) {
 		due = s.wdue
 	}
+	if s.hidx >= 0 {
+		if s.due.Equal(due) {
+			return
+		}
+		p.timers.remove(s)
+	}
 	s.due = due
-	if s.hidx < 0 {
-		s.hidx = len(p.timers)
-		p.timers = append(p.timers, s)
-		p.up(s.hidx)
-		return
-	}
-	if !p.down(s.hidx) {
-		p.up(s.hidx)
-	}
+	p.timers.add(s)
 }
 
 // write sends s.wbuf on the session's socket without blocking. What the
@@ -568,7 +558,7 @@ func (p *poller) end(ctx context.Context, s *session, reason string) {
 		return
 	}
 	if s.hidx >= 0 {
-		p.remove(s.hidx)
+		p.timers.remove(s)
 	}
 	if s.fd < len(p.byFD) && p.byFD[s.fd] == s {
 		p.byFD[s.fd] = nil
@@ -627,60 +617,4 @@ func (f fdReader) Read(b []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
-}
-
-// Heap of sessions on due; s.hidx is the position of s.
-
-func (p *poller) less(i, j int) bool { return p.timers[i].due.Before(p.timers[j].due) }
-
-func (p *poller) swap(i, j int) {
-	t := p.timers
-	t[i], t[j] = t[j], t[i]
-	t[i].hidx, t[j].hidx = i, j
-}
-
-func (p *poller) up(j int) {
-	for j > 0 {
-		i := (j - 1) / 2
-		if !p.less(j, i) {
-			break
-		}
-		p.swap(i, j)
-		j = i
-	}
-}
-
-func (p *poller) down(i0 int) bool {
-	i, n := i0, len(p.timers)
-	for {
-		j := 2*i + 1
-		if j >= n {
-			break
-		}
-		if r := j + 1; r < n && p.less(r, j) {
-			j = r
-		}
-		if !p.less(j, i) {
-			break
-		}
-		p.swap(i, j)
-		i = j
-	}
-	return i > i0
-}
-
-func (p *poller) remove(i int) {
-	n := len(p.timers) - 1
-	s := p.timers[i]
-	if i != n {
-		p.swap(i, n)
-	}
-	p.timers[n] = nil
-	p.timers = p.timers[:n]
-	s.hidx = -1
-	if i != n {
-		if !p.down(i) {
-			p.up(i)
-		}
-	}
 }

@@ -69,7 +69,8 @@ type session struct {
 	pollr  *poller    // nil while on its own goroutine
 	pstate int        // pNone, pQueued, pRegistered, pEnded
 	fd     int        // the socket, once the poller has it; -1 before
-	hidx   int        // position in the poller's timer heap; -1: none
+	hidx   int        // position in its timer wheel bucket; -1: not in the wheel
+	htick  int64      // the wheel tick of that bucket
 	due    time.Time  // when the poller must next look at it
 	pend   []byte     // output the socket could not take yet
 	wdue   time.Time  // pend must be gone by then
