@@ -53,7 +53,7 @@ type poller struct {
 	outbox   []outItem
 	outReady chan struct{}
 
-	byFD   []*session // registered sessions by descriptor
+	byFD   []*session  // registered sessions by descriptor
 	timers *timerWheel // every registered, unparked session at session.due
 	evs    []unix.EpollEvent
 }
