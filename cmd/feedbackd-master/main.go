@@ -13,7 +13,7 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/daemon"
 	"github.com/lvs-feedbackd/feedbackd/internal/promtext"
-	"github.com/lvs-feedbackd/feedbackd/internal/sd"
+	"github.com/lvs-feedbackd/feedbackd/internal/sdsocket"
 )
 
 const prog = "feedbackd-master"
@@ -63,7 +63,7 @@ func run(args []string, io cli.Stdio) int {
 		return cli.Fatal(log, err)
 	}
 	defer kv.Close()
-	ln, ctlLn, err := sd.Listeners(cfg.Listen, log)
+	ln, ctlLn, err := sdsocket.Listeners(cfg.Listen, log)
 	if err != nil {
 		return cli.Fatal(log, err)
 	}

@@ -1,9 +1,13 @@
-package sd
+// Package sdsocket takes the listening sockets systemd passes (socket
+// activation). It is the master's alone: go-systemd's activation package
+// links crypto/tls (for its TLS listeners), which the agent, importing
+// internal/sd for sd_notify, would otherwise carry too (issue 20,
+// docs/benchmarks.md "Agent idle memory").
+package sdsocket
 
 import (
 	"log/slog"
 	"net"
-	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
 )
@@ -41,14 +45,4 @@ func Listeners(addr string, log *slog.Logger) (agents, ctl net.Listener, err err
 		}
 	}
 	return agents, ctl, nil
-}
-
-// LoopEvery is how often a loop that feeds the watchdog must turn at
-// least: often enough that pings at half the watchdog interval are never
-// late, and at least once a second for the status line.
-func LoopEvery(watchdog time.Duration) time.Duration {
-	if watchdog > 0 && watchdog/4 < time.Second {
-		return watchdog / 4
-	}
-	return time.Second
 }
