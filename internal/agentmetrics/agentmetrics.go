@@ -37,8 +37,7 @@ type series struct {
 	health            float64 // -1 after a failed sample
 	hasHealth         bool
 	last              float64 // seconds since the epoch; 0: none yet
-	counts            []uint64
-	sum               float64
+	dur               promtext.Hist
 }
 
 // New registers the agent's services (name → monitor), so that every
@@ -54,7 +53,7 @@ func New(version string, services map[string]string) *Agent {
 func (a *Agent) get(k key) *series {
 	s := a.series[k]
 	if s == nil {
-		s = &series{counts: make([]uint64, len(buckets)+1)}
+		s = &series{dur: promtext.NewHist(buckets)}
 		a.series[k] = s
 	}
 	return s
@@ -67,10 +66,7 @@ func (a *Agent) Sampled(service, monitor string, took time.Duration, health int,
 	defer a.mu.Unlock()
 	s := a.get(key{service, monitor})
 	s.samples++
-	sec := took.Seconds()
-	i, _ := slices.BinarySearch(buckets, sec) // first bound >= sec: le is inclusive
-	s.counts[i]++
-	s.sum += sec
+	s.dur.Observe(took.Seconds())
 	s.last = now
 	s.hasHealth = true
 	if err != nil {
@@ -101,7 +97,7 @@ func (a *Agent) write(w *promtext.Writer) {
 	snap := make([]series, len(keys))
 	for i, k := range keys {
 		snap[i] = *a.series[k]
-		snap[i].counts = slices.Clone(snap[i].counts)
+		snap[i].dur = snap[i].dur.Clone()
 	}
 	a.mu.Unlock()
 
@@ -124,7 +120,7 @@ func (a *Agent) write(w *promtext.Writer) {
 	}
 	w.Family(prefix+"sample_duration_seconds", "Time one monitor sample took.", "histogram")
 	for i, k := range keys {
-		w.Histogram(prefix+"sample_duration_seconds", labels(k), buckets, snap[i].counts, snap[i].sum)
+		w.WriteHist(prefix+"sample_duration_seconds", labels(k), snap[i].dur)
 	}
 	w.Family(prefix+"sample_failures_total", "Monitor samples that failed (reported to the master as health unknown).", "counter")
 	for i, k := range keys {

@@ -28,10 +28,10 @@ func Format(svcs []Service, dests map[ServiceKey][]Destination) string {
 
 // AppendFormat appends Format's text to b, stopping after maxLines lines
 // (0: no limit; the 3 header lines always); more is the number of lines
-// left out. A
-// destination line allocates nothing: the --without-ipvs printer renders
-// the head of a 20 000-destination table after every pass of a join burst,
-// and a string per line made it most of that burst's garbage.
+// left out. A destination line allocates nothing: the --without-ipvs
+// printer renders the head of a 20 000-destination table after every pass
+// of a join burst, and a string per line made it most of that burst's
+// garbage.
 func AppendFormat(b []byte, svcs []Service, dests map[ServiceKey][]Destination, maxLines int) (out []byte, more int) {
 	svcs = slices.Clone(svcs)
 	sortServices(svcs)

@@ -349,7 +349,7 @@ type offer struct {
 // offerSet is a session's offers: the destinations it offers, each with its
 // offer. Almost every session offers one or a few, so a slice searched in
 // order costs 80 bytes for one where a map cost about 700 (a whole group of
-// slots): 12 MB at 20 000 agents. Order is insertion order; callers that
+// slots): 10 MB at 20 000 agents. Order is insertion order; callers that
 // act in a stable order sort (sortedOffers).
 type offerSet []offerAt
 

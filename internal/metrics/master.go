@@ -39,32 +39,14 @@ type Master struct {
 	snap    Snapshot
 
 	mu        sync.Mutex
-	rtt       histogram
+	rtt       promtext.Hist
 	missed    uint64
 	refused   map[string]uint64 // by reason
 	writes    map[string]uint64 // by op
 	writeErrs map[string]uint64 // by op
-	writeDur  histogram
+	writeDur  promtext.Hist
 	reloads   map[string]uint64 // by result
 	saves     map[string]uint64 // by result
-}
-
-// histogram counts observations per bucket: counts[i] those at most
-// bounds[i] and above bounds[i-1], the last those above every bound.
-type histogram struct {
-	bounds []float64
-	counts []uint64
-	sum    float64
-}
-
-func newHistogram(bounds []float64) histogram {
-	return histogram{bounds: bounds, counts: make([]uint64, len(bounds)+1)}
-}
-
-func (h *histogram) observe(v float64) {
-	i, _ := slices.BinarySearch(h.bounds, v) // first bound >= v: le is inclusive
-	h.counts[i]++
-	h.sum += v
 }
 
 // Snapshot returns the destinations (as feedbackctl status has them) and
@@ -75,7 +57,7 @@ type Snapshot func(ctx context.Context) (dests []control.Destination, connection
 func NewMaster(version string, snap Snapshot) *Master {
 	m := &Master{
 		version: version, snap: snap,
-		rtt: newHistogram(rttBuckets), writeDur: newHistogram(writeBuckets),
+		rtt: promtext.NewHist(rttBuckets), writeDur: promtext.NewHist(writeBuckets),
 		refused: map[string]uint64{}, writes: map[string]uint64{}, writeErrs: map[string]uint64{},
 		reloads: map[string]uint64{}, saves: map[string]uint64{},
 	}
@@ -94,7 +76,7 @@ func (m *Master) Handler() http.Handler { return promtext.Handler(m.write) }
 
 func (m *Master) KeepaliveAnswered(rtt time.Duration) {
 	m.mu.Lock()
-	m.rtt.observe(rtt.Seconds())
+	m.rtt.Observe(rtt.Seconds())
 	m.mu.Unlock()
 }
 
@@ -114,7 +96,7 @@ func (m *Master) IPVSWrite(op string, took time.Duration, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.writes[op]++
-	m.writeDur.observe(took.Seconds())
+	m.writeDur.Observe(took.Seconds())
 	if err != nil {
 		m.writeErrs[op]++
 	}
@@ -151,7 +133,7 @@ func (m *Master) write(w *promtext.Writer) {
 	cancel()
 
 	m.mu.Lock()
-	rtt, writeDur := m.rtt.clone(), m.writeDur.clone()
+	rtt, writeDur := m.rtt.Clone(), m.writeDur.Clone()
 	missed := m.missed
 	refused, writes, writeErrs := sortedCounts(m.refused), sortedCounts(m.writes), sortedCounts(m.writeErrs)
 	reloads, saves := sortedCounts(m.reloads), sortedCounts(m.saves)
@@ -179,14 +161,14 @@ func (m *Master) write(w *promtext.Writer) {
 		writeTable(w, dests)
 	}
 	w.Family(namespace+"keepalive_rtt_seconds", "Time from a KEEPALIVE's last transmission to its answer.", "histogram")
-	w.Histogram(namespace+"keepalive_rtt_seconds", nil, rtt.bounds, rtt.counts, rtt.sum)
+	w.WriteHist(namespace+"keepalive_rtt_seconds", nil, rtt)
 	w.Family(namespace+"keepalives_missed_total", "KEEPALIVEs that went unanswered for keepalive-timeout.", "counter")
 	w.Sample(namespace+"keepalives_missed_total", nil, float64(missed))
 	counters("refusals_total", "Connections, STARTs and services refused, by the REASON= of the log line.", "reason", refused)
 	counters("ipvs_writes_total", "Writes to IPVS, by operation.", "op", writes)
 	counters("ipvs_write_errors_total", "Writes to IPVS that failed, by operation.", "op", writeErrs)
 	w.Family(namespace+"ipvs_write_duration_seconds", "Time one write to IPVS took (a pass's writes go as one batch: its time divided by its writes).", "histogram")
-	w.Histogram(namespace+"ipvs_write_duration_seconds", nil, writeDur.bounds, writeDur.counts, writeDur.sum)
+	w.WriteHist(namespace+"ipvs_write_duration_seconds", nil, writeDur)
 	counters("reloads_total", "Configuration reloads, by result (applied, refused).", "result", reloads)
 	counters("state_file_writes_total", "Writes of the state file, by result (ok, error).", "result", saves)
 	promtext.WriteProcess(w)
@@ -236,11 +218,6 @@ func writeTable(w *promtext.Writer, dests []control.Destination) {
 		func(d control.Destination) string { return cmp.Or(d.Admin, "ready") })
 	oneOf("realserver_state", "1 for the destination's state (active, orphan, quiescing, absent).", []string{"active", "orphan", "quiescing", "absent"},
 		func(d control.Destination) string { return d.State })
-}
-
-func (h histogram) clone() histogram {
-	h.counts = slices.Clone(h.counts)
-	return h
 }
 
 type count struct {

@@ -13,6 +13,7 @@ package promtext
 import (
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -72,6 +73,39 @@ func (w *Writer) Histogram(name string, labels []Label, bounds []float64, counts
 	}
 	w.Sample(name+"_sum", labels, sum)
 	w.Sample(name+"_count", labels, float64(cum))
+}
+
+// Hist is one histogram's state, for Writer.Histogram: Counts[i] is the
+// number of observations in bucket i alone (at most Bounds[i], above
+// Bounds[i-1]), the last those above every bound. It is not safe for
+// concurrent use: its owner locks.
+type Hist struct {
+	Bounds []float64
+	Counts []uint64
+	Sum    float64
+}
+
+// NewHist returns an empty histogram over bounds (ascending).
+func NewHist(bounds []float64) Hist {
+	return Hist{Bounds: bounds, Counts: make([]uint64, len(bounds)+1)}
+}
+
+// Observe counts v in its bucket; le is inclusive, as in the client.
+func (h *Hist) Observe(v float64) {
+	i, _ := slices.BinarySearch(h.Bounds, v) // the first bound >= v
+	h.Counts[i]++
+	h.Sum += v
+}
+
+// Clone returns a copy that later observations do not change.
+func (h Hist) Clone() Hist {
+	h.Counts = slices.Clone(h.Counts)
+	return h
+}
+
+// WriteHist writes h as Histogram does.
+func (w *Writer) WriteHist(name string, labels []Label, h Hist) {
+	w.Histogram(name, labels, h.Bounds, h.Counts, h.Sum)
 }
 
 // labels writes {a="x",b="y"} in the given order, then extra if it has a
