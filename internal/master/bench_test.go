@@ -2,10 +2,14 @@ package master
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 )
 
@@ -43,4 +47,67 @@ func BenchmarkOwnerPass(b *testing.B) {
 			}
 		})
 	}
+}
+
+// wholeOnly hides a store's Append, so the owner writes the list whole at
+// every change, as it did before the state file took appends.
+type wholeOnly struct{ Store }
+
+// BenchmarkStateFileJoinBurst records a join burst of 20 000 realservers
+// in the state file, 20 joins per owner pass (1 000 passes), on the
+// machine's real disk: written whole at every pass against appended (with
+// the whole writes appends still lead to). Each iteration is one burst;
+// ms/pass and kB/pass are what a pass of the burst costs on average.
+func BenchmarkStateFileJoinBurst(b *testing.B) {
+	const n, perPass = 20000, 20
+	for _, mode := range []string{"whole", "append"} {
+		b.Run(mode, func(b *testing.B) {
+			var written int64
+			for range b.N {
+				b.StopTimer()
+				path := filepath.Join(b.TempDir(), "master.state")
+				var store Store = FileStore{Path: path}
+				if mode == "whole" {
+					store = wholeOnly{store}
+				}
+				m, err := New(testConfig(), Options{IPVS: ipvs.NewMemory(nil), Store: store, Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				o, _ := m.newOwner()
+				if err := o.start(t0); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				for i := range n {
+					peer := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 4000)
+					o.t.join(joinEvent{sid: sessionID(i + 1), peer: peer, recs: []necp.ServiceRecord{rec(necp.ProtoUDP, 53, necp.ForwardNAT)}}, t0)
+					if (i+1)%perPass == 0 {
+						before := stat(b, path)
+						o.saveIfChanged()
+						if o.t.ownedChanged {
+							b.Fatal("state file not written")
+						}
+						after := stat(b, path)
+						if os.SameFile(before, after) {
+							written += after.Size() - before.Size() // appended
+						} else {
+							written += after.Size() // written whole
+						}
+					}
+				}
+			}
+			passes := float64(b.N) * n / perPass
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/passes, "ms/pass")
+			b.ReportMetric(float64(written)/1000/passes, "kB/pass")
+		})
+	}
+}
+
+func stat(b *testing.B, path string) os.FileInfo {
+	st, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st
 }

@@ -488,7 +488,7 @@ func (t *table) rematch(kernel map[ipvs.ServiceKey][]ipvs.Destination, now time.
 				}
 			}
 			if e.inKernel {
-				t.dormant[id] = true
+				t.setDormant(id)
 			}
 			t.drop(id)
 			continue

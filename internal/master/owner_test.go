@@ -49,21 +49,48 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// flakyStore is a MemoryStore whose Save fails while err is set.
+// flakyStore is a MemoryStore whose Save and Append fail while err is
+// set. With file set, the list of destinations is kept there instead (the
+// admin states and services stay in memory).
 type flakyStore struct {
 	MemoryStore
-	err error
+	err  error
+	file *FileStore
+}
+
+func (f *flakyStore) Load() ([]Ref, error) {
+	if f.file != nil {
+		return f.file.Load()
+	}
+	return f.MemoryStore.Load()
 }
 
 func (f *flakyStore) Save(refs []Ref) error {
 	if f.err != nil {
 		return f.err
 	}
+	if f.file != nil {
+		return f.file.Save(refs)
+	}
 	return f.MemoryStore.Save(refs)
 }
 
+func (f *flakyStore) Append(added, removed []Ref) error {
+	if f.err != nil {
+		return f.err
+	}
+	if f.file != nil {
+		return f.file.Append(added, removed)
+	}
+	return f.MemoryStore.Append(added, removed)
+}
+
 func newRig(t *testing.T, cfg *config.Master) *ownerRig {
-	r := &ownerRig{t: t, kv: ipvs.NewMemory(nil), store: &flakyStore{}, logs: &syncBuffer{}, now: t0,
+	return newRigWith(t, cfg, &flakyStore{})
+}
+
+func newRigWith(t *testing.T, cfg *config.Master, store *flakyStore) *ownerRig {
+	r := &ownerRig{t: t, kv: ipvs.NewMemory(nil), store: store, logs: &syncBuffer{}, now: t0,
 		kicks: map[sessionID]string{}}
 	r.restart(cfg)
 	return r

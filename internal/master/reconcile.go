@@ -42,7 +42,7 @@ func forwardingFromNECP(f necp.Forwarding) (ipvs.Forwarding, bool) {
 func (t *table) adopt(kernel map[ipvs.ServiceKey][]ipvs.Destination, owned map[destID]bool, now time.Time) {
 	for id := range owned {
 		if _, ok := t.entries[id]; !ok {
-			t.dormant[id] = true
+			t.setDormant(id)
 		}
 	}
 	grace := time.Duration(1+t.cfg.KeepaliveRetries) * t.cfg.KeepaliveTimeout
@@ -60,7 +60,7 @@ func (t *table) adopt(kernel map[ipvs.ServiceKey][]ipvs.Destination, owned map[d
 				t.foreign[id] = true
 				continue
 			}
-			delete(t.dormant, id)
+			t.forgetDormant(id)
 			t.put(&entry{
 				id: id, vsName: vs.Name, maxWeight: vs.MaxWeight, fwd: d.Forwarding,
 				state: stateOrphan, health: necp.HealthUnknown, want: d.Weight, ctl: float64(d.Weight),
@@ -73,7 +73,7 @@ func (t *table) adopt(kernel map[ipvs.ServiceKey][]ipvs.Destination, owned map[d
 	for id := range t.dormant {
 		if _, ok := configured[id.Service]; ok {
 			// Recorded as ours but gone from the kernel: nothing to own.
-			delete(t.dormant, id)
+			t.forgetDormant(id)
 			t.log.Info("recorded destination is no longer in IPVS; forgetting it",
 				"vs", configured[id.Service], "realserver", id.Dest.Address.String())
 		}
@@ -86,8 +86,7 @@ func (t *table) adopt(kernel map[ipvs.ServiceKey][]ipvs.Destination, owned map[d
 func (t *table) pruneDormant(services map[ipvs.ServiceKey]bool) {
 	for id := range t.dormant {
 		if !services[id.Service] {
-			delete(t.dormant, id)
-			t.ownedChanged = true
+			t.forgetDormant(id)
 		}
 	}
 }
@@ -203,6 +202,11 @@ func (t *table) recordedAll() {
 	}
 	t.unrecorded = newIndex()
 	t.ownedChanged = false
+	// After a join burst the buffer would keep its peak for ever.
+	if cap(t.touched) > 1024 {
+		t.touched = nil
+	}
+	t.touched = t.touched[:0]
 }
 
 // unrecordable is called when the state file could not be written: the

@@ -360,11 +360,14 @@ func (k *simKernel) attempt(id destID) {
 
 // ---- the state store ----
 
-// simStore is the state file: what the last successful Save wrote. Save
-// and Load fail on demand (EIO, ENOSPC).
+// simStore is the state file: what the last successful Save wrote, with
+// the appends since applied. Save, Append and Load fail on demand (EIO,
+// ENOSPC); a failed append leaves a prefix of its lines, like a file
+// whose write was cut short, and only a whole Save may follow it.
 type simStore struct {
 	w        *simWorld
 	saved    map[destID]bool
+	torn     bool
 	fail     []error
 	loadFail []error
 	faulted  bool
@@ -403,7 +406,40 @@ func (s *simStore) Save(refs []Ref) error {
 	for _, r := range refs {
 		s.saved[r] = true
 	}
+	s.torn = false
 	return nil
+}
+
+func (s *simStore) Append(added, removed []Ref) error {
+	if s.torn {
+		s.w.failf("I3d", "the state file was appended to after a failed append, before a whole write: the torn line would spoil the next one")
+	}
+	lines := len(removed) + len(added)
+	var err error
+	if len(s.fail) > 0 {
+		err = s.fail[0]
+		s.fail = s.fail[1:]
+		s.faulted, s.torn = true, true
+		lines /= 2 // what reached the disk
+	}
+	for _, r := range removed {
+		if lines == 0 {
+			break
+		}
+		delete(s.saved, r)
+		lines--
+	}
+	for _, r := range added {
+		if lines == 0 {
+			break
+		}
+		s.saved[r] = true
+		lines--
+	}
+	if err != nil {
+		s.w.storeFaulted()
+	}
+	return err
 }
 
 func (s *simStore) String() string { return "(simulated state file)" }

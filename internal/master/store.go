@@ -26,12 +26,31 @@ type Store interface {
 	Save([]Ref) error
 }
 
+// Journal is the optional part of a Store that records a change to the
+// list by appending it, instead of writing the whole list again: when 20 000
+// agents join, every pass that adds a few of them would otherwise rewrite
+// and sync a 20 000-line file. The owner still writes the list whole (Save)
+// at start, on a clean stop, after a failed append, and once the appended
+// lines outnumber the list, so the file stays within about twice its size.
+type Journal interface {
+	// Append records that removed are no longer owned and added are.
+	// Either may name destinations the list already has or lacks.
+	Append(added, removed []Ref) error
+}
+
 // FileStore keeps the list in a text file, one destination per line:
 //
 //	tcp 192.0.2.1:80 10.0.0.2:80
 //
-// It is written atomically (temporary file, fsync, rename), so a crash
-// leaves either the old or the new list.
+// Save writes it atomically (temporary file, fsync, rename, fsync of the
+// directory), so a crash leaves either the old or the new list. Append adds
+// lines "+ tcp 192.0.2.1:80 10.0.0.2:80" and "- tcp ...", removals first,
+// in one write followed by an fsync; a crash in the middle leaves a prefix
+// of them, which is safe because the owner adds a destination to IPVS only
+// after its line is on disk and removes one from the list only after it
+// left IPVS. A last line cut short (no newline, or the zeros some file
+// systems leave after a crash) is therefore ignored by Load, not taken as
+// an error: it names nothing the master wrote to IPVS.
 type FileStore struct{ Path string }
 
 func (f FileStore) String() string { return f.Path }
@@ -44,30 +63,79 @@ func (f FileStore) Load() ([]Ref, error) {
 	if err != nil {
 		return nil, err
 	}
-	var refs []Ref
+	return f.parse(data)
+}
+
+// parse reads the list, the changes appended to it applied.
+func (f FileStore) parse(data []byte) ([]Ref, error) {
+	data = bytes.TrimRight(data, "\x00")
+	if i := bytes.LastIndexByte(data, '\n'); i+1 < len(data) {
+		data = data[:i+1] // a torn last append
+	}
+	set := map[Ref]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
+		add := true
+		if op, rest, ok := strings.Cut(line, " "); ok && (op == "+" || op == "-") {
+			add, line = op == "+", rest
+		}
 		r, err := parseRef(line)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %v", f.Path, n, err)
 		}
-		refs = append(refs, r)
+		if add {
+			set[r] = true
+		} else {
+			delete(set, r)
+		}
 	}
-	return refs, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	refs := slices.Collect(maps.Keys(set))
+	sortIDs(refs)
+	return refs, nil
 }
 
 func (f FileStore) Save(refs []Ref) error {
 	var b bytes.Buffer
 	b.WriteString("# Destinations created by feedbackd-master; do not edit while it runs.\n")
+	b.WriteString("# Lines \"+ ...\" and \"- ...\" after the list are changes recorded since it was written.\n")
 	for _, r := range refs {
 		b.WriteString(formatRef(r))
 		b.WriteByte('\n')
 	}
 	return writeAtomic(f.Path, b.Bytes())
+}
+
+// Append adds the change to the end of the file, which must exist (Save
+// made it at start): if someone removed it, the error makes the owner
+// write the list whole, which brings it back.
+func (f FileStore) Append(added, removed []Ref) error {
+	var b bytes.Buffer
+	for _, r := range removed {
+		b.WriteString("- " + formatRef(r) + "\n")
+	}
+	for _, r := range added {
+		b.WriteString("+ " + formatRef(r) + "\n")
+	}
+	fd, err := os.OpenFile(f.Path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := fd.Write(b.Bytes()); err != nil {
+		fd.Close()
+		return err
+	}
+	if err := fd.Sync(); err != nil {
+		fd.Close()
+		return err
+	}
+	return fd.Close()
 }
 
 // writeAtomic replaces path with data: temporary file, fsync, rename,
@@ -292,7 +360,7 @@ func parseServiceKey(f []string) (ipvs.ServiceKey, error) {
 // whose in-memory table does not outlive the process either.
 type MemoryStore struct {
 	mu       sync.Mutex
-	refs     []Ref
+	refs     map[Ref]bool
 	admin    map[Ref]string
 	svcs     []ipvs.ServiceKey
 	svcsSeen bool
@@ -329,13 +397,33 @@ func (m *MemoryStore) String() string { return "(in memory)" }
 func (m *MemoryStore) Load() ([]Ref, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]Ref(nil), m.refs...), nil
+	refs := slices.Collect(maps.Keys(m.refs))
+	sortIDs(refs)
+	return refs, nil
 }
 
 func (m *MemoryStore) Save(refs []Ref) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.refs = append(m.refs[:0], refs...)
+	m.refs = make(map[Ref]bool, len(refs))
+	for _, r := range refs {
+		m.refs[r] = true
+	}
+	return nil
+}
+
+func (m *MemoryStore) Append(added, removed []Ref) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.refs == nil {
+		m.refs = map[Ref]bool{}
+	}
+	for _, r := range removed {
+		delete(m.refs, r)
+	}
+	for _, r := range added {
+		m.refs[r] = true
+	}
 	return nil
 }
 

@@ -164,8 +164,14 @@ type table struct {
 	unrecorded index
 	nActive    int // entries in stateActive
 	// ownedChanged is set when the set of owned destinations changed and
-	// the state file must be rewritten.
+	// the state file must be written.
 	ownedChanged bool
+	// touched: the destinations whose ownership may have changed since the
+	// state file was last written, so that a pass records only those (an
+	// appended line each) and not the whole list. Every change to entries
+	// or dormant goes through put, drop, setDormant or forgetDormant, which
+	// add to it; a destination listed more than once costs nothing.
+	touched []destID
 	// gaveUp: offers were given up because the state file could not be
 	// written; once it can, every session's records are offered again.
 	gaveUp     bool
@@ -228,7 +234,7 @@ func (t *table) put(e *entry) {
 	if !e.recorded {
 		t.unrecorded.add(e)
 	}
-	t.ownedChanged = true
+	t.touch(e.id)
 }
 
 func (t *table) setState(e *entry, s destState) {
@@ -244,8 +250,45 @@ func (t *table) drop(id destID) {
 		t.steps.del(id)
 		t.unrecorded.del(id)
 		delete(t.entries, id)
-		t.ownedChanged = true
+		t.touch(id)
 	}
+}
+
+// touch notes that id may have joined or left the owned set.
+func (t *table) touch(id destID) {
+	t.touched = append(t.touched, id)
+	t.ownedChanged = true
+}
+
+// setDormant and forgetDormant are the only writers of t.dormant, so that
+// the state file hears of every change.
+func (t *table) setDormant(id destID) {
+	t.dormant[id] = true
+	t.touch(id)
+}
+
+func (t *table) forgetDormant(id destID) {
+	delete(t.dormant, id)
+	t.touch(id)
+}
+
+// ownedDelta says what changed in the owned set since the state file was
+// last written: for each touched destination, whether it is owned now. A
+// destination that left and came back is listed as added, one that came
+// and went as removed; both are true of the set, whatever the file held.
+func (t *table) ownedDelta() (added, removed []Ref) {
+	ids := t.touched
+	sortIDs(ids)
+	ids = slices.Compact(ids)
+	for _, id := range ids {
+		if t.entries[id] != nil || t.dormant[id] {
+			added = append(added, id)
+		} else {
+			removed = append(removed, id)
+		}
+	}
+	t.touched = ids
+	return added, removed
 }
 
 func (t *table) index(e *entry) {

@@ -709,6 +709,15 @@ end
 # background while the events happen, and against the state file and the
 # journal.
 STATE=/var/lib/lvs-feedbackd/master.state
+# state_list: the destinations the state file lists, with the changes
+# appended to it applied ("+ LINE" adds LINE, "- LINE" removes it; see
+# FILES in feedbackd-master(8)), sorted.
+state_list() {
+  awk '/^#/ || NF == 0 { next }
+       $1 == "+" || $1 == "-" { op = $1; $1 = ""; sub(/^ /, ""); if (op == "+") on[$0] = 1; else delete on[$0]; next }
+       { on[$0] = 1 }
+       END { for (k in on) print k }' "$STATE" | sort
+}
 MCONF=/etc/feedbackd/master.conf
 # rs_lines RIP: RIP:80's lines in ipvsadm -Sn, sorted; rs_is RIP WANT: they
 # are WANT, joined with "|".
@@ -962,7 +971,8 @@ wait_for 30 "the agent's reports reach the kernel: $RS6 Route 140 under $VIP2, R
   log "  $(secs_since "$t0") s after the agent started"
 wait_for 10 "journal: the add under $VIP1 met the line: refused, 'not created by feedbackd', it was added to IPVS by someone else, REASON=foreign destination" \
   jmore "$f0" 'not created by feedbackd.*added to IPVS by someone else' -u "$M" REALSERVER=$RS6 'REASON=foreign destination' VIRTUAL_SERVICE=web
-wait_for 10 "the state file lists $RS6 under $VIP2, not under $VIP1" sh -c "grep -qx 'tcp $VIP2:80 $RS6:80' $STATE && ! grep -q '^tcp $VIP1:80 $RS6:80' $STATE"
+i16_state() { state_list | grep -qx "tcp $VIP2:80 $RS6:80" && ! state_list | grep -q "^tcp $VIP1:80 $RS6:80"; }
+wait_for 10 "the state file lists $RS6 under $VIP2, not under $VIP1" i16_state
 sleep 2 # two more reports (keepalive-interval 1 s)
 cp /tmp/master.conf.i16 $MCONF
 # (This reload's resync sees the line: foreign already.)
@@ -990,7 +1000,7 @@ before=$(table)
 rs2_before=$(rs_lines $RS2 | paste -sd'|')
 ipvs_evidence "before"
 evidence "state file $STATE" cat $STATE
-grep -qx "tcp $VIP3:80 $RS2:80" $STATE && pass_note "the state file lists $RS2 under $VIP3" || fail "$STATE does not list tcp $VIP3:80 $RS2:80"
+state_list | grep -qx "tcp $VIP3:80 $RS2:80" && pass_note "the state file lists $RS2 under $VIP3" || fail "$STATE does not list tcp $VIP3:80 $RS2:80"
 n0=$(jn 'not created by feedbackd' -u "$M")
 # removal-interval = 20 for the scenario: the quiesced $RS2 must still be
 # in IPVS when web-sed leaves the configuration (3 s would race the
@@ -1007,10 +1017,10 @@ systemctl stop "$(agent rs2)" || fail "systemctl stop $(agent rs2)"
 wait_for 15 "$RS2 at 0 under $VIP1, $VIP2 and $VIP3 (quiesced by its STOP)" rs_is $RS2 "$(rs_want $RS2 0 0 0)"
 vip3_view() {
   echo "kernel: $(ipvsadm -Sn | grep -F -- "-t $VIP3:80 " | sort | paste -sd,)"
-  echo "state: $(grep -F "tcp $VIP3:80 " $STATE | sort | paste -sd,)"
+  echo "state: $(state_list | grep -F "tcp $VIP3:80 " | paste -sd,)"
 }
 want=$(vip3_view | paste -sd'|')
-[ "$(grep -cF "tcp $VIP3:80 " $STATE)" = 3 ] && pass_note "before the gap: $want" || fail "the state file does not list three destinations under $VIP3: $want"
+[ "$(state_list | grep -cF "tcp $VIP3:80 ")" = 3 ] && pass_note "before the gap: $want" || fail "the state file does not list three destinations under $VIP3: $want"
 sample_start /tmp/i17.samples vip3_view
 cp /tmp/master.conf.i17-gap $MCONF
 reload_ok "web-sed removed"
@@ -1031,7 +1041,7 @@ wait_for 60 "rs2's agent back: $RS2 at 40/80/40 under $VIP1/$VIP2/$VIP3, web-sed
 cp /tmp/master.conf.i17 $MCONF
 reload_ok "the test's configuration again"
 wait_for 30 "the table as before the scenario (ipvsadm -Sn)" table_is "$before"
-grep -qx "tcp $VIP3:80 $RS2:80" $STATE && pass_note "the state file still lists $RS2 under $VIP3" || fail "$STATE lost tcp $VIP3:80 $RS2:80"
+state_list | grep -qx "tcp $VIP3:80 $RS2:80" && pass_note "the state file still lists $RS2 under $VIP3" || fail "$STATE lost tcp $VIP3:80 $RS2:80"
 ipvs_evidence "after"
 end
 
