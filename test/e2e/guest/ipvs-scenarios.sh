@@ -36,6 +36,16 @@ done
 mountpoint -q /mnt/out || { echo "e2e-ipvs: the 9p share /mnt/out is not mounted"; exit 1; }
 . /usr/local/lib/e2e/lib.sh
 . /usr/local/lib/e2e/net.sh
+STATE=/var/lib/lvs-feedbackd/master.state
+# state_list: the destinations the state file lists, with the changes
+# appended to it applied ("+ LINE" adds LINE, "- LINE" removes it; see
+# FILES in feedbackd-master(8)), sorted.
+state_list() {
+  awk '/^#/ || NF == 0 { next }
+       $1 == "+" || $1 == "-" { op = $1; $1 = ""; sub(/^ /, ""); if (op == "+") on[$0] = 1; else delete on[$0]; next }
+       { on[$0] = 1 }
+       END { for (k in on) print k }' "$STATE" | sort
+}
 read -r BOOT_S _ </proc/uptime
 T_START=$EPOCHREALTIME
 
@@ -318,6 +328,9 @@ before=$(table)
 pid=$(mainpid "$M")
 n0=$(prop "$M" NRestarts)
 changes=0
+# A master killed mid-run leaves the changes it appended since it last
+# wrote the list whole (rs2's return at least): the new one reads them.
+log "  state file at the kill: $(grep -c '^[+-] ' $STATE) appended lines; lists $(state_list | paste -sd,)"
 t0=$(ms)
 kill -KILL "$pid"
 # Until the agents are back, compare the kernel's table with the snapshot
@@ -708,16 +721,6 @@ end
 # reload). What must hold is asserted against ipvsadm -Sn, sampled in the
 # background while the events happen, and against the state file and the
 # journal.
-STATE=/var/lib/lvs-feedbackd/master.state
-# state_list: the destinations the state file lists, with the changes
-# appended to it applied ("+ LINE" adds LINE, "- LINE" removes it; see
-# FILES in feedbackd-master(8)), sorted.
-state_list() {
-  awk '/^#/ || NF == 0 { next }
-       $1 == "+" || $1 == "-" { op = $1; $1 = ""; sub(/^ /, ""); if (op == "+") on[$0] = 1; else delete on[$0]; next }
-       { on[$0] = 1 }
-       END { for (k in on) print k }' "$STATE" | sort
-}
 MCONF=/etc/feedbackd/master.conf
 # rs_lines RIP: RIP:80's lines in ipvsadm -Sn, sorted; rs_is RIP WANT: they
 # are WANT, joined with "|".
