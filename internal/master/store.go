@@ -48,9 +48,9 @@ type Journal interface {
 // in one write followed by an fsync; a crash in the middle leaves a prefix
 // of them, which is safe because the owner adds a destination to IPVS only
 // after its line is on disk and removes one from the list only after it
-// left IPVS. A last line cut short (no newline, or the zeros some file
-// systems leave after a crash) is therefore ignored by Load, not taken as
-// an error: it names nothing the master wrote to IPVS.
+// left IPVS. A last appended line cut short (no newline, or the zeros some
+// file systems leave after a crash) is therefore ignored by Load, not taken
+// as an error: it names nothing the master wrote to IPVS.
 type FileStore struct{ Path string }
 
 func (f FileStore) String() string { return f.Path }
@@ -69,8 +69,11 @@ func (f FileStore) Load() ([]Ref, error) {
 // parse reads the list, the changes appended to it applied.
 func (f FileStore) parse(data []byte) ([]Ref, error) {
 	data = bytes.TrimRight(data, "\x00")
-	if i := bytes.LastIndexByte(data, '\n'); i+1 < len(data) {
-		data = data[:i+1] // a torn last append
+	if i := bytes.LastIndexByte(data, '\n'); i+1 < len(data) && (data[i+1] == '+' || data[i+1] == '-') {
+		// A torn append: only appends write such lines, and only they
+		// can be cut short (a whole write is renamed into place). A plain
+		// last line without its newline is someone's edit, and is read.
+		data = data[:i+1]
 	}
 	set := map[Ref]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(data))

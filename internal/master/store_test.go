@@ -174,6 +174,21 @@ func TestFileStoreAppendsInPlace(t *testing.T) {
 	}
 }
 
+// TestFileStoreHandWritten: a list written by hand (the master stopped)
+// is read whole, also without a newline at the end: only an appended line
+// can be torn.
+func TestFileStoreHandWritten(t *testing.T) {
+	f := FileStore{Path: filepath.Join(t.TempDir(), "master.state")}
+	data := "tcp 192.0.2.1:80 10.0.0.1:80\ntcp 192.0.2.1:80 10.0.0.2:80"
+	if err := os.WriteFile(f.Path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.Load()
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Load = %v, %v; want both lines", got, err)
+	}
+}
+
 // TestFileStoreBadLine: a line that is not a destination, followed by
 // others, is damage the master must not guess around: Load names the
 // file and the line.
