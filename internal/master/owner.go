@@ -452,8 +452,10 @@ func (o *owner) saveIfChanged() {
 	if !o.t.ownedChanged {
 		return
 	}
-	err := o.record()
-	o.m.obs.StateSaved(err)
+	wrote, err := o.record()
+	if wrote || err != nil {
+		o.m.obs.StateSaved(err)
+	}
 	if err != nil {
 		n := o.t.unrecordable()
 		for range n {
@@ -470,22 +472,23 @@ func (o *owner) saveIfChanged() {
 // (Journal), whole at start, after a failed append, and once the appended
 // lines outnumber the list, so that the file's size and the time to read
 // it stay within about twice the list's, and the cost of a pass that adds
-// a few destinations does not grow with all the others.
-func (o *owner) record() error {
+// a few destinations does not grow with all the others. wrote is false
+// when the set came back to what the file lists: nothing to write.
+func (o *owner) record() (wrote bool, err error) {
 	j, ok := o.store.(Journal)
 	if !ok || o.wholeNext || o.appended >= max(o.journalMin, len(o.t.entries)+len(o.t.dormant)) {
-		return o.saveWhole()
+		return true, o.saveWhole()
 	}
 	added, removed := o.t.ownedDelta()
 	if len(added)+len(removed) == 0 {
-		return nil
+		return false, nil
 	}
 	if err := j.Append(added, removed); err != nil {
 		o.wholeNext = true
-		return err
+		return true, err
 	}
 	o.appended += len(added) + len(removed)
-	return nil
+	return true, nil
 }
 
 func (o *owner) saveWhole() error {
