@@ -475,6 +475,16 @@ func (o *owner) saveIfChanged() {
 // a few destinations does not grow with all the others. wrote is false
 // when the set came back to what the file lists: nothing to write.
 func (o *owner) record() (wrote bool, err error) {
+	defer func() {
+		if err != nil {
+			// The next write is whole: a failed append may have left a
+			// torn line, and the changes need not be kept until then
+			// (while a disk stays full, agents retrying would grow them
+			// without bound).
+			o.wholeNext = true
+			o.t.resetTouched()
+		}
+	}()
 	j, ok := o.store.(Journal)
 	if !ok || o.wholeNext || o.appended >= max(o.journalMin, len(o.t.entries)+len(o.t.dormant)) {
 		return true, o.saveWhole()
@@ -484,7 +494,6 @@ func (o *owner) record() (wrote bool, err error) {
 		return false, nil
 	}
 	if err := j.Append(added, removed); err != nil {
-		o.wholeNext = true
 		return true, err
 	}
 	o.appended += len(added) + len(removed)

@@ -202,6 +202,12 @@ func (t *table) recordedAll() {
 	}
 	t.unrecorded = newIndex()
 	t.ownedChanged = false
+	t.resetTouched()
+}
+
+// resetTouched forgets the touched destinations: recorded, or to be
+// written whole.
+func (t *table) resetTouched() {
 	// After a join burst the buffer would keep its peak for ever.
 	if cap(t.touched) > 1024 {
 		t.touched = nil

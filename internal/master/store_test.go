@@ -327,3 +327,25 @@ func TestOwnerAppendsThenWritesWhole(t *testing.T) {
 		t.Fatal("a clean stop left appended lines")
 	}
 }
+
+// TestTouchedBoundedWhileStateFileFails: while the state file cannot be
+// written, agents retry and are refused again and again; what the owner
+// keeps for the next append must not grow with every attempt (the next
+// write is whole anyway).
+func TestTouchedBoundedWhileStateFileFails(t *testing.T) {
+	r := newRig(t, httpOnly())
+	r.store.err = syscall.ENOSPC
+	for i := range 200 {
+		if st := r.join(sessionID(i+1), peer(rs1), nil, http80); st[0] != necp.StatusRefused {
+			t.Fatalf("START %d while the state file cannot be written: %v", i, st)
+		}
+		r.gone(sessionID(i+1), "agent closed the connection")
+	}
+	if n := len(r.o.t.touched); n > 2 {
+		t.Fatalf("%d touched destinations kept after 200 refused STARTs", n)
+	}
+	r.store.err = nil
+	if st := r.join(1000, peer(rs1), nil, http80); st[0] != necp.StatusAccepted || !r.recorded(rs1) {
+		t.Fatalf("START once the file can be written: %v, recorded %v", st, r.recorded(rs1))
+	}
+}
