@@ -1,0 +1,382 @@
+//go:build linux
+
+// uringexp measures what one ping costs the polling side of n loopback TCP
+// connections, each pinged once per interval and answered by a child
+// process, in two ways:
+//
+//   - epoll: a write per ping, and epoll_wait plus a read per answer, as
+//     the master's poller does (internal/master/poller_linux.go);
+//   - uring: io_uring, the pings of a 2 ms tick submitted together and a
+//     RECV kept armed on every connection, its completions collected at the
+//     next tick (IORING_SETUP_DEFER_TASKRUN: an answer wakes nobody).
+//
+// Both run the same tick loop. It prints the polling process's CPU and the
+// child's, per ping, so that work moved to the peer would show. It is an
+// experiment for issue 20 (docs/benchmarks.md), not the master's code:
+//
+//	go build -o /tmp/uringexp ./test/bench/uringexp
+//	ulimit -n 20000; /tmp/uringexp -mode epoll -n 19900; /tmp/uringexp -mode uring -n 19900
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+var (
+	n        = flag.Int("n", 5000, "connections")
+	interval = flag.Duration("interval", 2*time.Second, "ping interval per connection")
+	window   = flag.Duration("window", 20*time.Second, "measurement window")
+	mode     = flag.String("mode", "epoll", "epoll or uring")
+	child    = flag.String("child", "", "internal: listen address file")
+	tick     = flag.Duration("tick", 2*time.Millisecond, "timer tick (the master's timer wheel's)")
+)
+
+func main() {
+	flag.Parse()
+	if *child != "" {
+		runChild()
+		return
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	lf, _ := ln.(*net.TCPListener).File()
+	cmd := exec.Command(os.Args[0], "-child", "x")
+	cmd.ExtraFiles = []*os.File{lf}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		panic(err)
+	}
+	childPID = cmd.Process.Pid
+	ln.Close()
+	addr := ln.Addr().(*net.TCPAddr)
+	fds := make([]int, *n)
+	for i := range fds {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			panic(err)
+		}
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Port: addr.Port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			panic(err)
+		}
+		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		unix.SetNonblock(fd, true)
+		fds[i] = fd
+	}
+	time.Sleep(2 * time.Second)
+	runtime.LockOSThread()
+	switch *mode {
+	case "epoll":
+		runEpoll(fds)
+	case "uring":
+		runUring(fds)
+	}
+	cmd.Process.Kill()
+}
+
+func cpu() time.Duration {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+var childPID int
+
+// procCPU is a process's user+system time from /proc/PID/stat, in ticks of 10 ms.
+func procCPU(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	s = s[strings.LastIndexByte(s, ')')+2:]
+	f := strings.Fields(s)
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + st
+}
+
+var child0 int64
+
+func mark() { child0 = procCPU(childPID) }
+
+func report(start time.Time, c0 time.Duration, pings, replies int64) {
+	el := time.Since(start)
+	c := cpu() - c0
+	ch := time.Duration(procCPU(childPID)-child0) * 10 * time.Millisecond
+	fmt.Printf("%s n=%d: cpu %.1f %% of a core, %d pings, %d replies, %.2f µs per ping; the child %.2f µs per ping\n",
+		*mode, *n, 100*c.Seconds()/el.Seconds(), pings, replies, float64(c.Microseconds())/float64(pings),
+		float64(ch.Microseconds())/float64(pings))
+}
+
+// dueRange returns the connections to ping at tick k: each connection once
+// per interval, spread evenly.
+func dueRange(k int) (int, int) {
+	ticks := int(*interval / *tick)
+	per := (*n + ticks - 1) / ticks
+	k %= ticks
+	lo := k * per
+	hi := min(lo+per, *n)
+	return min(lo, *n), hi
+}
+
+func runEpoll(fds []int) (int64, int64) {
+	ep, _ := unix.EpollCreate1(0)
+	for i, fd := range fds {
+		unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(i)})
+	}
+	evs := make([]unix.EpollEvent, 256)
+	buf := make([]byte, 128)
+	ping := []byte("KEEPALIV")
+	var pings, replies int64
+	mark()
+	start, c0 := time.Now(), cpu()
+	next := start
+	for k := 0; time.Since(start) < *window; k++ {
+		lo, hi := dueRange(k)
+		for i := lo; i < hi; i++ {
+			unix.Write(fds[i], ping)
+			pings++
+		}
+		next = next.Add(*tick)
+		for {
+			wait := int((time.Until(next) + time.Millisecond - 1) / time.Millisecond)
+			if wait < 0 {
+				wait = 0
+			}
+			m, _ := unix.EpollWait(ep, evs, wait)
+			for _, e := range evs[:max(m, 0)] {
+				if r, _ := unix.Read(fds[e.Fd], buf); r > 0 {
+					replies++
+				}
+			}
+			if !time.Now().Before(next) {
+				break
+			}
+		}
+	}
+	report(start, c0, pings, replies)
+	return pings, replies
+}
+
+// ---- io_uring, the least of it ----
+
+const (
+	sysSetup = 425
+	sysEnter = 426
+
+	opSend = 26
+	opRecv = 27
+
+	setupCoopTaskrun  = 1 << 8
+	setupSingleIssuer = 1 << 12
+	setupDeferTaskrun = 1 << 13
+
+	enterGetevents = 1
+
+	offSQRing = 0
+	offCQRing = 0x8000000
+	offSQEs   = 0x10000000
+)
+
+type sqringOffsets struct {
+	head, tail, ringMask, ringEntries, flags, dropped, array, resv1 uint32
+	userAddr                                                        uint64
+}
+
+type cqringOffsets struct {
+	head, tail, ringMask, ringEntries, overflow, cqes, flags, resv1 uint32
+	userAddr                                                        uint64
+}
+
+type params struct {
+	sqEntries, cqEntries, flags, sqThreadCPU, sqThreadIdle, features, wqFD uint32
+	resv                                                                   [3]uint32
+	sqOff                                                                  sqringOffsets
+	cqOff                                                                  cqringOffsets
+}
+
+type sqe struct {
+	opcode   uint8
+	flags    uint8
+	ioprio   uint16
+	fd       int32
+	off      uint64
+	addr     uint64
+	len      uint32
+	opFlags  uint32
+	userData uint64
+	bufIndex uint16
+	pers     uint16
+	spliceFD int32
+	pad      [2]uint64
+}
+
+type cqe struct {
+	userData uint64
+	res      int32
+	flags    uint32
+}
+
+type ring struct {
+	fd                      int
+	sqHead, sqTail, sqMask  *uint32
+	sqArray                 []uint32
+	sqes                    []sqe
+	cqHead, cqTail, cqMask  *uint32
+	cqes                    []cqe
+	pending                 uint32
+	sqRing, cqRing, sqesMem []byte
+	entries                 uint32
+}
+
+func newRing(entries uint32) *ring {
+	var p params
+	p.flags = setupSingleIssuer | setupDeferTaskrun
+	p.cqEntries = entries * 4
+	p.flags |= 1 << 3 // IORING_SETUP_CQSIZE
+	fd, _, errno := unix.Syscall(sysSetup, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
+	if errno != 0 {
+		panic(fmt.Sprint("io_uring_setup: ", errno))
+	}
+	r := &ring{fd: int(fd), entries: p.sqEntries}
+	sqSize := p.sqOff.array + p.sqEntries*4
+	cqSize := p.cqOff.cqes + p.cqEntries*16
+	var err error
+	r.sqRing, err = unix.Mmap(r.fd, offSQRing, int(sqSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		panic(err)
+	}
+	r.cqRing, err = unix.Mmap(r.fd, offCQRing, int(cqSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		panic(err)
+	}
+	r.sqesMem, err = unix.Mmap(r.fd, offSQEs, int(p.sqEntries*64), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		panic(err)
+	}
+	u32 := func(b []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&b[off])) }
+	r.sqHead, r.sqTail, r.sqMask = u32(r.sqRing, p.sqOff.head), u32(r.sqRing, p.sqOff.tail), u32(r.sqRing, p.sqOff.ringMask)
+	r.sqArray = unsafe.Slice(u32(r.sqRing, p.sqOff.array), p.sqEntries)
+	r.sqes = unsafe.Slice((*sqe)(unsafe.Pointer(&r.sqesMem[0])), p.sqEntries)
+	r.cqHead, r.cqTail, r.cqMask = u32(r.cqRing, p.cqOff.head), u32(r.cqRing, p.cqOff.tail), u32(r.cqRing, p.cqOff.ringMask)
+	r.cqes = unsafe.Slice((*cqe)(unsafe.Pointer(&r.cqRing[p.cqOff.cqes])), p.cqEntries)
+	return r
+}
+
+// get returns a free SQE, submitting what is queued when the ring is full.
+func (r *ring) get() *sqe {
+	tail := atomic.LoadUint32(r.sqTail)
+	if tail-atomic.LoadUint32(r.sqHead) >= r.entries {
+		r.enter(0)
+		tail = atomic.LoadUint32(r.sqTail)
+	}
+	i := tail & *r.sqMask
+	r.sqArray[i] = i
+	s := &r.sqes[i]
+	*s = sqe{}
+	atomic.StoreUint32(r.sqTail, tail+1)
+	r.pending++
+	return s
+}
+
+func (r *ring) enter(flags uintptr) {
+	for {
+		_, _, errno := unix.Syscall6(sysEnter, uintptr(r.fd), uintptr(r.pending), 0, enterGetevents|flags, 0, 0)
+		if errno == syscall.EINTR {
+			continue
+		}
+		if errno != 0 && errno != syscall.EBUSY {
+			panic(fmt.Sprint("io_uring_enter: ", errno))
+		}
+		r.pending = 0
+		return
+	}
+}
+
+func runUring(fds []int) (int64, int64) {
+	r := newRing(4096)
+	bufs := make([]byte, len(fds)*64)
+	ping := []byte("KEEPALIV")
+	const sendTag = 1 << 62
+	arm := func(i int) {
+		s := r.get()
+		s.opcode, s.fd = opRecv, int32(fds[i])
+		s.addr, s.len = uint64(uintptr(unsafe.Pointer(&bufs[i*64]))), 64
+		s.userData = uint64(i)
+	}
+	for i := range fds {
+		arm(i)
+	}
+	r.enter(0)
+	var pings, replies int64
+	mark()
+	start, c0 := time.Now(), cpu()
+	next := start
+	for k := 0; time.Since(start) < *window; k++ {
+		lo, hi := dueRange(k)
+		for i := lo; i < hi; i++ {
+			s := r.get()
+			s.opcode, s.fd = opSend, int32(fds[i])
+			s.addr, s.len = uint64(uintptr(unsafe.Pointer(&ping[0]))), uint32(len(ping))
+			s.userData = sendTag | uint64(i)
+			pings++
+		}
+		r.enter(0) // submit the sends, run deferred completions
+		head, tail := atomic.LoadUint32(r.cqHead), atomic.LoadUint32(r.cqTail)
+		for ; head != tail; head++ {
+			c := r.cqes[head&*r.cqMask]
+			if c.userData&sendTag == 0 {
+				if c.res > 0 {
+					replies++
+				}
+				arm(int(c.userData))
+			}
+		}
+		atomic.StoreUint32(r.cqHead, head)
+		next = next.Add(*tick)
+		time.Sleep(time.Until(next))
+	}
+	runtime.KeepAlive(bufs)
+	report(start, c0, pings, replies)
+	return pings, replies
+}
+
+// ---- the child: answers every ping ----
+
+func runChild() {
+	ln, err := net.FileListener(os.NewFile(3, "ln"))
+	if err != nil {
+		panic(err)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			buf := make([]byte, 64)
+			for {
+				m, err := c.Read(buf)
+				if err != nil {
+					return
+				}
+				c.Write([]byte("REPORT75")[:min(m, 8)])
+			}
+		}()
+	}
+}
