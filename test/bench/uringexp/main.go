@@ -39,7 +39,7 @@ var (
 	n        = flag.Int("n", 5000, "connections")
 	interval = flag.Duration("interval", 2*time.Second, "ping interval per connection")
 	window   = flag.Duration("window", 20*time.Second, "measurement window")
-	mode     = flag.String("mode", "epoll", "epoll or uring")
+	mode     = flag.String("mode", "epoll", "epoll, uring, or one half of uring: uring-send (pings through io_uring, answers as epoll) or epoll-tick (answers collected once per tick)")
 	child    = flag.String("child", "", "internal: listen address file")
 	tick     = flag.Duration("tick", 2*time.Millisecond, "timer tick (the master's timer wheel's)")
 )
@@ -81,7 +81,11 @@ func main() {
 	runtime.LockOSThread()
 	switch *mode {
 	case "epoll":
-		runEpoll(fds)
+		runEpoll(fds, false, false)
+	case "epoll-tick":
+		runEpoll(fds, false, true)
+	case "uring-send":
+		runEpoll(fds, true, false)
 	case "uring":
 		runUring(fds)
 	}
@@ -134,10 +138,18 @@ func dueRange(k int) (int, int) {
 	return min(lo, *n), hi
 }
 
-func runEpoll(fds []int) (int64, int64) {
+// runEpoll answers with epoll and a read per answer. With sendRing the
+// pings go through io_uring, a tick's together; with atTick the answers are
+// collected once per tick (epoll_wait without waiting), so that none wakes
+// the loop: the two halves of what the uring mode changes, measured apart.
+func runEpoll(fds []int, sendRing, atTick bool) (int64, int64) {
 	ep, _ := unix.EpollCreate1(0)
 	for i, fd := range fds {
 		unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(i)})
+	}
+	var r *ring
+	if sendRing {
+		r = newRing(4096)
 	}
 	evs := make([]unix.EpollEvent, 256)
 	buf := make([]byte, 128)
@@ -149,13 +161,26 @@ func runEpoll(fds []int) (int64, int64) {
 	for k := 0; time.Since(start) < *window; k++ {
 		lo, hi := dueRange(k)
 		for i := lo; i < hi; i++ {
-			unix.Write(fds[i], ping)
+			if r != nil {
+				s := r.get()
+				s.opcode, s.fd = opSend, int32(fds[i])
+				s.addr, s.len = uint64(uintptr(unsafe.Pointer(&ping[0]))), uint32(len(ping))
+			} else {
+				unix.Write(fds[i], ping)
+			}
 			pings++
 		}
+		if r != nil {
+			r.enter(0)
+			atomic.StoreUint32(r.cqHead, atomic.LoadUint32(r.cqTail)) // send results unread
+		}
 		next = next.Add(*tick)
+		if atTick {
+			time.Sleep(time.Until(next))
+		}
 		for {
 			wait := int((time.Until(next) + time.Millisecond - 1) / time.Millisecond)
-			if wait < 0 {
+			if wait < 0 || atTick {
 				wait = 0
 			}
 			m, _ := unix.EpollWait(ep, evs, wait)
@@ -164,7 +189,7 @@ func runEpoll(fds []int) (int64, int64) {
 					replies++
 				}
 			}
-			if !time.Now().Before(next) {
+			if atTick && m < len(evs) || !time.Now().Before(next) {
 				break
 			}
 		}

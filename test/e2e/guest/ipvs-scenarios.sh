@@ -606,7 +606,10 @@ t0=$(ms)
 agent_file rs4 "monitor = constant" "value = 25"
 wait_for 60 "$(agent rs4) active (started by feedbackd-agent-sync)" is_active "$(agent rs4)" &&
   log "  active $(secs_since "$t0") s after the file was written"
-wait_for 30 "feedbackd-agent-sync logged starting $(agent rs4)" jmore 0 'started unit=feedbackd-agent@rs4.service' -u feedbackd-agent-sync.service
+# By identifier, not -u: journald finds _SYSTEMD_UNIT from the sender's
+# process, and a sync run may have exited before journald reads its line
+# (seen once in CI: the line was there, without the unit).
+wait_for 30 "feedbackd-agent-sync logged starting $(agent rs4)" jmore 0 'started unit=feedbackd-agent@rs4.service' -t feedbackd-agent-sync
 wait_for 60 "$VIP1: $RS4 Route 25" dest_is $VIP1 $RS4 25 && log "  in the kernel $(secs_since "$t0") s after the file was written"
 wait_for 30 "$VIP2: $RS4 Route 50, $VIP3: $RS4 Route 25" sh -c "[ \"\$(ipvsadm -Ln -t $VIP2:80 | awk '\$2 == \"$RS4:80\" { print \$3, \$4 }')\" = 'Route 50' ] && [ \"\$(ipvsadm -Ln -t $VIP3:80 | awk '\$2 == \"$RS4:80\" { print \$3, \$4 }')\" = 'Route 25' ]"
 apid=$(mainpid "$(agent rs4)")
@@ -644,7 +647,7 @@ for i in 1 2 3; do
 done
 [ "$(table)" = "$before" ] && pass_note "rs1-rs3 untouched throughout: table equal to before (ipvsadm -Sn)" ||
   { fail "table differs from before"; diff <(echo "$before") <(table) | sed 's/^/    /' >>"$REPORT"; }
-evidence "feedbackd-agent-sync journal" journalctl -q --no-pager -u feedbackd-agent-sync.service -n 30
+evidence "feedbackd-agent-sync journal" journalctl -q --no-pager -t feedbackd-agent-sync -n 30
 ipvs_evidence "after"
 end
 

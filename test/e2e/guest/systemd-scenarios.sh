@@ -111,8 +111,9 @@ scenario_end
 
 scenario_start S6 "an invalid file is refused with file:line: key in the sync's journal, no instance for it; the other instance keeps running"
 agent_file bad 10.0.0.13 101
-wait_for 30 "sync logs bad.conf:8: value" sh -c "journalctl -q -u feedbackd-agent-sync.service --no-pager | grep -q 'bad.conf:8: value'"
-evidence "sync journal" sh -c "journalctl -u feedbackd-agent-sync.service --no-pager | grep -i bad | tail -3"
+# By identifier, not -u: see ipvs-scenarios.sh I12.
+wait_for 30 "sync logs bad.conf:8: value" sh -c "journalctl -q -t feedbackd-agent-sync --no-pager | grep -q 'bad.conf:8: value'"
+evidence "sync journal" sh -c "journalctl -t feedbackd-agent-sync --no-pager | grep -i bad | tail -3"
 is_inactive feedbackd-agent@bad.service && pass_note "no instance for the invalid file" || fail "feedbackd-agent@bad started"
 is_active feedbackd-agent@web.service && pass_note "web instance still active" || fail "web instance stopped"
 rm "$AD/bad.conf"
