@@ -174,15 +174,20 @@ func TestFileStoreAppendsInPlace(t *testing.T) {
 	}
 }
 
+// stateFileOf is a state file holding data.
+func stateFileOf(t *testing.T, data string) FileStore {
+	f := FileStore{Path: filepath.Join(t.TempDir(), "master.state")}
+	if err := os.WriteFile(f.Path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // TestFileStoreHandWritten: a list written by hand (the master stopped)
 // is read whole, also without a newline at the end: only an appended line
 // can be torn.
 func TestFileStoreHandWritten(t *testing.T) {
-	f := FileStore{Path: filepath.Join(t.TempDir(), "master.state")}
-	data := "tcp 192.0.2.1:80 10.0.0.1:80\ntcp 192.0.2.1:80 10.0.0.2:80"
-	if err := os.WriteFile(f.Path, []byte(data), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	f := stateFileOf(t, "tcp 192.0.2.1:80 10.0.0.1:80\ntcp 192.0.2.1:80 10.0.0.2:80")
 	got, err := f.Load()
 	if err != nil || len(got) != 2 {
 		t.Fatalf("Load = %v, %v; want both lines", got, err)
@@ -193,11 +198,7 @@ func TestFileStoreHandWritten(t *testing.T) {
 // others, is damage the master must not guess around: Load names the
 // file and the line.
 func TestFileStoreBadLine(t *testing.T) {
-	f := FileStore{Path: filepath.Join(t.TempDir(), "master.state")}
-	data := "tcp 192.0.2.1:80 10.0.0.1:80\n+ tcp 192.0.2.1:80 10.0.0.\n+ tcp 192.0.2.1:80 10.0.0.2:80\n"
-	if err := os.WriteFile(f.Path, []byte(data), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	f := stateFileOf(t, "tcp 192.0.2.1:80 10.0.0.1:80\n+ tcp 192.0.2.1:80 10.0.0.\n+ tcp 192.0.2.1:80 10.0.0.2:80\n")
 	_, err := f.Load()
 	if err == nil || !strings.Contains(err.Error(), f.Path+":2:") {
 		t.Fatalf("Load: %v, want an error naming %s:2", err, f.Path)

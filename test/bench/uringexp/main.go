@@ -162,9 +162,7 @@ func runEpoll(fds []int, sendRing, atTick bool) (int64, int64) {
 		lo, hi := dueRange(k)
 		for i := lo; i < hi; i++ {
 			if r != nil {
-				s := r.get()
-				s.opcode, s.fd = opSend, int32(fds[i])
-				s.addr, s.len = uint64(uintptr(unsafe.Pointer(&ping[0]))), uint32(len(ping))
+				r.send(fds[i], ping, 0)
 			} else {
 				unix.Write(fds[i], ping)
 			}
@@ -319,6 +317,14 @@ func (r *ring) get() *sqe {
 	return s
 }
 
+// send queues a SEND of b (which must stay put until it completes) on fd.
+func (r *ring) send(fd int, b []byte, userData uint64) {
+	s := r.get()
+	s.opcode, s.fd = opSend, int32(fd)
+	s.addr, s.len = uint64(uintptr(unsafe.Pointer(&b[0]))), uint32(len(b))
+	s.userData = userData
+}
+
 func (r *ring) enter(flags uintptr) {
 	for {
 		_, _, errno := unix.Syscall6(sysEnter, uintptr(r.fd), uintptr(r.pending), 0, enterGetevents|flags, 0, 0)
@@ -355,10 +361,7 @@ func runUring(fds []int) (int64, int64) {
 	for k := 0; time.Since(start) < *window; k++ {
 		lo, hi := dueRange(k)
 		for i := lo; i < hi; i++ {
-			s := r.get()
-			s.opcode, s.fd = opSend, int32(fds[i])
-			s.addr, s.len = uint64(uintptr(unsafe.Pointer(&ping[0]))), uint32(len(ping))
-			s.userData = sendTag | uint64(i)
+			r.send(fds[i], ping, sendTag|uint64(i))
 			pings++
 		}
 		r.enter(0) // submit the sends, run deferred completions
