@@ -36,12 +36,12 @@ import (
 )
 
 var (
-	n        = flag.Int("n", 5000, "connections")
-	interval = flag.Duration("interval", 2*time.Second, "ping interval per connection")
-	window   = flag.Duration("window", 20*time.Second, "measurement window")
-	mode     = flag.String("mode", "epoll", "epoll, uring, or one half of uring: uring-send (pings through io_uring, answers as epoll) or epoll-tick (answers collected once per tick)")
-	child    = flag.String("child", "", "internal: listen address file")
-	tick     = flag.Duration("tick", 2*time.Millisecond, "timer tick (the master's timer wheel's)")
+	n         = flag.Int("n", 5000, "connections")
+	interval  = flag.Duration("interval", 2*time.Second, "ping interval per connection")
+	window    = flag.Duration("window", 20*time.Second, "measurement window")
+	mode      = flag.String("mode", "epoll", "epoll, uring, or one half of uring: uring-send (pings through io_uring, answers as epoll) or epoll-tick (answers collected once per tick)")
+	child     = flag.String("child", "", "internal: listen address file")
+	tickEvery = flag.Duration("tick", 2*time.Millisecond, "timer tick (the master's timer wheel's)")
 )
 
 func main() {
@@ -130,7 +130,7 @@ func report(start time.Time, c0 time.Duration, pings, replies int64) {
 // dueRange returns the connections to ping at tick k: each connection once
 // per interval, spread evenly.
 func dueRange(k int) (int, int) {
-	ticks := int(*interval / *tick)
+	ticks := int(*interval / *tickEvery)
 	per := (*n + ticks - 1) / ticks
 	k %= ticks
 	lo := k * per
@@ -142,7 +142,7 @@ func dueRange(k int) (int, int) {
 // pings go through io_uring, a tick's together; with atTick the answers are
 // collected once per tick (epoll_wait without waiting), so that none wakes
 // the loop: the two halves of what the uring mode changes, measured apart.
-func runEpoll(fds []int, sendRing, atTick bool) (int64, int64) {
+func runEpoll(fds []int, sendRing, atTick bool) {
 	ep, _ := unix.EpollCreate1(0)
 	for i, fd := range fds {
 		unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(i)})
@@ -154,25 +154,17 @@ func runEpoll(fds []int, sendRing, atTick bool) (int64, int64) {
 	evs := make([]unix.EpollEvent, 256)
 	buf := make([]byte, 128)
 	ping := []byte("KEEPALIV")
-	var pings, replies int64
-	mark()
-	start, c0 := time.Now(), cpu()
-	next := start
-	for k := 0; time.Since(start) < *window; k++ {
-		lo, hi := dueRange(k)
-		for i := lo; i < hi; i++ {
-			if r != nil {
-				r.send(fds[i], ping, 0)
-			} else {
-				unix.Write(fds[i], ping)
-			}
-			pings++
+	measure(func(i int) {
+		if r != nil {
+			r.send(fds[i], ping, 0)
+		} else {
+			unix.Write(fds[i], ping)
 		}
+	}, func(next time.Time) (replies int64) {
 		if r != nil {
 			r.enter(0)
 			atomic.StoreUint32(r.cqHead, atomic.LoadUint32(r.cqTail)) // send results unread
 		}
-		next = next.Add(*tick)
 		if atTick {
 			time.Sleep(time.Until(next))
 		}
@@ -188,12 +180,30 @@ func runEpoll(fds []int, sendRing, atTick bool) (int64, int64) {
 				}
 			}
 			if atTick && m < len(evs) || !time.Now().Before(next) {
-				break
+				return replies
 			}
 		}
+	})
+}
+
+// measure runs the window's ticks: at each, ping for the connections due,
+// then tick until the next one's time (it returns the answers it took),
+// and reports.
+func measure(ping func(i int), tick func(next time.Time) (replies int64)) {
+	var pings, replies int64
+	mark()
+	start, c0 := time.Now(), cpu()
+	next := start
+	for k := 0; time.Since(start) < *window; k++ {
+		lo, hi := dueRange(k)
+		for i := lo; i < hi; i++ {
+			ping(i)
+			pings++
+		}
+		next = next.Add(*tickEvery)
+		replies += tick(next)
 	}
 	report(start, c0, pings, replies)
-	return pings, replies
 }
 
 // ---- io_uring, the least of it ----
@@ -339,7 +349,7 @@ func (r *ring) enter(flags uintptr) {
 	}
 }
 
-func runUring(fds []int) (int64, int64) {
+func runUring(fds []int) {
 	r := newRing(4096)
 	bufs := make([]byte, len(fds)*64)
 	ping := []byte("KEEPALIV")
@@ -354,16 +364,7 @@ func runUring(fds []int) (int64, int64) {
 		arm(i)
 	}
 	r.enter(0)
-	var pings, replies int64
-	mark()
-	start, c0 := time.Now(), cpu()
-	next := start
-	for k := 0; time.Since(start) < *window; k++ {
-		lo, hi := dueRange(k)
-		for i := lo; i < hi; i++ {
-			r.send(fds[i], ping, sendTag|uint64(i))
-			pings++
-		}
+	measure(func(i int) { r.send(fds[i], ping, sendTag|uint64(i)) }, func(next time.Time) (replies int64) {
 		r.enter(0) // submit the sends, run deferred completions
 		head, tail := atomic.LoadUint32(r.cqHead), atomic.LoadUint32(r.cqTail)
 		for ; head != tail; head++ {
@@ -376,12 +377,10 @@ func runUring(fds []int) (int64, int64) {
 			}
 		}
 		atomic.StoreUint32(r.cqHead, head)
-		next = next.Add(*tick)
 		time.Sleep(time.Until(next))
-	}
+		return replies
+	})
 	runtime.KeepAlive(bufs)
-	report(start, c0, pings, replies)
-	return pings, replies
 }
 
 // ---- the child: answers every ping ----
