@@ -130,15 +130,20 @@ func (f FileStore) Append(added, removed []Ref) error {
 	if err != nil {
 		return err
 	}
-	if _, err := fd.Write(b.Bytes()); err != nil {
-		fd.Close()
+	return writeSynced(fd, b.Bytes())
+}
+
+// writeSynced writes data to f, syncs it to disk and closes it.
+func writeSynced(f *os.File, data []byte) error {
+	if _, err := f.Write(data); err != nil {
+		f.Close()
 		return err
 	}
-	if err := fd.Sync(); err != nil {
-		fd.Close()
+	if err := f.Sync(); err != nil {
+		f.Close()
 		return err
 	}
-	return fd.Close()
+	return f.Close()
 }
 
 // writeAtomic replaces path with data: temporary file, fsync, rename,
@@ -150,15 +155,7 @@ func writeAtomic(path string, data []byte) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
+	if err := writeSynced(tmp, data); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
