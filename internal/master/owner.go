@@ -39,7 +39,7 @@ type owner struct {
 	// appended: lines appended to the state file (Journal) since it was
 	// last written whole; wholeNext: an append failed and may have left a
 	// torn line, which only a whole write may follow. journalMin: appends
-	// go on until they outnumber the list or this (tests set it low).
+	// go on until they are as many as the list or this (tests set it low).
 	appended   int
 	wholeNext  bool
 	journalMin int
@@ -470,7 +470,7 @@ func (o *owner) saveIfChanged() {
 
 // record writes the changes to the owned set: appended when the store can
 // (Journal), whole at start, after a failed append, and once the appended
-// lines outnumber the list, so that the file's size and the time to read
+// lines are as many as the list, so that the file's size and the time to read
 // it stay within about twice the list's, and the cost of a pass that adds
 // a few destinations does not grow with all the others. wrote is false
 // when the set came back to what the file lists: nothing to write.

@@ -31,7 +31,7 @@ type Store interface {
 // agents join, every pass that adds a few of them would otherwise rewrite
 // and sync a 20 000-line file. The owner still writes the list whole (Save)
 // at start, on a clean stop, after a failed append, and once the appended
-// lines outnumber the list, so the file stays within about twice its size.
+// lines are as many as the list, so the file stays within about twice its size.
 type Journal interface {
 	// Append records that removed are no longer owned and added are.
 	// Either may name destinations the list already has or lacks.

@@ -270,7 +270,7 @@ func TestOwnerAppendsThenWritesWhole(t *testing.T) {
 		t.Fatal("agents taking back adopted destinations changed the file")
 	}
 
-	// Appends go on until they outnumber the list (2 here), then one
+	// Appends go on until they are as many as the list, then one
 	// whole write.
 	r.o.journalMin = 0
 	r.join(4, peer(rs[3]), nil, http80)
