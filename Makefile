@@ -62,8 +62,11 @@ vet:
 	cd tools && $(GO) build -o ../$(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
 	$(BIN)/staticcheck ./...
 
+# The master's tests run twice: with io_uring (the default) and with epoll
+# (the fallback), so that every session test covers both ways of polling.
 unit:
 	$(GO) test -count=1 ./...
+	FEEDBACKD_TEST_POLLER=epoll $(GO) test -count=1 ./internal/master/
 
 # The README's demo: a master (--without-ipvs) and three agents on loopback;
 # it checks its own story and exits 1 naming the step that failed.

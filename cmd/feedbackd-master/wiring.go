@@ -63,6 +63,9 @@ func newMaster(cfg *config.Master, o options, log *slog.Logger, kv ipvs.IPVS, st
 	m, err := master.New(cfg, master.Options{
 		Logger: log, IPVS: kv, Store: store, DryRun: o.dryRun, Observer: obs, Sysctls: sysctls(o),
 		LoopEvery: sd.LoopEvery(sh.Notifier.WatchdogInterval()),
+		// How the agents' sockets are polled: io_uring unless told epoll,
+		// for a kernel where io_uring misbehaves (feedbackd-master(8)).
+		Poller: os.Getenv("FEEDBACKD_POLLER"),
 		// READY=1 once the configuration is loaded, IPVS opened and the
 		// virtual services ensured.
 		OnReady: func() {

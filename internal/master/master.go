@@ -54,7 +54,17 @@ type Options struct {
 	// IPVS sysctls it warns about (sysctl.go); nil: not checked (no
 	// kernel IPVS, or a test).
 	Sysctls fs.FS
+	// Poller chooses how the sessions' sockets are polled on Linux:
+	// PollerAuto (io_uring where the kernel allows it, else epoll),
+	// PollerEpoll or PollerIOURing (epoll still, with a warning, where it
+	// is refused).
+	Poller string
 }
+
+// defaultPoller is Options.Poller when none is given: PollerAuto, but the
+// package's tests run once more with epoll (FEEDBACKD_TEST_POLLER, set by
+// make unit), so that both ways of polling run every test.
+var defaultPoller = PollerAuto
 
 // Summary is a snapshot of the cluster for status lines.
 type Summary struct {
@@ -104,6 +114,14 @@ func New(cfg *config.Master, opts Options) (*Master, error) {
 	}
 	if err := config.SecretMissing(cfg.SecretFile, cfg.Secret); err != nil {
 		return nil, err
+	}
+	switch opts.Poller {
+	case PollerAuto, PollerEpoll, PollerIOURing:
+	default:
+		return nil, fmt.Errorf("master: poller %q: want %q, %q or none (io_uring where the kernel allows it)", opts.Poller, PollerEpoll, PollerIOURing)
+	}
+	if opts.Poller == PollerAuto {
+		opts.Poller = defaultPoller
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -3,9 +3,10 @@ package master
 import (
 	"context"
 	"errors"
-	"io"
+	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,9 +54,43 @@ type poller struct {
 	outbox   []outItem
 	outReady chan struct{}
 
-	byFD   []*session  // registered sessions by descriptor
-	timers *timerWheel // every registered, unparked session at session.due
+	io     pollIO                 // how sockets are read and written: epoll or io_uring
+	using  atomic.Pointer[string] // io's name, once run has chosen it
+	want   string                 // Options.Poller: "", "epoll" or "io_uring"
+	timers *timerWheel            // every registered, unparked session at session.due
 	evs    []unix.EpollEvent
+}
+
+// pollIO is how the poller reads and writes its sessions' sockets; the
+// protocol, the timers, parking and the owner's queue are the poller's,
+// the same for both. Every method runs on the poller's goroutine.
+type pollIO interface {
+	name() string
+	// add starts serving s's socket (s.fd).
+	add(s *session) error
+	// arm is called when what s waits for may have changed: parked or
+	// not, output pending or not. After a session's buffered frames are
+	// handled, the poller calls it too: io_uring reads into the buffer,
+	// so it may only read again once they are.
+	arm(s *session) error
+	// write sends s.wbuf, or queues it behind output still pending.
+	write(s *session) error
+	// writing: output is waiting for the socket.
+	writing(s *session) bool
+	// ready acts on epoll's report for a descriptor of its own.
+	ready(ctx context.Context, fd int32, events uint32, now time.Time)
+	// collect acts on what the kernel finished since the last pass
+	// (io_uring); flush hands over what the pass queued.
+	collect(ctx context.Context, now time.Time)
+	flush()
+	// bound caps the loop's wait: io_uring must look for completions
+	// itself.
+	bound(deadline, now time.Time) time.Time
+	// release gives s's socket back once s has ended.
+	release(s *session)
+	// sessions are the registered sessions, for stop.
+	sessions() []*session
+	close()
 }
 
 // session.pstate
@@ -95,7 +130,38 @@ func newPoller(m *Master, wg *sync.WaitGroup) (*poller, error) {
 		return nil, err
 	}
 	return &poller{m: m, wg: wg, ep: ep, epf: epf, rc: rc, ev: ev, done: make(chan struct{}), evs: make([]unix.EpollEvent, 256),
-		outReady: make(chan struct{}, 1), timers: newTimerWheel(time.Now())}, nil
+		outReady: make(chan struct{}, 1), timers: newTimerWheel(time.Now()), want: m.opts.Poller}, nil
+}
+
+// Poller names for Options.Poller and FEEDBACKD_POLLER.
+const (
+	PollerAuto    = ""
+	PollerEpoll   = "epoll"
+	PollerIOURing = "io_uring"
+)
+
+// pickIO chooses how to poll, on the loop's goroutine (an io_uring ring
+// belongs to the thread that makes it): io_uring unless told epoll, epoll
+// when the kernel refuses io_uring.
+func (p *poller) pickIO() {
+	defer func() {
+		n := p.io.name()
+		p.using.Store(&n)
+	}()
+	if p.want != PollerEpoll {
+		u, err := newURingIO(p)
+		if err == nil {
+			p.io = u
+			p.m.log.Info("agent sessions polled with io_uring")
+			return
+		}
+		level := slog.LevelInfo
+		if p.want == PollerIOURing {
+			level = slog.LevelWarn
+		}
+		p.m.log.Log(context.Background(), level, "io_uring not usable; agent sessions polled with epoll", "err", err)
+	}
+	p.io = &epollIO{p: p}
 }
 
 type outItem struct {
@@ -193,13 +259,16 @@ func (p *poller) forward(ctx context.Context) {
 	}
 }
 
-// park suspends s's reads and timers.
+// park suspends s's reads and timers. (With io_uring a read already in the
+// kernel still completes; its bytes wait in the buffer.)
 func (p *poller) park(s *session) {
 	s.parked = true
 	if s.hidx >= 0 {
 		p.timers.remove(s)
 	}
-	p.arm(s)
+	// A failure shows at the next read: a parked session is not read
+	// (epoll: ready skips it), and io_uring's arm does nothing here.
+	p.io.arm(s)
 }
 
 // unpark resumes s: the answer to its START if that is what it waited
@@ -215,25 +284,24 @@ func (p *poller) unpark(ctx context.Context, s *session) {
 			return
 		}
 	}
-	if err := p.arm(s); err != nil {
-		s.info("connection lost", "err", err)
-		p.end(ctx, s, "connection lost")
-		return
-	}
 	p.frames(ctx, s, nil, time.Now())
+	p.rearm(ctx, s)
 }
 
-// arm sets what epoll watches for s: input unless it is parked, output
-// while some is pending.
-func (p *poller) arm(s *session) error {
-	var events uint32
-	if !s.parked {
-		events = pollIn
+// rearm reads again for s once its buffered frames are handled, unless
+// they ended or parked it.
+func (p *poller) rearm(ctx context.Context, s *session) {
+	if s.pstate == pRegistered && !s.parked {
+		p.arm(ctx, s)
 	}
-	if len(s.pend) > 0 {
-		events |= unix.EPOLLOUT
+}
+
+// arm tells the backend what s now waits for; a failure ends s.
+func (p *poller) arm(ctx context.Context, s *session) {
+	if err := p.io.arm(s); err != nil {
+		s.info("connection lost", "err", err)
+		p.end(ctx, s, "connection lost")
 	}
-	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(p.ep, unix.EPOLL_CTL_MOD, s.fd, &unix.EpollEvent{Events: events, Fd: int32(s.fd)}))
 }
 
 // adopt moves an active session from its goroutine to the poller; false
@@ -306,6 +374,7 @@ func (p *poller) wakeup() {
 
 func (p *poller) run(ctx context.Context) {
 	defer close(p.done)
+	p.pickIO()
 	stop := context.AfterFunc(ctx, p.wakeup)
 	defer stop()
 	for {
@@ -313,7 +382,7 @@ func (p *poller) run(ctx context.Context) {
 		if t, ok := p.timers.next(); ok {
 			deadline = t
 		}
-		n, err := p.wait(deadline)
+		n, err := p.wait(p.io.bound(deadline, time.Now()))
 		if err != nil && err != unix.EINTR {
 			// Not expected with valid arguments; do not spin on it.
 			p.m.log.Error("epoll_wait failed", "err", err)
@@ -329,13 +398,11 @@ func (p *poller) run(ctx context.Context) {
 				p.drain(ctx)
 				continue
 			}
-			if int(e.Fd) < len(p.byFD) {
-				if s := p.byFD[e.Fd]; s != nil {
-					p.ready(ctx, s, e.Events, now)
-				}
-			}
+			p.io.ready(ctx, e.Fd, e.Events, now)
 		}
+		p.io.collect(ctx, now)
 		p.expire(ctx, now)
+		p.io.flush()
 	}
 }
 
@@ -394,50 +461,20 @@ func (p *poller) drain(ctx context.Context) {
 }
 
 func (p *poller) register(ctx context.Context, s *session) {
-	if err := unix.EpollCtl(p.ep, unix.EPOLL_CTL_ADD, s.fd, &unix.EpollEvent{Events: pollIn, Fd: int32(s.fd)}); err != nil {
-		s.pstate = pRegistered
-		s.hidx = -1
-		s.info("connection lost", "err", os.NewSyscallError("epoll_ctl", err))
+	s.pstate = pRegistered
+	s.hidx = -1
+	if err := p.io.add(s); err != nil {
+		s.info("connection lost", "err", err)
 		p.end(ctx, s, "connection lost")
 		return
 	}
-	for s.fd >= len(p.byFD) {
-		p.byFD = append(p.byFD, nil)
-	}
-	p.byFD[s.fd] = s
-	s.pstate = pRegistered
-	s.hidx = -1
 	p.schedule(s)
-	// Frames read ahead on the goroutine are handled now: epoll only
-	// reports what is still in the socket.
+	// Frames read ahead on the goroutine are handled now: the backend
+	// only reports what is still in the socket.
 	if s.rd.Buffered() > 0 {
 		p.frames(ctx, s, nil, time.Now())
 	}
-}
-
-const pollIn = unix.EPOLLIN | unix.EPOLLRDHUP
-
-// ready handles epoll's report for s: one read, then every whole frame.
-func (p *poller) ready(ctx context.Context, s *session, events uint32, now time.Time) {
-	if events&unix.EPOLLOUT != 0 && len(s.pend) > 0 {
-		if err := p.flushPending(s); err != nil {
-			s.info("write to agent failed", "err", err)
-			p.end(ctx, s, "write failed")
-			return
-		}
-	}
-	if s.parked {
-		return
-	}
-	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
-		p.schedule(s)
-		return
-	}
-	err := s.rd.Fill()
-	if err == unix.EAGAIN || err == unix.EINTR {
-		err = nil
-	}
-	p.frames(ctx, s, err, now)
+	p.rearm(ctx, s)
 }
 
 // frames handles the whole frames buffered for s, then readErr, the
@@ -470,7 +507,7 @@ func (p *poller) frames(ctx context.Context, s *session, readErr error, now time
 // expire runs the timers that are due.
 func (p *poller) expire(ctx context.Context, now time.Time) {
 	p.timers.expire(now, func(s *session) {
-		if len(s.pend) > 0 && !s.wdue.After(now) {
+		if p.io.writing(s) && !s.wdue.After(now) {
 			s.info("write to agent failed", "err", os.ErrDeadlineExceeded)
 			p.end(ctx, s, "write failed")
 			return
@@ -489,7 +526,7 @@ func (p *poller) schedule(s *session) {
 		return
 	}
 	due := s.ka.deadline()
-	if len(s.pend) > 0 && s.wdue.Before(due) {
+	if p.io.writing(s) && s.wdue.Before(due) {
 		due = s.wdue
 	}
 	if s.hidx >= 0 {
@@ -502,55 +539,8 @@ func (p *poller) schedule(s *session) {
 	p.timers.add(s)
 }
 
-// write sends s.wbuf on the session's socket without blocking. What the
-// socket cannot take now waits in s.pend for EPOLLOUT, for at most
-// keepalive-timeout, as a blocking write would under its deadline.
-func (p *poller) write(s *session) error {
-	if len(s.pend) > 0 {
-		s.pend = append(s.pend, s.wbuf...)
-		return nil
-	}
-	k, err := writeFD(s.fd, s.wbuf)
-	if err != nil {
-		return err
-	}
-	if k == len(s.wbuf) {
-		return nil
-	}
-	s.pend = append(s.pend[:0], s.wbuf[k:]...)
-	s.wdue = time.Now().Add(p.m.cfg.Load().KeepaliveTimeout)
-	return p.arm(s)
-}
-
-func (p *poller) flushPending(s *session) error {
-	k, err := writeFD(s.fd, s.pend)
-	if err != nil {
-		return err
-	}
-	s.pend = s.pend[:copy(s.pend, s.pend[k:])]
-	if len(s.pend) == 0 {
-		s.pend = nil
-		return p.arm(s)
-	}
-	return nil
-}
-
-// writeFD writes what the socket takes now; EAGAIN is 0 bytes, not an
-// error.
-func writeFD(fd int, b []byte) (int, error) {
-	for {
-		k, err := unix.Write(fd, b)
-		switch err {
-		case nil:
-			return k, nil
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return 0, nil
-		}
-		return 0, os.NewSyscallError("write", err)
-	}
-}
+// write sends s.wbuf on the session's socket, through the backend.
+func (p *poller) write(s *session) error { return p.io.write(s) }
 
 // end closes s and does what a session's goroutine does when it ends.
 func (p *poller) end(ctx context.Context, s *session, reason string) {
@@ -560,14 +550,10 @@ func (p *poller) end(ctx context.Context, s *session, reason string) {
 	if s.hidx >= 0 {
 		p.timers.remove(s)
 	}
-	if s.fd < len(p.byFD) && p.byFD[s.fd] == s {
-		p.byFD[s.fd] = nil
-	}
+	p.io.release(s) // closes s.fd, now or once the kernel is done with it
 	s.kmu.Lock()
-	unix.Close(s.fd) // also takes it out of the epoll set
 	s.fd, s.pstate = -1, pEnded
 	s.kmu.Unlock()
-	s.pend = nil
 	s.end(ctx, reason)
 	p.m.release(s)
 	p.wg.Done()
@@ -583,38 +569,24 @@ func (p *poller) stop(ctx context.Context) {
 	p.mu.Unlock()
 	for _, s := range q {
 		if s.pstate == pQueued {
-			// Never registered: register cannot fail in a way that
-			// matters now, and end needs it registered.
+			// Never registered: end needs it registered, with the
+			// backend too (which then closes it); a failure to add
+			// does not matter now.
 			s.pstate = pRegistered
 			s.hidx = -1
+			p.io.add(s)
 		}
 	}
 	for _, s := range q {
 		p.end(ctx, s, "master stopping")
 	}
-	for _, s := range p.byFD {
-		if s != nil {
-			p.end(ctx, s, "master stopping")
-		}
+	for _, s := range p.io.sessions() {
+		p.end(ctx, s, "master stopping")
 	}
+	p.io.close()
 	p.epf.Close()
 	unix.Close(p.ev)
 	p.mu.Lock()
 	p.outbox = nil // the owner has stopped; nothing more is handed over
 	p.mu.Unlock()
-}
-
-// fdReader reads a non-blocking socket for necp.Reader: EAGAIN is returned
-// as the error, and 0 bytes as io.EOF.
-type fdReader int
-
-func (f fdReader) Read(b []byte) (int, error) {
-	n, err := unix.Read(int(f), b)
-	if err != nil {
-		return 0, err
-	}
-	if n == 0 && len(b) > 0 {
-		return 0, io.EOF
-	}
-	return n, nil
 }

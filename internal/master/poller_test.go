@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -140,6 +141,18 @@ func TestPollerAdoptsActiveSessions(t *testing.T) {
 	}
 	if n := sessionGoroutines(); n != 0 {
 		t.Errorf("%d sessions still on their own goroutine after 10 KEEPALIVEs each", n)
+	}
+	// The way of polling is the one asked for: io_uring by default, on
+	// a kernel that allows it (FEEDBACKD_TEST_NO_IO_URING=1: known not to).
+	want := defaultPoller
+	if want == PollerAuto {
+		want = PollerIOURing
+		if os.Getenv("FEEDBACKD_TEST_NO_IO_URING") == "1" {
+			want = PollerEpoll
+		}
+	}
+	if got := m.poll.using.Load(); got == nil || *got != want {
+		t.Errorf("sessions polled with %v, want %s", got, want)
 	}
 	// An adopted session keeps no net.Conn: its descriptor is the
 	// poller's, and the closed Conn's memory is not kept 20 000 times.

@@ -74,6 +74,11 @@ type session struct {
 	due    time.Time  // when the poller must next look at it
 	pend   []byte     // output the socket could not take yet
 	wdue   time.Time  // pend must be gone by then
+	// With io_uring (poll_uring_linux.go): the session's slot, whether a
+	// receive and a send are in the kernel, and the bytes that send reads.
+	slot             int32
+	recving, sending bool
+	flight           []byte
 	// parked: waiting for the owner (an event it could not take yet, or
 	// the answer to a START); nothing is read or timed meanwhile.
 	parked bool

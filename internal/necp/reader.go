@@ -109,11 +109,25 @@ func (r *Reader) Next(m *Message) (bool, error) {
 // Fill makes room for the frame at the head of the buffer and calls Read
 // once; it returns Read's error. Its bytes are kept even with an error.
 func (r *Reader) Fill() error {
+	b, err := r.Space()
+	if err != nil {
+		return err
+	}
+	k, err := r.r.Read(b)
+	r.end += k
+	return err
+}
+
+// Space makes room for the frame at the head of the buffer and returns the
+// free part, for a caller that reads into it by other means (io_uring:
+// the kernel writes there later); Commit then says how much arrived. In
+// between, the buffer must not be touched: no Next, Fill or Space.
+func (r *Reader) Space() ([]byte, error) {
 	need := HeaderLen
 	if b := r.buf[r.off:r.end]; len(b) >= HeaderLen {
 		n, err := frameLen(b[:HeaderLen])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		need = n
 	}
@@ -127,10 +141,11 @@ func (r *Reader) Fill() error {
 		r.off = 0
 	}
 	r.buf = r.buf[:cap(r.buf)]
-	k, err := r.r.Read(r.buf[r.end:])
-	r.end += k
-	return err
+	return r.buf[r.end:], nil
 }
+
+// Commit adds the n bytes that arrived in what Space returned.
+func (r *Reader) Commit(n int) { r.end += n }
 
 // WriteMessage encodes m and writes it with a single Write call. On a
 // net.Conn a single Write is atomic with respect to other writers, so

@@ -1,0 +1,291 @@
+package master
+
+import (
+	"context"
+	"io"
+	"os"
+	"runtime"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/uring"
+)
+
+// uringIO polls the sessions' sockets with io_uring. Every registered,
+// unparked session has a receive waiting in the kernel, into its own
+// reader's buffer; a write is a send request, one per session in the
+// kernel at a time, later writes queued behind it in s.pend. The requests a
+// pass makes go to the kernel in one system call at its end (flush), and
+// what the kernel finished is collected in one at the start of the next
+// (collect).
+//
+// Why (docs/benchmarks.md, "io_uring"): with epoll, a KEEPALIVE costs the
+// master a write, a wake-up and a read. Here the ring is set up with
+// DEFER_TASKRUN: an answer that arrives wakes nobody, and is picked up at
+// the next pass. At 20 000 agents the keepalive timers make a pass every
+// 2 ms anyway; with fewer, the loop still looks every collectEvery, which
+// bounds how long an agent's frame waits unread.
+//
+// A request's buffer must stay put until its completion is read, so a
+// session that ends with requests in the kernel keeps its slot (and with
+// it its buffers and its descriptor) until they complete: release shuts
+// the socket down and cancels them, and the descriptor is closed only then.
+type uringIO struct {
+	p     *poller
+	ring  *uring.Ring
+	slots []uslot // by session.slot
+	free  []int32
+	busy  int // slots in use: by a session, or by requests of one that ended
+}
+
+type uslot struct {
+	s  *session
+	fd int
+}
+
+// The user data of a request: its slot and what it is.
+const (
+	udRecv = iota
+	udSend
+	udCancel
+	udKinds = 4
+)
+
+func udOf(slot int32, kind uint64) uint64 { return uint64(slot)*udKinds + kind }
+
+// collectEvery bounds how long a frame from an agent can wait in the
+// kernel before the loop looks (nothing wakes it when one arrives).
+const collectEvery = 10 * time.Millisecond
+
+// Ring sizes: submissions go in as often as the queue fills, so it can be
+// small; completions beyond the queue wait in the kernel (NODROP).
+const (
+	uringSQ = 256
+	uringCQ = 4096
+)
+
+// newURingIO sets up the ring for the calling goroutine, which it locks to
+// its thread for good (until close): the ring accepts calls from that
+// thread only.
+func newURingIO(p *poller) (*uringIO, error) {
+	runtime.LockOSThread()
+	r, err := uring.New(uringSQ, uringCQ)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, err
+	}
+	return &uringIO{p: p, ring: r}, nil
+}
+
+func (u *uringIO) name() string { return PollerIOURing }
+
+func (u *uringIO) add(s *session) error {
+	var i int32
+	if n := len(u.free); n > 0 {
+		i = u.free[n-1]
+		u.free = u.free[:n-1]
+	} else {
+		i = int32(len(u.slots))
+		u.slots = append(u.slots, uslot{})
+	}
+	u.slots[i] = uslot{s: s, fd: s.fd}
+	s.slot = i
+	u.busy++
+	return nil
+}
+
+// arm puts a receive in the kernel for s, unless one is there, or s is
+// parked (its reader's buffer then holds what came, and waits).
+func (u *uringIO) arm(s *session) error {
+	if s.parked || s.recving || s.pstate != pRegistered {
+		return nil
+	}
+	b, err := s.rd.Space()
+	if err != nil {
+		return err
+	}
+	if err := u.ring.Recv(s.fd, b, udOf(s.slot, udRecv)); err != nil {
+		return err
+	}
+	s.recving = true
+	return nil
+}
+
+func (u *uringIO) writing(s *session) bool { return s.sending }
+
+// write hands s.wbuf to the kernel, or queues it behind the send there.
+// The buffer changes hands (s.flight) rather than being copied: s.wbuf is
+// rebuilt for the next frame while the kernel may still read this one.
+func (u *uringIO) write(s *session) error {
+	if s.sending {
+		s.pend = append(s.pend, s.wbuf...)
+		return nil
+	}
+	s.flight, s.wbuf = s.wbuf, s.flight[:0]
+	s.wdue = time.Now().Add(u.p.m.cfg.Load().KeepaliveTimeout)
+	return u.send(s)
+}
+
+func (u *uringIO) send(s *session) error {
+	if err := u.ring.Send(s.fd, s.flight, udOf(s.slot, udSend)); err != nil {
+		return err
+	}
+	s.sending = true
+	return nil
+}
+
+func (u *uringIO) ready(context.Context, int32, uint32, time.Time) {}
+
+func (u *uringIO) bound(deadline, now time.Time) time.Time {
+	if u.busy == 0 {
+		return deadline
+	}
+	if c := now.Add(collectEvery); deadline.IsZero() || deadline.After(c) {
+		return c
+	}
+	return deadline
+}
+
+// collect lets the kernel finish what arrived and acts on it.
+func (u *uringIO) collect(ctx context.Context, now time.Time) {
+	if err := u.ring.Submit(); err != nil {
+		u.p.m.log.Error("io_uring_enter failed", "err", err)
+		return
+	}
+	u.ring.Completions(func(ud uint64, res int32) { u.complete(ctx, ud, res, now) })
+}
+
+func (u *uringIO) flush() {
+	if u.ring.Queued() == 0 {
+		return
+	}
+	if err := u.ring.Submit(); err != nil {
+		u.p.m.log.Error("io_uring_enter failed", "err", err)
+	}
+}
+
+func (u *uringIO) complete(ctx context.Context, ud uint64, res int32, now time.Time) {
+	kind := ud % udKinds
+	if kind == udCancel {
+		return // its requests complete on their own
+	}
+	i := int32(ud / udKinds)
+	s := u.slots[i].s
+	if kind == udRecv {
+		s.recving = false
+	} else {
+		s.sending = false
+	}
+	if s.pstate == pEnded {
+		u.settle(i)
+		return
+	}
+	errno := syscall.Errno(-res)
+	if kind == udSend {
+		u.sent(ctx, s, res, errno)
+		return
+	}
+	var err error
+	switch {
+	case res > 0:
+		s.rd.Commit(int(res))
+	case res == 0:
+		err = io.EOF
+	case errno == unix.EAGAIN || errno == unix.EINTR:
+	default:
+		err = os.NewSyscallError("recv", errno)
+	}
+	if s.parked {
+		// Nothing is handled, or read, until unpark; an error comes
+		// again from the next receive.
+		return
+	}
+	u.p.frames(ctx, s, err, now)
+	u.p.rearm(ctx, s)
+}
+
+// sent follows a send's completion: the rest of a short one, then what
+// queued behind it.
+func (u *uringIO) sent(ctx context.Context, s *session, res int32, errno syscall.Errno) {
+	var err error
+	switch {
+	case res < 0 && (errno == unix.EAGAIN || errno == unix.EINTR):
+		err = u.send(s)
+	case res < 0:
+		err = os.NewSyscallError("send", errno)
+	case int(res) < len(s.flight):
+		s.flight = s.flight[res:]
+		err = u.send(s)
+	case len(s.pend) > 0:
+		s.flight, s.pend = s.pend, s.flight[:0]
+		err = u.send(s)
+	default:
+		s.flight = s.flight[:0]
+	}
+	if err != nil {
+		s.info("write to agent failed", "err", err)
+		u.p.end(ctx, s, "write failed")
+	}
+}
+
+// settle frees an ended session's slot, and closes its descriptor, once
+// the kernel has given back all its requests.
+func (u *uringIO) settle(i int32) {
+	sl := &u.slots[i]
+	if sl.s.recving || sl.s.sending {
+		return
+	}
+	unix.Close(sl.fd)
+	*sl = uslot{}
+	u.free = append(u.free, i)
+	u.busy--
+}
+
+func (u *uringIO) release(s *session) {
+	s.pend = nil
+	if !s.recving && !s.sending {
+		u.settle(s.slot)
+		return
+	}
+	// The agent sees the end now, and the requests complete; the
+	// descriptor is closed when they have (settle).
+	unix.Shutdown(s.fd, unix.SHUT_RDWR)
+	if err := u.ring.CancelFD(s.fd, udOf(s.slot, udCancel)); err != nil {
+		u.p.m.log.Error("io_uring cancel failed", "err", err)
+	}
+}
+
+func (u *uringIO) sessions() []*session {
+	var l []*session
+	for _, sl := range u.slots {
+		if sl.s != nil && sl.s.pstate == pRegistered {
+			l = append(l, sl.s)
+		}
+	}
+	return l
+}
+
+// close waits, briefly, for the kernel to give back every request, then
+// releases the ring. Requests still out after that keep their buffers
+// (the slots stay referenced) rather than risk the kernel writing into
+// memory the collector has reused.
+func (u *uringIO) close() {
+	deadline := time.Now().Add(2 * time.Second)
+	for u.busy > 0 && time.Now().Before(deadline) {
+		u.collect(context.Background(), time.Now())
+		if u.busy > 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if u.busy > 0 {
+		u.p.m.log.Error("io_uring requests still out at stop; their buffers are kept", "slots", u.busy)
+		strandedSlots = append(strandedSlots, u.slots)
+	}
+	u.ring.Close()
+	runtime.UnlockOSThread()
+}
+
+// strandedSlots keeps what close could not wait for.
+var strandedSlots [][]uslot
