@@ -16,28 +16,36 @@ import (
 // uringIO polls the sessions' sockets with io_uring. Every registered,
 // unparked session has a receive waiting in the kernel, into its own
 // reader's buffer; a write is a send request, one per session in the
-// kernel at a time, later writes queued behind it in s.pend. The requests a
-// pass makes go to the kernel in one system call at its end (flush), and
-// what the kernel finished is collected in one at the start of the next
-// (collect).
+// kernel at a time, later writes queued behind it in s.pend. What a pass
+// queues goes to the kernel in the one system call that also waits for
+// the next pass (poll).
 //
 // Why (docs/benchmarks.md, "io_uring"): with epoll, a KEEPALIVE costs the
 // master a write, a wake-up and a read. Here the ring is set up with
-// DEFER_TASKRUN: an answer that arrives wakes nobody, and is picked up at
-// the next pass. At 20 000 agents the keepalive timers make a pass every
-// 2 ms anyway; with fewer, the loop still looks every collectEvery, which
-// bounds how long an agent's frame waits unread.
+// DEFER_TASKRUN: an answer that arrives while the loop waits for a timer
+// less than a wheel tick away wakes nobody, and is collected with the
+// others when the timer is due. At 20 000 agents the keepalive timers
+// make a pass every 2 ms, so the whole steady state costs one system call
+// per pass. With few agents the timers are far apart, and the first
+// answer wakes the loop, as epoll would.
 //
 // A request's buffer must stay put until its completion is read, so a
 // session that ends with requests in the kernel keeps its slot (and with
 // it its buffers and its descriptor) until they complete: release shuts
 // the socket down and cancels them, and the descriptor is closed only then.
+// Posts from other goroutines arrive through a read of the poller's
+// eventfd, kept in the kernel too.
 type uringIO struct {
 	p     *poller
 	ring  *uring.Ring
 	slots []uslot // by session.slot
 	free  []int32
 	busy  int // slots in use: by a session, or by requests of one that ended
+	// posting: a read of the poller's eventfd is in the kernel, into
+	// postBuf; its completion is what other goroutines' posts wake.
+	posting bool
+	postBuf [8]byte
+	closing bool
 }
 
 type uslot struct {
@@ -50,14 +58,11 @@ const (
 	udRecv = iota
 	udSend
 	udCancel
+	udPost  // the read of the poller's eventfd
 	udKinds = 4
 )
 
 func udOf(slot int32, kind uint64) uint64 { return uint64(slot)*udKinds + kind }
-
-// collectEvery bounds how long a frame from an agent can wait in the
-// kernel before the loop looks (nothing wakes it when one arrives).
-const collectEvery = 10 * time.Millisecond
 
 // Ring sizes: submissions go in as often as the queue fills, so it can be
 // small; completions beyond the queue wait in the kernel (NODROP).
@@ -136,40 +141,53 @@ func (u *uringIO) send(s *session) error {
 	return nil
 }
 
-func (u *uringIO) ready(context.Context, int32, uint32, time.Time) {}
-
-func (u *uringIO) bound(deadline, now time.Time) time.Time {
-	if u.busy == 0 {
-		return deadline
+// poll submits what the last pass queued and waits in the same call.
+//
+// When the next timer is due within a wheel tick, the loop wakes for it
+// alone: whatever arrives meanwhile waits in the kernel and is collected
+// then, all at once (with 20 000 agents, that is every pass). Otherwise the
+// first completion wakes it, an agent's frame or a post, as epoll would.
+func (u *uringIO) poll(ctx context.Context, deadline time.Time) {
+	p := u.p
+	if !u.posting && !u.closing {
+		if err := u.ring.Read(p.ev, u.postBuf[:], udOf(0, udPost)); err != nil {
+			p.m.log.Error("io_uring read of the eventfd failed", "err", err)
+		} else {
+			u.posting = true
+		}
 	}
-	if c := now.Add(collectEvery); deadline.IsZero() || deadline.After(c) {
-		return c
+	now := time.Now()
+	var err error
+	switch wait := deadline.Sub(now); {
+	case deadline.IsZero():
+		err = u.ring.Wait(1, time.Hour)
+	case wait <= 0:
+		err = u.ring.Submit()
+	case wait <= wheelTick:
+		err = u.ring.Wait(1<<30, wait)
+	default:
+		err = u.ring.Wait(1, wait)
 	}
-	return deadline
-}
-
-// collect lets the kernel finish what arrived and acts on it.
-func (u *uringIO) collect(ctx context.Context, now time.Time) {
-	if err := u.ring.Submit(); err != nil {
-		u.p.m.log.Error("io_uring_enter failed", "err", err)
-		return
+	if err != nil {
+		// Not expected with a valid ring; do not spin on it.
+		p.m.log.Error("io_uring_enter failed", "err", err)
+		time.Sleep(10 * time.Millisecond)
 	}
+	now = time.Now()
 	u.ring.Completions(func(ud uint64, res int32) { u.complete(ctx, ud, res, now) })
-}
-
-func (u *uringIO) flush() {
-	if u.ring.Queued() == 0 {
-		return
-	}
-	if err := u.ring.Submit(); err != nil {
-		u.p.m.log.Error("io_uring_enter failed", "err", err)
-	}
 }
 
 func (u *uringIO) complete(ctx context.Context, ud uint64, res int32, now time.Time) {
 	kind := ud % udKinds
-	if kind == udCancel {
+	switch kind {
+	case udCancel:
 		return // its requests complete on their own
+	case udPost:
+		u.posting = false
+		if !u.closing {
+			u.p.drain(ctx)
+		}
+		return
 	}
 	i := int32(ud / udKinds)
 	s := u.slots[i].s
@@ -272,20 +290,21 @@ func (u *uringIO) sessions() []*session {
 // (the slots stay referenced) rather than risk the kernel writing into
 // memory the collector has reused.
 func (u *uringIO) close() {
-	deadline := time.Now().Add(2 * time.Second)
-	for u.busy > 0 && time.Now().Before(deadline) {
-		u.collect(context.Background(), time.Now())
-		if u.busy > 0 {
-			time.Sleep(time.Millisecond)
-		}
+	u.closing = true
+	if u.posting {
+		u.p.wakeup() // completes the eventfd's read
 	}
-	if u.busy > 0 {
+	deadline := time.Now().Add(2 * time.Second)
+	for (u.busy > 0 || u.posting) && time.Now().Before(deadline) {
+		u.poll(context.Background(), time.Now().Add(time.Millisecond))
+	}
+	if u.busy > 0 || u.posting {
 		u.p.m.log.Error("io_uring requests still out at stop; their buffers are kept", "slots", u.busy)
-		strandedSlots = append(strandedSlots, u.slots)
+		stranded = append(stranded, u)
 	}
 	u.ring.Close()
 	runtime.UnlockOSThread()
 }
 
-// strandedSlots keeps what close could not wait for.
-var strandedSlots [][]uslot
+// stranded keeps what close could not wait for.
+var stranded []*uringIO

@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 	"sync"
@@ -77,15 +76,10 @@ type pollIO interface {
 	write(s *session) error
 	// writing: output is waiting for the socket.
 	writing(s *session) bool
-	// ready acts on epoll's report for a descriptor of its own.
-	ready(ctx context.Context, fd int32, events uint32, now time.Time)
-	// collect acts on what the kernel finished since the last pass
-	// (io_uring); flush hands over what the pass queued.
-	collect(ctx context.Context, now time.Time)
-	flush()
-	// bound caps the loop's wait: io_uring must look for completions
-	// itself.
-	bound(deadline, now time.Time) time.Time
+	// poll waits for something to do, until deadline at most (zero:
+	// none), and acts on it: what other goroutines posted (drain), input,
+	// finished writes.
+	poll(ctx context.Context, deadline time.Time)
 	// release gives s's socket back once s has ended.
 	release(s *session)
 	// sessions are the registered sessions, for stop.
@@ -106,7 +100,10 @@ func newPoller(m *Master, wg *sync.WaitGroup) (*poller, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
 	}
-	ev, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	// Blocking: io_uring waits in the kernel for a read of a blocking
+	// eventfd, but answers EAGAIN at once for a non-blocking one. The
+	// epoll loop reads it only when epoll says it is readable.
+	ev, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
 	if err != nil {
 		unix.Close(ep)
 		return nil, os.NewSyscallError("eventfd", err)
@@ -369,7 +366,7 @@ func (p *poller) post(s *session) bool {
 
 func (p *poller) wakeup() {
 	var one = [8]byte{1}
-	unix.Write(p.ev, one[:]) // EAGAIN: the counter is already non-zero
+	unix.Write(p.ev, one[:]) // blocks only at a count of 2^64-2
 }
 
 func (p *poller) run(ctx context.Context) {
@@ -382,66 +379,18 @@ func (p *poller) run(ctx context.Context) {
 		if t, ok := p.timers.next(); ok {
 			deadline = t
 		}
-		n, err := p.wait(p.io.bound(deadline, time.Now()))
-		if err != nil && err != unix.EINTR {
-			// Not expected with valid arguments; do not spin on it.
-			p.m.log.Error("epoll_wait failed", "err", err)
-			time.Sleep(10 * time.Millisecond)
-		}
+		p.io.poll(ctx, deadline)
 		if ctx.Err() != nil {
 			p.stop(ctx)
 			return
 		}
-		now := time.Now()
-		for _, e := range p.evs[:max(n, 0)] {
-			if int(e.Fd) == p.ev {
-				p.drain(ctx)
-				continue
-			}
-			p.io.ready(ctx, e.Fd, e.Events, now)
-		}
-		p.io.collect(ctx, now)
-		p.expire(ctx, now)
-		p.io.flush()
+		p.expire(ctx, time.Now())
 	}
 }
 
-// wait fills p.evs with what is ready, waiting until deadline at most
-// (zero: no deadline).
-//
-// It never blocks in epoll_wait. A goroutine blocked in a system call makes
-// the runtime hand its P to another thread after 10 ms and its monitor
-// thread poll every 20 µs for a while after: at 5 000 agents, ten thousand
-// nanosleeps a second for a loop that wakes twenty times. Instead the epoll
-// descriptor sits in the runtime's own poller (it is readable while
-// something in it is ready), the loop parks like any goroutine waiting for
-// a socket, and its one deadline is the earliest keepalive timer.
-func (p *poller) wait(deadline time.Time) (int, error) {
-	if !deadline.IsZero() && !deadline.After(time.Now()) {
-		// Due already: whatever is ready now, without waiting.
-		n, err := unix.EpollWait(p.ep, p.evs, 0)
-		return max(n, 0), err
-	}
-	p.epf.SetReadDeadline(deadline)
-	n := 0
-	var werr error
-	err := p.rc.Read(func(fd uintptr) bool {
-		n, werr = unix.EpollWait(int(fd), p.evs, 0)
-		return n > 0 || werr != nil // EINTR too: run tries again
-	})
-	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return 0, nil
-	case err != nil:
-		return 0, err
-	}
-	return max(n, 0), werr
-}
-
-// drain acts on what other goroutines posted.
+// drain acts on what other goroutines posted (the caller has read the
+// eventfd).
 func (p *poller) drain(ctx context.Context) {
-	var b [8]byte
-	unix.Read(p.ev, b[:])
 	p.mu.Lock()
 	q := p.queue
 	p.queue = nil

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,11 +17,11 @@ import (
 // cannot is a failure, not a skip, unless FEEDBACKD_TEST_NO_IO_URING=1 says
 // this machine is known to refuse io_uring (the master then polls with
 // epoll, which its own tests cover).
-func newRing(t *testing.T) *Ring {
+func newRing(t *testing.T, cq uint32) *Ring {
 	t.Helper()
 	runtime.LockOSThread()
 	t.Cleanup(runtime.UnlockOSThread)
-	r, err := New(8, 64)
+	r, err := New(8, cq)
 	if errors.Is(err, ErrUnsupported) && os.Getenv("FEEDBACKD_TEST_NO_IO_URING") == "1" {
 		t.Skipf("no io_uring here, as FEEDBACKD_TEST_NO_IO_URING=1 says: %v", err)
 	}
@@ -59,7 +60,7 @@ func collect(t *testing.T, r *Ring) []completion {
 // TestRecvWaitsUnseen: a receive waits in the kernel; what arrives is
 // seen only by looking (DEFER_TASKRUN); then a send, and end of stream.
 func TestRecvWaitsUnseen(t *testing.T) {
-	r := newRing(t)
+	r := newRing(t, 64)
 	a, b := socketpair(t)
 	buf := make([]byte, 16)
 	if err := r.Recv(a, buf, 7); err != nil {
@@ -100,7 +101,7 @@ func TestRecvWaitsUnseen(t *testing.T) {
 // TestCancelFD: a pending receive, cancelled, completes with ECANCELED, and
 // the cancel itself completes; after that the buffer is free.
 func TestCancelFD(t *testing.T) {
-	r := newRing(t)
+	r := newRing(t, 64)
 	a, _ := socketpair(t)
 	buf := make([]byte, 16)
 	r.Recv(a, buf, 1)
@@ -121,7 +122,7 @@ func TestCancelFD(t *testing.T) {
 // TestFullQueueSubmits: queueing more than the submission queue holds
 // submits on the way, and nothing is lost.
 func TestFullQueueSubmits(t *testing.T) {
-	r := newRing(t)
+	r := newRing(t, 64)
 	a, b := socketpair(t)
 	const n = 40 // the queue holds 8
 	for i := 0; i < n; i++ {
@@ -142,5 +143,91 @@ func TestFullQueueSubmits(t *testing.T) {
 	buf := make([]byte, 64)
 	if k, _ := unix.Read(b, buf); k != n {
 		t.Fatalf("peer got %d bytes, want %d", k, n)
+	}
+}
+
+// TestSubmitFinishesEverything: one Submit brings in every answer that
+// arrived, however many (newer kernels finish 20 per call).
+func TestSubmitFinishesEverything(t *testing.T) {
+	r := newRing(t, 256)
+	const n = 100
+	var peers []int
+	buf := make([]byte, 8*n)
+	for i := 0; i < n; i++ {
+		a, b := socketpair(t)
+		peers = append(peers, b)
+		if err := r.Recv(a, buf[i*8:i*8+8], uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := collect(t, r); len(got) != 0 {
+		t.Fatalf("completions before any data: %v", got)
+	}
+	for _, b := range peers {
+		unix.Write(b, []byte("x"))
+	}
+	if got := collect(t, r); len(got) != n {
+		t.Fatalf("one Submit brought %d completions, want %d", len(got), n)
+	}
+}
+
+// TestWait: a wait for one completion ends when an answer arrives (from
+// another thread), long before its timeout; a wait for more than can
+// complete lasts its timeout and then finishes what arrived meanwhile.
+func TestWait(t *testing.T) {
+	r := newRing(t, 256)
+	a, b := socketpair(t)
+	buf := make([]byte, 8)
+	r.Recv(a, buf, 1)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		unix.Write(b, []byte("x"))
+	}()
+	start := time.Now()
+	if err := r.Wait(1, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if r.Ready() != 1 {
+		t.Fatalf("%d completions after the wait, want 1", r.Ready())
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("the answer did not end the wait: %v", el)
+	}
+	collect(t, r)
+
+	r.Recv(a, buf, 2)
+	unix.Write(b, []byte("y"))
+	start = time.Now()
+	if err := r.Wait(1<<20, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < 40*time.Millisecond {
+		t.Fatalf("the wait for the timeout alone ended after %v", el)
+	}
+	if r.Ready() != 1 {
+		t.Fatalf("%d completions after the timeout, want the answer that came meanwhile", r.Ready())
+	}
+}
+
+// TestReadEventFD: a read on a (blocking) eventfd completes when another
+// thread writes it.
+func TestReadEventFD(t *testing.T) {
+	r := newRing(t, 64)
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(efd)
+	var b [8]byte
+	r.Read(efd, b[:], 5)
+	if got := collect(t, r); len(got) != 0 {
+		t.Fatalf("read completed before the write: %v", got)
+	}
+	unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	r.Wait(1, 5*time.Second)
+	var got []completion
+	r.Completions(func(ud uint64, res int32) { got = append(got, completion{ud, res}) })
+	if len(got) != 1 || got[0] != (completion{5, 8}) || b[0] != 1 {
+		t.Fatalf("got %v %v, want {5 8} and the count 1", got, b)
 	}
 }
