@@ -12,6 +12,7 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/daemon"
+	"github.com/lvs-feedbackd/feedbackd/internal/master"
 	"github.com/lvs-feedbackd/feedbackd/internal/promtext"
 	"github.com/lvs-feedbackd/feedbackd/internal/sdsocket"
 )
@@ -41,6 +42,11 @@ func run(args []string, io cli.Stdio) int {
 	cfg, err := config.LoadMaster(o.ConfFile)
 	if code, ok := cli.Loaded(io, prog, err, cfg.WarningLines()); !ok {
 		return code
+	}
+	// Checked with the configuration, so that -t refuses it too.
+	if err := master.CheckPoller(os.Getenv("FEEDBACKD_POLLER")); err != nil {
+		fmt.Fprintf(io.Stderr, "%s: FEEDBACKD_POLLER: %v\n", prog, err)
+		return cli.ExitError
 	}
 	if o.Test {
 		fmt.Fprintf(io.Stdout, "%s: configuration %s OK (%d virtual services)\n", prog, cfg.File, len(cfg.VirtualServices))

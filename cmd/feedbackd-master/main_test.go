@@ -35,6 +35,23 @@ func TestBrokenConfigExitsOne(t *testing.T) {
 	}
 }
 
+// A FEEDBACKD_POLLER the master does not know: exit 1 naming it, with -t
+// too; a known one passes -t.
+func TestBadPollerExitsOne(t *testing.T) {
+	conf := "../../internal/config/testdata/howto-master.conf"
+	t.Setenv("FEEDBACKD_POLLER", "kqueue")
+	for _, args := range [][]string{{"-t", "-c", conf}, {"--without-ipvs", "-c", conf}} {
+		code, _, errs := runMaster(args...)
+		if code != cli.ExitError || !strings.Contains(errs, `FEEDBACKD_POLLER: poller "kqueue"`) {
+			t.Fatalf("%v: code %d, stderr %q; want 1 naming FEEDBACKD_POLLER", args, code, errs)
+		}
+	}
+	t.Setenv("FEEDBACKD_POLLER", "epoll")
+	if code, _, errs := runMaster("-t", "-c", conf); code != 0 {
+		t.Fatalf("FEEDBACKD_POLLER=epoll: code %d, stderr %q", code, errs)
+	}
+}
+
 func TestVersionHelpUsage(t *testing.T) {
 	if code, out, _ := runMaster("-V"); code != 0 || !strings.HasPrefix(out, "feedbackd-master ") {
 		t.Fatalf("-V: %d %q", code, out)

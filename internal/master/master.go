@@ -61,6 +61,16 @@ type Options struct {
 	Poller string
 }
 
+// CheckPoller says whether name is a way of polling Options.Poller
+// accepts (FEEDBACKD_POLLER's values).
+func CheckPoller(name string) error {
+	switch name {
+	case PollerAuto, PollerEpoll, PollerIOURing:
+		return nil
+	}
+	return fmt.Errorf("poller %q: want %q, %q or none (io_uring where the kernel allows it)", name, PollerEpoll, PollerIOURing)
+}
+
 // defaultPoller is Options.Poller when none is given: PollerAuto, but the
 // package's tests run once more with epoll (FEEDBACKD_TEST_POLLER, set by
 // make unit), so that both ways of polling run every test.
@@ -115,10 +125,8 @@ func New(cfg *config.Master, opts Options) (*Master, error) {
 	if err := config.SecretMissing(cfg.SecretFile, cfg.Secret); err != nil {
 		return nil, err
 	}
-	switch opts.Poller {
-	case PollerAuto, PollerEpoll, PollerIOURing:
-	default:
-		return nil, fmt.Errorf("master: poller %q: want %q, %q or none (io_uring where the kernel allows it)", opts.Poller, PollerEpoll, PollerIOURing)
+	if err := CheckPoller(opts.Poller); err != nil {
+		return nil, fmt.Errorf("master: %w", err)
 	}
 	if opts.Poller == PollerAuto {
 		opts.Poller = defaultPoller

@@ -148,6 +148,9 @@ func (p *poller) pickIO() {
 	if p.want != PollerEpoll {
 		u, err := newURingIO(p)
 		if err == nil {
+			// The ring reads the eventfd itself; left in the epoll
+			// set, every post would also wake the runtime's poller.
+			unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, p.ev, nil)
 			p.io = u
 			p.m.log.Info("agent sessions polled with io_uring")
 			return

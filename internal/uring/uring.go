@@ -21,13 +21,14 @@
 // What the kernel reads or writes through a request (a SEND's bytes, a
 // RECV's buffer) must stay where it is and reachable until the request's
 // completion has been read: Go's collector does not know the kernel holds
-// it. The caller keeps that promise; this package only passes addresses.
+// it, and a goroutine's stack moves when it grows, so the memory must be on
+// the heap (a field of a heap object, or a slice that escapes). The caller
+// keeps that promise; this package only passes addresses.
 package uring
 
 import (
 	"errors"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -112,6 +113,8 @@ type Ring struct {
 	cqHead, cqTail, cqMask *uint32
 	cqes                   []cqe
 	queued                 uint32 // entries written since the last submit
+	arg                    getEventsArg
+	ts                     unix.Timespec
 	maps                   [][]byte
 }
 
@@ -203,26 +206,23 @@ func (r *Ring) push() {
 // be blocking: the kernel answers EAGAIN at once for a non-blocking one
 // rather than waiting for data.
 func (r *Ring) Read(fd int, b []byte, ud uint64) error {
-	if err := r.rw(opRead, fd, b, ud); err != nil {
-		return err
-	}
-	r.sqes[(*r.sqTail-1)&*r.sqMask].opFlags = 0
-	return nil
+	return r.rw(opRead, fd, b, ud, 0)
 }
 
 // Recv queues a receive into b on fd, tagged ud. b must stay put until its
 // completion is read.
 func (r *Ring) Recv(fd int, b []byte, ud uint64) error {
-	return r.rw(opRecv, fd, b, ud)
+	return r.rw(opRecv, fd, b, ud, 0)
 }
 
 // Send queues a send of b on fd, tagged ud. b must stay put until its
 // completion is read. The kernel may send less than b (a short count).
 func (r *Ring) Send(fd int, b []byte, ud uint64) error {
-	return r.rw(opSend, fd, b, ud)
+	// A send on a reset connection must not raise SIGPIPE.
+	return r.rw(opSend, fd, b, ud, unix.MSG_NOSIGNAL)
 }
 
-func (r *Ring) rw(op uint8, fd int, b []byte, ud uint64) error {
+func (r *Ring) rw(op uint8, fd int, b []byte, ud uint64, flags uint32) error {
 	if len(b) == 0 {
 		return errors.New("uring: empty buffer")
 	}
@@ -232,7 +232,7 @@ func (r *Ring) rw(op uint8, fd int, b []byte, ud uint64) error {
 	}
 	e.opcode, e.fd, e.userData = op, int32(fd), ud
 	e.addr, e.len = uint64(uintptr(unsafe.Pointer(&b[0]))), uint32(len(b))
-	e.opFlags = unix.MSG_NOSIGNAL // a send on a reset connection must not raise SIGPIPE
+	e.opFlags = flags
 	r.push()
 	return nil
 }
@@ -283,11 +283,11 @@ func (r *Ring) Submit() error {
 // nothing that arrives wakes the thread, and the kernel finishes all of it
 // when the time is up, in the same call.
 func (r *Ring) Wait(least uint32, timeout time.Duration) error {
-	ts := unix.NsecToTimespec(max(int64(timeout), 0))
-	arg := getEventsArg{ts: uint64(uintptr(unsafe.Pointer(&ts)))}
-	err := r.enter(least, &arg)
-	runtime.KeepAlive(&ts)
-	if err != nil {
+	// In the Ring, not on the stack: the kernel gets the timeout's
+	// address inside arg, where a moved stack would not update it.
+	r.ts = unix.NsecToTimespec(max(int64(timeout), 0))
+	r.arg = getEventsArg{ts: uint64(uintptr(unsafe.Pointer(&r.ts)))}
+	if err := r.enter(least, &r.arg); err != nil {
 		return err
 	}
 	if least <= localWorkBatch {

@@ -32,6 +32,22 @@ func newRing(t *testing.T, cq uint32) *Ring {
 	return r
 }
 
+// sink keeps test buffers on the heap: the kernel writes into them after
+// the call that named them returns, and a stack may move by then.
+var sink [][]byte
+
+func heap(n int) []byte {
+	b := make([]byte, n)
+	sink = append(sink, b)
+	return b
+}
+
+func heapOf(s string) []byte {
+	b := heap(len(s))
+	copy(b, s)
+	return b
+}
+
 func socketpair(t *testing.T) (int, int) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -62,7 +78,7 @@ func collect(t *testing.T, r *Ring) []completion {
 func TestRecvWaitsUnseen(t *testing.T) {
 	r := newRing(t, 64)
 	a, b := socketpair(t)
-	buf := make([]byte, 16)
+	buf := heap(16)
 	if err := r.Recv(a, buf, 7); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +97,7 @@ func TestRecvWaitsUnseen(t *testing.T) {
 		t.Fatalf("got %v %q, want one completion {7 5} and hello", got, buf[:5])
 	}
 
-	if err := r.Send(a, []byte("pong"), 9); err != nil {
+	if err := r.Send(a, heapOf("pong"), 9); err != nil {
 		t.Fatal(err)
 	}
 	if got := collect(t, r); len(got) != 1 || got[0] != (completion{9, 4}) {
@@ -103,7 +119,7 @@ func TestRecvWaitsUnseen(t *testing.T) {
 func TestCancelFD(t *testing.T) {
 	r := newRing(t, 64)
 	a, _ := socketpair(t)
-	buf := make([]byte, 16)
+	buf := heap(16)
 	r.Recv(a, buf, 1)
 	collect(t, r)
 	r.CancelFD(a, 2)
@@ -126,7 +142,7 @@ func TestFullQueueSubmits(t *testing.T) {
 	a, b := socketpair(t)
 	const n = 40 // the queue holds 8
 	for i := 0; i < n; i++ {
-		if err := r.Send(a, []byte("x"), uint64(i)); err != nil {
+		if err := r.Send(a, heapOf("x"), uint64(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -140,7 +156,7 @@ func TestFullQueueSubmits(t *testing.T) {
 	if seen != n {
 		t.Fatalf("%d completions, want %d", seen, n)
 	}
-	buf := make([]byte, 64)
+	buf := heap(64)
 	if k, _ := unix.Read(b, buf); k != n {
 		t.Fatalf("peer got %d bytes, want %d", k, n)
 	}
@@ -152,7 +168,7 @@ func TestSubmitFinishesEverything(t *testing.T) {
 	r := newRing(t, 256)
 	const n = 100
 	var peers []int
-	buf := make([]byte, 8*n)
+	buf := heap(8 * n)
 	for i := 0; i < n; i++ {
 		a, b := socketpair(t)
 		peers = append(peers, b)
@@ -177,7 +193,7 @@ func TestSubmitFinishesEverything(t *testing.T) {
 func TestWait(t *testing.T) {
 	r := newRing(t, 256)
 	a, b := socketpair(t)
-	buf := make([]byte, 8)
+	buf := heap(8)
 	r.Recv(a, buf, 1)
 	go func() {
 		time.Sleep(20 * time.Millisecond)
@@ -218,8 +234,8 @@ func TestReadEventFD(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(efd)
-	var b [8]byte
-	r.Read(efd, b[:], 5)
+	b := heap(8)
+	r.Read(efd, b, 5)
 	if got := collect(t, r); len(got) != 0 {
 		t.Fatalf("read completed before the write: %v", got)
 	}

@@ -5,14 +5,17 @@
 // process, in two ways:
 //
 //   - epoll: a write per ping, and epoll_wait plus a read per answer, as
-//     the master's poller does (internal/master/poller_linux.go);
-//   - uring: io_uring, the pings of a 2 ms tick submitted together and a
-//     RECV kept armed on every connection, its completions collected at the
-//     next tick (IORING_SETUP_DEFER_TASKRUN: an answer wakes nobody).
+//     the master's epoll poller does (internal/master/poll_epoll_linux.go);
+//   - uring: io_uring (internal/uring, the master's own ring), the pings of
+//     a 2 ms tick submitted together and a RECV kept armed on every
+//     connection, its completions collected at the next tick
+//     (IORING_SETUP_DEFER_TASKRUN: an answer wakes nobody).
 //
 // Both run the same tick loop. It prints the polling process's CPU and the
-// child's, per ping, so that work moved to the peer would show. It is an
-// experiment for issue 20 (docs/benchmarks.md), not the master's code:
+// child's, per ping, so that work moved to the peer would show. It was the
+// experiment that led to the master's io_uring poller (issue 20,
+// docs/benchmarks.md); it stays to measure the two ways apart from the
+// protocol:
 //
 //	go build -o /tmp/uringexp ./test/bench/uringexp
 //	ulimit -n 20000; /tmp/uringexp -mode epoll -n 19900; /tmp/uringexp -mode uring -n 19900
@@ -27,12 +30,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/uring"
 )
 
 var (
@@ -147,23 +149,23 @@ func runEpoll(fds []int, sendRing, atTick bool) {
 	for i, fd := range fds {
 		unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(i)})
 	}
-	var r *ring
+	var r *uring.Ring
 	if sendRing {
-		r = newRing(4096)
+		r = newRing()
 	}
 	evs := make([]unix.EpollEvent, 256)
 	buf := make([]byte, 128)
 	ping := []byte("KEEPALIV")
 	measure(func(i int) {
 		if r != nil {
-			r.send(fds[i], ping, 0)
+			r.Send(fds[i], ping, 0)
 		} else {
 			unix.Write(fds[i], ping)
 		}
 	}, func(next time.Time) (replies int64) {
 		if r != nil {
-			r.enter(0)
-			atomic.StoreUint32(r.cqHead, atomic.LoadUint32(r.cqTail)) // send results unread
+			r.Submit()
+			r.Completions(func(uint64, int32) {}) // send results unread
 		}
 		if atTick {
 			time.Sleep(time.Until(next))
@@ -206,177 +208,40 @@ func measure(ping func(i int), tick func(next time.Time) (replies int64)) {
 	report(start, c0, pings, replies)
 }
 
-// ---- io_uring, the least of it ----
+// ---- io_uring (internal/uring, the master's own) ----
 
-const (
-	sysSetup = 425
-	sysEnter = 426
-
-	opSend = 26
-	opRecv = 27
-
-	setupCoopTaskrun  = 1 << 8
-	setupSingleIssuer = 1 << 12
-	setupDeferTaskrun = 1 << 13
-
-	enterGetevents = 1
-
-	offSQRing = 0
-	offCQRing = 0x8000000
-	offSQEs   = 0x10000000
-)
-
-type sqringOffsets struct {
-	head, tail, ringMask, ringEntries, flags, dropped, array, resv1 uint32
-	userAddr                                                        uint64
-}
-
-type cqringOffsets struct {
-	head, tail, ringMask, ringEntries, overflow, cqes, flags, resv1 uint32
-	userAddr                                                        uint64
-}
-
-type params struct {
-	sqEntries, cqEntries, flags, sqThreadCPU, sqThreadIdle, features, wqFD uint32
-	resv                                                                   [3]uint32
-	sqOff                                                                  sqringOffsets
-	cqOff                                                                  cqringOffsets
-}
-
-type sqe struct {
-	opcode   uint8
-	flags    uint8
-	ioprio   uint16
-	fd       int32
-	off      uint64
-	addr     uint64
-	len      uint32
-	opFlags  uint32
-	userData uint64
-	bufIndex uint16
-	pers     uint16
-	spliceFD int32
-	pad      [2]uint64
-}
-
-type cqe struct {
-	userData uint64
-	res      int32
-	flags    uint32
-}
-
-type ring struct {
-	fd                      int
-	sqHead, sqTail, sqMask  *uint32
-	sqArray                 []uint32
-	sqes                    []sqe
-	cqHead, cqTail, cqMask  *uint32
-	cqes                    []cqe
-	pending                 uint32
-	sqRing, cqRing, sqesMem []byte
-	entries                 uint32
-}
-
-func newRing(entries uint32) *ring {
-	var p params
-	p.flags = setupSingleIssuer | setupDeferTaskrun
-	p.cqEntries = entries * 4
-	p.flags |= 1 << 3 // IORING_SETUP_CQSIZE
-	fd, _, errno := unix.Syscall(sysSetup, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
-	if errno != 0 {
-		panic(fmt.Sprint("io_uring_setup: ", errno))
-	}
-	r := &ring{fd: int(fd), entries: p.sqEntries}
-	sqSize := p.sqOff.array + p.sqEntries*4
-	cqSize := p.cqOff.cqes + p.cqEntries*16
-	var err error
-	r.sqRing, err = unix.Mmap(r.fd, offSQRing, int(sqSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+func newRing() *uring.Ring {
+	r, err := uring.New(4096, 16384)
 	if err != nil {
 		panic(err)
 	}
-	r.cqRing, err = unix.Mmap(r.fd, offCQRing, int(cqSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
-	if err != nil {
-		panic(err)
-	}
-	r.sqesMem, err = unix.Mmap(r.fd, offSQEs, int(p.sqEntries*64), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
-	if err != nil {
-		panic(err)
-	}
-	u32 := func(b []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&b[off])) }
-	r.sqHead, r.sqTail, r.sqMask = u32(r.sqRing, p.sqOff.head), u32(r.sqRing, p.sqOff.tail), u32(r.sqRing, p.sqOff.ringMask)
-	r.sqArray = unsafe.Slice(u32(r.sqRing, p.sqOff.array), p.sqEntries)
-	r.sqes = unsafe.Slice((*sqe)(unsafe.Pointer(&r.sqesMem[0])), p.sqEntries)
-	r.cqHead, r.cqTail, r.cqMask = u32(r.cqRing, p.cqOff.head), u32(r.cqRing, p.cqOff.tail), u32(r.cqRing, p.cqOff.ringMask)
-	r.cqes = unsafe.Slice((*cqe)(unsafe.Pointer(&r.cqRing[p.cqOff.cqes])), p.cqEntries)
 	return r
 }
 
-// get returns a free SQE, submitting what is queued when the ring is full.
-func (r *ring) get() *sqe {
-	tail := atomic.LoadUint32(r.sqTail)
-	if tail-atomic.LoadUint32(r.sqHead) >= r.entries {
-		r.enter(0)
-		tail = atomic.LoadUint32(r.sqTail)
-	}
-	i := tail & *r.sqMask
-	r.sqArray[i] = i
-	s := &r.sqes[i]
-	*s = sqe{}
-	atomic.StoreUint32(r.sqTail, tail+1)
-	r.pending++
-	return s
-}
-
-// send queues a SEND of b (which must stay put until it completes) on fd.
-func (r *ring) send(fd int, b []byte, userData uint64) {
-	s := r.get()
-	s.opcode, s.fd = opSend, int32(fd)
-	s.addr, s.len = uint64(uintptr(unsafe.Pointer(&b[0]))), uint32(len(b))
-	s.userData = userData
-}
-
-func (r *ring) enter(flags uintptr) {
-	for {
-		_, _, errno := unix.Syscall6(sysEnter, uintptr(r.fd), uintptr(r.pending), 0, enterGetevents|flags, 0, 0)
-		if errno == syscall.EINTR {
-			continue
-		}
-		if errno != 0 && errno != syscall.EBUSY {
-			panic(fmt.Sprint("io_uring_enter: ", errno))
-		}
-		r.pending = 0
-		return
-	}
-}
-
 func runUring(fds []int) {
-	r := newRing(4096)
+	r := newRing()
 	bufs := make([]byte, len(fds)*64)
 	ping := []byte("KEEPALIV")
 	const sendTag = 1 << 62
 	arm := func(i int) {
-		s := r.get()
-		s.opcode, s.fd = opRecv, int32(fds[i])
-		s.addr, s.len = uint64(uintptr(unsafe.Pointer(&bufs[i*64]))), 64
-		s.userData = uint64(i)
+		if err := r.Recv(fds[i], bufs[i*64:i*64+64], uint64(i)); err != nil {
+			panic(err)
+		}
 	}
 	for i := range fds {
 		arm(i)
 	}
-	r.enter(0)
-	measure(func(i int) { r.send(fds[i], ping, sendTag|uint64(i)) }, func(next time.Time) (replies int64) {
-		r.enter(0) // submit the sends, run deferred completions
-		head, tail := atomic.LoadUint32(r.cqHead), atomic.LoadUint32(r.cqTail)
-		for ; head != tail; head++ {
-			c := r.cqes[head&*r.cqMask]
-			if c.userData&sendTag == 0 {
-				if c.res > 0 {
+	r.Submit()
+	measure(func(i int) { r.Send(fds[i], ping, sendTag|uint64(i)) }, func(next time.Time) (replies int64) {
+		r.Submit() // submit the sends, run deferred completions
+		r.Completions(func(ud uint64, res int32) {
+			if ud&sendTag == 0 {
+				if res > 0 {
 					replies++
 				}
-				arm(int(c.userData))
+				arm(int(ud))
 			}
-		}
-		atomic.StoreUint32(r.cqHead, head)
+		})
 		time.Sleep(time.Until(next))
 		return replies
 	})
