@@ -71,12 +71,16 @@ const (
 	uringCQ = 4096
 )
 
+// newRing is uring.New; a test makes it fail, as a kernel that refuses
+// io_uring does.
+var newRing = uring.New
+
 // newURingIO sets up the ring for the calling goroutine, which it locks to
 // its thread for good (until close): the ring accepts calls from that
 // thread only.
 func newURingIO(p *poller) (*uringIO, error) {
 	runtime.LockOSThread()
-	r, err := uring.New(uringSQ, uringCQ)
+	r, err := newRing(uringSQ, uringCQ)
 	if err != nil {
 		runtime.UnlockOSThread()
 		return nil, err

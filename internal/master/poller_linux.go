@@ -160,6 +160,8 @@ func (p *poller) pickIO() {
 			level = slog.LevelWarn
 		}
 		p.m.log.Log(context.Background(), level, "io_uring not usable; agent sessions polled with epoll", "err", err)
+	} else {
+		p.m.log.Info("agent sessions polled with epoll, as FEEDBACKD_POLLER asks")
 	}
 	p.io = &epollIO{p: p}
 }

@@ -5,6 +5,7 @@ package master
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 	"github.com/lvs-feedbackd/feedbackd/internal/necptest"
+	"github.com/lvs-feedbackd/feedbackd/internal/uring"
 )
 
 // slowIPVS makes every weight write take a while, so that the owner falls
@@ -45,6 +47,12 @@ func pollerMaster(t *testing.T, kv ipvs.IPVS, queue int) (*Master, string) {
 // before the test ends (and reports how it stopped).
 func pollerMasterStop(t *testing.T, kv ipvs.IPVS, queue int) (*Master, string, func()) {
 	t.Helper()
+	return pollerMasterWith(t, kv, queue, nil)
+}
+
+// pollerMasterWith is pollerMasterStop with options set by opt.
+func pollerMasterWith(t *testing.T, kv ipvs.IPVS, queue int, opt func(*Options)) (*Master, string, func()) {
+	t.Helper()
 	cfg := &config.Master{
 		File:              "test",
 		KeepaliveInterval: 20 * time.Millisecond,
@@ -56,7 +64,11 @@ func pollerMasterStop(t *testing.T, kv ipvs.IPVS, queue int) (*Master, string, f
 		},
 	}
 	ready := make(chan struct{})
-	m, err := New(cfg, Options{IPVS: kv, OnReady: func() { close(ready) }})
+	opts := Options{IPVS: kv, OnReady: func() { close(ready) }}
+	if opt != nil {
+		opt(&opts)
+	}
+	m, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,5 +301,31 @@ func TestPollerEndsSessionsWithoutLeaks(t *testing.T) {
 			t.Fatalf("%d descriptors open after the master stopped, %d before it started", n, before)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A kernel that refuses io_uring (the ring's setup fails) leaves the
+// master polling with epoll: it says so, at WARN when io_uring was asked
+// for, and its agents are polled all the same.
+func TestPollerFallsBackToEpoll(t *testing.T) {
+	newRing = func(uint32, uint32) (*uring.Ring, error) {
+		return nil, fmt.Errorf("%w: refused by the test", uring.ErrUnsupported)
+	}
+	t.Cleanup(func() { newRing = uring.New })
+	logs := &syncBuffer{}
+	m, addr, _ := pollerMasterWith(t, ipvs.NewMemory(nil), 1024, func(o *Options) {
+		o.Poller = PollerIOURing
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	for _, pa := range joinAgents(t, addr, 3, false) {
+		if err := pa.a.WaitAnswered(5, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := m.poll.using.Load(); got == nil || *got != PollerEpoll {
+		t.Errorf("sessions polled with %v, want the epoll fallback", got)
+	}
+	if want := `level=WARN msg="io_uring not usable; agent sessions polled with epoll" err="io_uring not usable: refused by the test"`; !strings.Contains(logs.String(), want) {
+		t.Errorf("log lacks %s:\n%s", want, logs)
 	}
 }

@@ -28,6 +28,7 @@ package uring
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"sync/atomic"
 	"syscall"
@@ -130,12 +131,12 @@ func New(sq, cq uint32) (*Ring, error) {
 	p := params{flags: setupSingleIssuer | setupDeferTaskrun | setupCQSize, cqEntries: cq}
 	fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(sq), uintptr(unsafe.Pointer(&p)), 0)
 	if errno != 0 {
-		return nil, errors.Join(ErrUnsupported, os.NewSyscallError("io_uring_setup", errno))
+		return nil, fmt.Errorf("%w: %w", ErrUnsupported, os.NewSyscallError("io_uring_setup", errno))
 	}
 	r := &Ring{fd: int(fd), entries: p.sqEntries}
 	if p.features&featNoDrop == 0 {
 		r.Close()
-		return nil, errors.Join(ErrUnsupported, errors.New("the kernel may drop completions (no IORING_FEAT_NODROP)"))
+		return nil, fmt.Errorf("%w: the kernel may drop completions (no IORING_FEAT_NODROP)", ErrUnsupported)
 	}
 	mmap := func(off int64, size uint32) ([]byte, error) {
 		b, err := unix.Mmap(r.fd, off, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
