@@ -4,8 +4,9 @@
 //
 // Shape: each agent connection starts on a goroutine of its own
 // (session.go), which runs the handshake; once the agent is active, one
-// poller goroutine (poller_linux.go) reads every connection over epoll and
-// runs every keepalive timer from one wheel (timerwheel.go). Sessions send events to one
+// poller goroutine (poller_linux.go) reads every connection, through
+// io_uring or epoll, and runs every keepalive timer from one wheel
+// (timerwheel.go). Sessions send events to one
 // owner goroutine (this file), which alone holds the cluster table
 // (table.go, pure decisions) and alone talks to IPVS. Events flow one way;
 // nothing else mutates the table.

