@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -142,12 +141,16 @@ const (
 
 // pickIO chooses how to poll, on the loop's goroutine (an io_uring ring
 // belongs to the thread that makes it): io_uring unless told epoll, epoll
-// when the kernel refuses io_uring.
+// when the kernel refuses io_uring. One line says which and why
+// (POLLER=, CHOSEN_BY= default, FEEDBACKD_POLLER or fallback, with the
+// kernel's refusal as ERROR=); io_uring asked for and refused is a warning
+// too.
 func (p *poller) pickIO() {
-	defer func() {
-		n := p.io.name()
-		p.using.Store(&n)
-	}()
+	chosenBy := "default"
+	if p.want != PollerAuto {
+		chosenBy = "FEEDBACKD_POLLER"
+	}
+	var refused error
 	if p.want != PollerEpoll {
 		u, err := newURingIO(p)
 		if err == nil {
@@ -155,18 +158,23 @@ func (p *poller) pickIO() {
 			// set, every post would also wake the runtime's poller.
 			unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, p.ev, nil)
 			p.io = u
-			p.m.log.Info("agent sessions polled with io_uring")
-			return
+		} else {
+			if p.want == PollerIOURing {
+				p.m.log.Warn("io_uring asked for but not usable; polling with epoll", "err", err)
+			}
+			chosenBy, refused = "fallback", err
 		}
-		level := slog.LevelInfo
-		if p.want == PollerIOURing {
-			level = slog.LevelWarn
-		}
-		p.m.log.Log(context.Background(), level, "io_uring not usable; agent sessions polled with epoll", "err", err)
-	} else {
-		p.m.log.Info("agent sessions polled with epoll, as FEEDBACKD_POLLER asks")
 	}
-	p.io = &epollIO{p: p}
+	if p.io == nil {
+		p.io = &epollIO{p: p}
+	}
+	n := p.io.name()
+	p.using.Store(&n)
+	if refused != nil {
+		p.m.log.Info("agent sessions polled", "poller", n, "chosen_by", chosenBy, "err", refused)
+		return
+	}
+	p.m.log.Info("agent sessions polled", "poller", n, "chosen_by", chosenBy)
 }
 
 type outItem struct {

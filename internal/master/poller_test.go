@@ -114,33 +114,43 @@ func joinAgents(t *testing.T, addr string, n int, churn bool) []*polledAgent {
 	t.Helper()
 	var out []*polledAgent
 	for i := range n {
-		pa := &polledAgent{}
-		pa.churn.Store(churn)
-		local := netip.AddrFrom4([4]byte{127, 0, 1, byte(1 + i)})
-		a, err := necptest.Dial(addr, necptest.AgentOptions{Local: local, OnKeepalive: func(seq uint32) {
-			pa.mu.Lock()
-			if seq == pa.lastSeq {
-				pa.resends++
-			}
-			pa.lastSeq = seq
-			pa.mu.Unlock()
-			if pa.churn.Load() {
-				pa.a.SetHealth(uint8(40 + seq%20))
-			}
-		}})
+		pa, err := joinAgent(t, addr, i, churn)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pa.a = a
-		t.Cleanup(func() { a.Close() })
-		a.SetHealth(50)
-		if err := a.Join(necp.ServiceRecord{Protocol: necp.ProtoTCP, Port: 80, Forwarding: necp.ForwardDR}); err != nil {
-			t.Fatal(err)
-		}
-		a.Serve()
 		out = append(out, pa)
 	}
 	return out
+}
+
+// joinAgent connects agent i, from 127.0.1.(1+i), joins it at health 50
+// and serves it; the test closes it at its end.
+func joinAgent(t *testing.T, addr string, i int, churn bool) (*polledAgent, error) {
+	pa := &polledAgent{}
+	pa.churn.Store(churn)
+	local := netip.AddrFrom4([4]byte{127, 0, 1, byte(1 + i)})
+	a, err := necptest.Dial(addr, necptest.AgentOptions{Local: local, OnKeepalive: func(seq uint32) {
+		pa.mu.Lock()
+		if seq == pa.lastSeq {
+			pa.resends++
+		}
+		pa.lastSeq = seq
+		pa.mu.Unlock()
+		if pa.churn.Load() {
+			pa.a.SetHealth(uint8(40 + seq%20))
+		}
+	}})
+	if err != nil {
+		return nil, err
+	}
+	pa.a = a
+	t.Cleanup(func() { a.Close() })
+	a.SetHealth(50)
+	if err := a.Join(necp.ServiceRecord{Protocol: necp.ProtoTCP, Port: 80, Forwarding: necp.ForwardDR}); err != nil {
+		return nil, err
+	}
+	a.Serve()
+	return pa, nil
 }
 
 // sessionGoroutines counts the goroutines running a session's own loop.
@@ -325,7 +335,12 @@ func TestPollerFallsBackToEpoll(t *testing.T) {
 	if got := m.poll.using.Load(); got == nil || *got != PollerEpoll {
 		t.Errorf("sessions polled with %v, want the epoll fallback", got)
 	}
-	if want := `level=WARN msg="io_uring not usable; agent sessions polled with epoll" err="io_uring not usable: refused by the test"`; !strings.Contains(logs.String(), want) {
-		t.Errorf("log lacks %s:\n%s", want, logs)
+	for _, want := range []string{
+		`level=WARN msg="io_uring asked for but not usable; polling with epoll" err="io_uring not usable: refused by the test"`,
+		`level=INFO msg="agent sessions polled" poller=epoll chosen_by=fallback err="io_uring not usable: refused by the test"`,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
 	}
 }

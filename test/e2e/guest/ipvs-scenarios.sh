@@ -250,8 +250,8 @@ log "  master active and services created $(secs_since "$t0") s after the first 
 # The packaged unit's sandbox (SystemCallFilter=@system-service) and
 # Debian's kernel let the master poll its agents with io_uring, its
 # default; epoll is only the fallback (FEEDBACKD_POLLER, feedbackd-master(8)).
-wait_for 30 "the master polls its agents with io_uring, not the epoll fallback (journal)" \
-  jmore 0 'agent sessions polled with io_uring' -u "$M" -o cat
+wait_for 30 "the master polls its agents with io_uring, not the epoll fallback (journal: POLLER=io_uring)" \
+  jmore 0 'agent sessions polled' -u "$M" -o cat POLLER=io_uring
 evidence "the master's poller (journal)" sh -c "journalctl -q --no-pager -u $M -o cat | grep -E 'agent sessions polled|io_uring'"
 mpid=$(mainpid "$M")
 muid=$(awk '/^Uid:/ { print $2 }' /proc/"$mpid"/status)
