@@ -7,6 +7,8 @@ import (
 	"math/rand"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -62,8 +64,11 @@ func pollScript(seed int64, n int) []pollAct {
 // A failure is shrunk, by dropping steps while it still fails, to a short
 // script, printed with its seed.
 func TestPollerInterleavings(t *testing.T) {
+	// FEEDBACKD_POLLSIM_SEEDS=N plays more seeds (a longer local run).
 	seeds, steps := 6, 30
-	if testing.Short() {
+	if n, err := strconv.Atoi(os.Getenv("FEEDBACKD_POLLSIM_SEEDS")); err == nil && n > 0 {
+		seeds = n
+	} else if testing.Short() {
 		seeds = 2
 	}
 	for seed := int64(1); seed <= int64(seeds); seed++ {
