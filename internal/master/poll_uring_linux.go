@@ -46,6 +46,23 @@ type uringIO struct {
 	posting bool
 	postBuf [8]byte
 	closing bool
+	// failed's budget: the time of the last line, and the lines not
+	// logged since.
+	failedAt time.Time
+	quiet    int
+}
+
+// failed logs an error of the ring itself, at most one line every 10 s,
+// with how many were not logged: one that comes back every pass must not
+// flood the journal. (None is expected of a ring that set up.)
+func (u *uringIO) failed(msg string, err error) {
+	now := time.Now()
+	if now.Sub(u.failedAt) < 10*time.Second {
+		u.quiet++
+		return
+	}
+	u.p.m.log.Error(msg, "err", err, "suppressed_lines", u.quiet)
+	u.failedAt, u.quiet = now, 0
 }
 
 type uslot struct {
@@ -155,7 +172,7 @@ func (u *uringIO) poll(ctx context.Context, deadline time.Time) {
 	p := u.p
 	if !u.posting && !u.closing {
 		if err := u.ring.Read(p.ev, u.postBuf[:], udOf(0, udPost)); err != nil {
-			p.m.log.Error("io_uring read of the eventfd failed", "err", err)
+			u.failed("io_uring read of the eventfd failed", err)
 		} else {
 			u.posting = true
 		}
@@ -174,7 +191,7 @@ func (u *uringIO) poll(ctx context.Context, deadline time.Time) {
 	}
 	if err != nil {
 		// Not expected with a valid ring; do not spin on it.
-		p.m.log.Error("io_uring_enter failed", "err", err)
+		u.failed("io_uring_enter failed", err)
 		time.Sleep(10 * time.Millisecond)
 	}
 	now = time.Now()
@@ -275,7 +292,7 @@ func (u *uringIO) release(s *session) {
 	// descriptor is closed when they have (settle).
 	unix.Shutdown(s.fd, unix.SHUT_RDWR)
 	if err := u.ring.CancelFD(s.fd, udOf(s.slot, udCancel)); err != nil {
-		u.p.m.log.Error("io_uring cancel failed", "err", err)
+		u.failed("io_uring cancel failed", err)
 	}
 }
 

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"math/rand"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,5 +142,22 @@ func TestURingWritesInOrderUnderBackpressure(t *testing.T) {
 	}
 	if _, err := peer.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("the agent's read after the end: %v, want EOF", err)
+	}
+}
+
+// An error of the ring that comes back every pass is logged once, not
+// every pass.
+func TestURingErrorsLoggedAtABoundedRate(t *testing.T) {
+	u := uringAlone(t)
+	logs := &syncBuffer{}
+	u.p.m.log = slog.New(slog.NewTextHandler(logs, nil))
+	for range 100 {
+		u.failed("io_uring_enter failed", errors.New("boom"))
+	}
+	if n := strings.Count(logs.String(), "io_uring_enter failed"); n != 1 {
+		t.Fatalf("%d lines for 100 errors within 10 s, want 1:\n%s", n, logs)
+	}
+	if u.quiet != 99 {
+		t.Fatalf("%d errors counted as not logged, want 99", u.quiet)
 	}
 }
