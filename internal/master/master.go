@@ -62,6 +62,13 @@ type Options struct {
 	Poller string
 }
 
+// Poller names, for Options.Poller and FEEDBACKD_POLLER.
+const (
+	PollerAuto    = ""
+	PollerEpoll   = "epoll"
+	PollerIOURing = "io_uring"
+)
+
 // CheckPoller says whether name is a way of polling Options.Poller
 // accepts (FEEDBACKD_POLLER's values).
 func CheckPoller(name string) error {

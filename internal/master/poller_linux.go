@@ -132,13 +132,6 @@ func newPoller(m *Master, wg *sync.WaitGroup) (*poller, error) {
 		outReady: make(chan struct{}, 1), timers: newTimerWheel(time.Now()), want: m.opts.Poller}, nil
 }
 
-// Poller names for Options.Poller and FEEDBACKD_POLLER.
-const (
-	PollerAuto    = ""
-	PollerEpoll   = "epoll"
-	PollerIOURing = "io_uring"
-)
-
 // pickIO chooses how to poll, on the loop's goroutine (an io_uring ring
 // belongs to the thread that makes it): io_uring unless told epoll, epoll
 // when the kernel refuses io_uring. One line says which and why

@@ -22,10 +22,3 @@ func (p *poller) adopt(*session) bool    { return false }
 func (p *poller) post(*session) bool     { return false }
 func (p *poller) run(context.Context)    {}
 func (p *poller) write(s *session) error { return errors.New("no poller") }
-
-// Poller names, as on Linux.
-const (
-	PollerAuto    = ""
-	PollerEpoll   = "epoll"
-	PollerIOURing = "io_uring"
-)
