@@ -16,6 +16,9 @@ import (
 
 const prog = "feedbackd-agent"
 
+// agentProcs is the agent's GOMAXPROCS unless the environment sets one.
+const agentProcs = 2
+
 func main() { os.Exit(run(os.Args[1:], cli.DefaultStdio())) }
 
 func run(args []string, io cli.Stdio) int {
@@ -39,6 +42,9 @@ func run(args []string, io cli.Stdio) int {
 		fmt.Fprintf(io.Stdout, "%s: configuration %s OK (%d services, director %s)\n", prog, cfg.File, len(cfg.Services), cfg.Director)
 		return cli.ExitOK
 	}
+	// Two Ps: a reply can run while a monitor samples, and no more are of
+	// use to the agent (see cli.CapProcs).
+	procs := cli.CapProcs(agentProcs)
 	log, _, closeLog, err := cli.Logger(prog, c.Debug, cfg.LogLevel, cfg.LogFile, io.Stdout, io.Stderr)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "%s: %v\n", prog, err)
@@ -70,7 +76,7 @@ func run(args []string, io cli.Stdio) int {
 		return cli.Fatal(log, err)
 	}
 	log.Info("feedbackd-agent starting", "version", cli.Version, "director", cfg.Director,
-		"services", len(cfg.Services), "instance", instance)
+		"services", len(cfg.Services), "instance", instance, "gomaxprocs", procs)
 	// Ready once the monitors are built: waiting for the master would make
 	// the unit fail to start whenever the director is down.
 	sh.Notifier.Ready(fmt.Sprintf("connecting to director %s", cfg.Director))

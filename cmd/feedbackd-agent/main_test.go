@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -177,5 +178,27 @@ value = 5
 	code, _, errs = runAgent("-t", "--agent-dir", filepath.Join(dir, "agent.d"), "--instance", "nope")
 	if code != cli.ExitError || !strings.Contains(errs, "nope.conf") {
 		t.Fatalf("missing instance file: code %d, %s", code, errs)
+	}
+}
+
+// The agent runs with at most two Ps unless GOMAXPROCS says otherwise:
+// on a realserver with many CPUs each P costs memory and buys nothing.
+func TestAgentCapsProcs(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "agent.conf")
+	os.WriteFile(conf, []byte("director = 127.0.0.1\n[service]\nname = web\nprotocol = tcp\nport = 80\nforwarding = DR\nmonitor = constant\nvalue = 42\n"), 0o644)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, tc := range []struct {
+		env  string
+		want int
+	}{{"", agentProcs}, {"8", 8}} {
+		runtime.GOMAXPROCS(8)
+		t.Setenv("GOMAXPROCS", tc.env)
+		if code, out, errs := runAgent("-m", "-c", conf); code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+		}
+		if got := runtime.GOMAXPROCS(0); got != tc.want {
+			t.Errorf("GOMAXPROCS=%q in the environment, 8 Ps before the start: agent runs with %d, want %d", tc.env, got, tc.want)
+		}
 	}
 }

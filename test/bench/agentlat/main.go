@@ -136,5 +136,9 @@ interval = 1
 	fmt.Printf("  p50 %v  p99 %v  max %v\n", q(0.50), q(0.99), lat[len(lat)-1])
 	fmt.Printf("  slow service reported unknown in %d of %d replies (no sample finished yet)\n", slowUnknown, n)
 	fmt.Printf("agent RSS %.1f MB, peak %.1f MB\n", float64(rss)/1024, float64(hwm)/1024)
+	r := procfs.Rollup(cmd.Process.Pid)
+	mb := func(k string) float64 { return float64(r[k]) / 1024 }
+	fmt.Printf("  anonymous %.1f MB, executable's pages %.1f MB (shared clean %.1f), PSS %.1f MB, %d threads\n",
+		mb("Anonymous"), mb("Rss")-mb("Anonymous"), mb("Shared_Clean"), mb("Pss"), r["Threads"])
 	return nil
 }

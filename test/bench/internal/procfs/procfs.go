@@ -62,3 +62,29 @@ func Syscalls(pid int) (reads, writes int64) {
 	}
 	return
 }
+
+// Rollup returns the named fields of /proc/PID/smaps_rollup (Rss, Pss,
+// Anonymous, Shared_Clean, Private_Clean, ...) in KiB, and the thread count
+// from /proc/PID/status under "Threads". It tells memory the process owns
+// (anonymous: heap, stacks) from the executable's pages it maps, which the
+// page cache holds and other processes running the same file share.
+func Rollup(pid int) map[string]int64 {
+	out := map[string]int64{}
+	for _, f := range []string{"smaps_rollup", "status"} {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, f))
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			fs := strings.Fields(v)
+			if len(fs) == 0 {
+				continue
+			}
+			if n, err := strconv.ParseInt(fs[0], 10, 64); err == nil {
+				out[k] = n
+			}
+		}
+	}
+	return out
+}
