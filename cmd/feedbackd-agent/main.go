@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/agent"
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
@@ -16,8 +17,13 @@ import (
 
 const prog = "feedbackd-agent"
 
-// agentProcs is the agent's GOMAXPROCS unless the environment sets one.
-const agentProcs = 2
+// agentProcs is the agent's GOMAXPROCS unless the environment sets one,
+// and returnMemoryEvery how often it gives its free heap back: see
+// internal/daemon/runtime.go for why.
+const (
+	agentProcs        = 2
+	returnMemoryEvery = 30 * time.Second
+)
 
 func main() { os.Exit(run(os.Args[1:], cli.DefaultStdio())) }
 
@@ -43,8 +49,8 @@ func run(args []string, io cli.Stdio) int {
 		return cli.ExitOK
 	}
 	// Two Ps: a reply can run while a monitor samples, and no more are of
-	// use to the agent (see cli.CapProcs).
-	procs := cli.CapProcs(agentProcs)
+	// use to the agent (see daemon.CapProcs).
+	procs := daemon.CapProcs(agentProcs)
 	log, _, closeLog, err := cli.Logger(prog, c.Debug, cfg.LogLevel, cfg.LogFile, io.Stdout, io.Stderr)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "%s: %v\n", prog, err)
@@ -53,6 +59,7 @@ func run(args []string, io cli.Stdio) int {
 	defer closeLog()
 	sh := daemon.Start(log)
 	defer sh.Close()
+	sh.ReturnMemory(returnMemoryEvery)
 	// The agent has no reload: feedbackd-agent-sync restarts it when its
 	// files change.
 	sh.IgnoreHUP("the agent applies configuration changes on restart")

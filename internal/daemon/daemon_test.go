@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -57,5 +58,47 @@ func TestIgnoreHUPLogs(t *testing.T) {
 			t.Fatalf("log: %q", buf.String())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// ReturnMemory collects and returns memory every period, and stops with
+// the shell.
+func TestReturnMemory(t *testing.T) {
+	s := Start(slog.New(slog.DiscardHandler))
+	forced := func() uint32 {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.NumForcedGC
+	}
+	before := forced()
+	s.ReturnMemory(5 * time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for forced() < before+3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d forced collections in 10 s, want 3", forced()-before)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.Close()
+	time.Sleep(20 * time.Millisecond) // a tick already taken may still run
+	stopped := forced()
+	time.Sleep(100 * time.Millisecond)
+	if n := forced() - stopped; n != 0 {
+		t.Errorf("%d forced collections after the shell stopped", n)
+	}
+}
+
+// CapProcs lowers GOMAXPROCS unless the environment sets it.
+func TestCapProcs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, tc := range []struct {
+		env          string
+		before, want int
+	}{{"", 8, 2}, {"", 1, 1}, {"8", 8, 8}} {
+		runtime.GOMAXPROCS(tc.before)
+		t.Setenv("GOMAXPROCS", tc.env)
+		if got := CapProcs(2); got != tc.want || runtime.GOMAXPROCS(0) != tc.want {
+			t.Errorf("GOMAXPROCS=%q, %d Ps before: CapProcs(2) = %d, runtime has %d, want %d", tc.env, tc.before, got, runtime.GOMAXPROCS(0), tc.want)
+		}
 	}
 }

@@ -32,14 +32,15 @@ func main() {
 	gap := flag.Duration("gap", 2*time.Millisecond, "pause between KEEPALIVEs")
 	slow := flag.Duration("slow", 5*time.Second, "how long the exec monitor's command takes")
 	all := flag.Bool("all-monitors", false, "also a cpuload and a perl service: the four monitors of 2007")
+	every := flag.Duration("sample", 0, "also print the agent's memory this often during the run (0: only at the end)")
 	flag.Parse()
-	if err := run(*agentBin, *n, *gap, *slow, *all); err != nil {
+	if err := run(*agentBin, *n, *gap, *slow, *all, *every); err != nil {
 		fmt.Fprintln(os.Stderr, "agentlat:", err)
 		os.Exit(1)
 	}
 }
 
-func run(agentBin string, n int, gap, slow time.Duration, all bool) error {
+func run(agentBin string, n int, gap, slow time.Duration, all bool, every time.Duration) error {
 	fm, err := necptest.Listen("", necptest.MasterOptions{Timeout: 10 * time.Second})
 	if err != nil {
 		return err
@@ -114,7 +115,12 @@ interval = 1
 	lat := make([]time.Duration, 0, n)
 	slowUnknown := 0
 	start := time.Now()
+	next := start.Add(every)
 	for i := 1; i <= n; i++ {
+		if every > 0 && time.Now().After(next) {
+			fmt.Printf("%6.0fs %s\n", time.Since(start).Seconds(), memory(cmd.Process.Pid))
+			next = next.Add(every)
+		}
 		t0 := time.Now()
 		ack, err := conn.Keepalive(uint32(i), 10*time.Second)
 		if err != nil {
@@ -135,10 +141,19 @@ interval = 1
 	fmt.Printf("agent reply latency over %d KEEPALIVEs in %v, exec monitor taking %v per sample:\n", n, elapsed.Round(time.Millisecond), slow)
 	fmt.Printf("  p50 %v  p99 %v  max %v\n", q(0.50), q(0.99), lat[len(lat)-1])
 	fmt.Printf("  slow service reported unknown in %d of %d replies (no sample finished yet)\n", slowUnknown, n)
-	fmt.Printf("agent RSS %.1f MB, peak %.1f MB\n", float64(rss)/1024, float64(hwm)/1024)
-	r := procfs.Rollup(cmd.Process.Pid)
-	mb := func(k string) float64 { return float64(r[k]) / 1024 }
-	fmt.Printf("  anonymous %.1f MB, executable's pages %.1f MB (shared clean %.1f), PSS %.1f MB, %d threads\n",
-		mb("Anonymous"), mb("Rss")-mb("Anonymous"), mb("Shared_Clean"), mb("Pss"), r["Threads"])
+	fmt.Printf("agent RSS %.1f MB, peak %.1f MB, CPU %.2f s\n", float64(rss)/1024, float64(hwm)/1024,
+		float64(procfs.CPUTicks(cmd.Process.Pid))/100)
+	fmt.Printf("  %s\n", memory(cmd.Process.Pid))
 	return nil
+}
+
+// memory says what the agent's RSS is made of: anonymous memory (heap,
+// stacks, the runtime's own), which is the agent's alone, and the
+// executable's pages, which the page cache holds and every process running
+// the same file shares.
+func memory(pid int) string {
+	r := procfs.Rollup(pid)
+	mb := func(k string) float64 { return float64(r[k]) / 1024 }
+	return fmt.Sprintf("RSS %.2f MB: anonymous %.2f MB, executable's pages %.2f MB; PSS %.2f MB, %d threads",
+		mb("Rss"), mb("Anonymous"), mb("Rss")-mb("Anonymous"), mb("Pss"), r["Threads"])
 }
