@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -191,3 +192,50 @@ func BenchmarkExecMeasure(b *testing.B) {
 		}
 	}
 }
+
+// A reaper runs with one P (GOMAXPROCS=1 in its environment), and its
+// command gets the agent's environment back: the agent's GOMAXPROCS or
+// none, and no trace of the hand-over.
+func TestReaperRunsWithOneP(t *testing.T) {
+	const check = `tr '\0' '\n' < /proc/$PPID/environ | grep -qx GOMAXPROCS=1 || { echo 11; exit; }
+[ -z "${FEEDBACKD_REAPER_GOMAXPROCS+x}" ] || { echo 12; exit; }
+`
+	t.Run("agent without GOMAXPROCS", func(t *testing.T) {
+		t.Setenv("GOMAXPROCS", "")
+		os.Unsetenv("GOMAXPROCS")
+		got, err := newTestExec(t, check+`[ -z "${GOMAXPROCS+x}" ] && echo 77 || echo 13`, "").Measure(context.Background())
+		if err != nil || got != 77 {
+			t.Fatalf("got %d, %v; want 77 (11: reaper without GOMAXPROCS=1, 12: marker reached the command, 13: command got a GOMAXPROCS)", got, err)
+		}
+	})
+	t.Run("agent with GOMAXPROCS=3", func(t *testing.T) {
+		t.Setenv("GOMAXPROCS", "3")
+		got, err := newTestExec(t, check+`[ "$GOMAXPROCS" = 3 ] && echo 78 || echo 14`, "").Measure(context.Background())
+		if err != nil || got != 78 {
+			t.Fatalf("got %d, %v; want 78 (11: reaper without GOMAXPROCS=1, 12: marker reached the command, 14: command lost the agent's GOMAXPROCS)", got, err)
+		}
+	})
+}
+
+func TestReaperEnvRoundTrip(t *testing.T) {
+	for _, env := range [][]string{
+		{"PATH=/bin", "HOME=/"},
+		{"PATH=/bin", "GOMAXPROCS=8"},
+		{"GOMAXPROCS="},
+		{"A=b", reaperProcsVar + "=stale", "C=d"}, // a reaper started by a reaper's command
+	} {
+		r := reaperEnv(env)
+		if !slices.Contains(r, "GOMAXPROCS=1") {
+			t.Errorf("reaperEnv(%q) = %q: no GOMAXPROCS=1", env, r)
+		}
+		want := slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, reaperProcsVar+"=") })
+		if got := commandEnv(r); !slices.Equal(sorted(got), sorted(want)) {
+			t.Errorf("commandEnv(reaperEnv(%q)) = %q, want %q", env, got, want)
+		}
+	}
+	if env := []string{"GOMAXPROCS=4"}; !slices.Equal(commandEnv(env), env) {
+		t.Errorf("an environment without the marker changed: %q", commandEnv(env))
+	}
+}
+
+func sorted(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s }

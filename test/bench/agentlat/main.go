@@ -154,6 +154,17 @@ interval = 1
 func memory(pid int) string {
 	r := procfs.Rollup(pid)
 	mb := func(k string) float64 { return float64(r[k]) / 1024 }
-	return fmt.Sprintf("RSS %.2f MB: anonymous %.2f MB, executable's pages %.2f MB; PSS %.2f MB, %d threads",
+	line := fmt.Sprintf("RSS %.2f MB: anonymous %.2f MB, executable's pages %.2f MB; PSS %.2f MB, %d threads",
 		mb("Rss"), mb("Anonymous"), mb("Rss")-mb("Anonymous"), mb("Pss"), r["Threads"])
+	// The monitors' processes (reapers, the perl interpreter, a running
+	// exec command) are the agent's cost too: PSS shares the executable's
+	// pages out among them rather than counting them once per process.
+	kids := procfs.Descendants(pid)
+	pss, anon := r["Pss"], r["Anonymous"]
+	for _, k := range kids {
+		kr := procfs.Rollup(k)
+		pss, anon = pss+kr["Pss"], anon+kr["Anonymous"]
+	}
+	return line + fmt.Sprintf("; with its %d monitor processes: PSS %.2f MB, anonymous %.2f MB",
+		len(kids), float64(pss)/1024, float64(anon)/1024)
 }

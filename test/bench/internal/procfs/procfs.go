@@ -88,3 +88,33 @@ func Rollup(pid int) map[string]int64 {
 	}
 	return out
 }
+
+// Descendants returns the pids of every process below pid (children,
+// their children, ...), from the parent field of /proc/*/stat.
+func Descendants(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	kids := map[int][]int{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) > 1 {
+			pp, _ := strconv.Atoi(f[1])
+			kids[pp] = append(kids[pp], p)
+		}
+	}
+	var out []int
+	for todo := kids[pid]; len(todo) > 0; {
+		p := todo[len(todo)-1]
+		todo = append(todo[:len(todo)-1], kids[p]...)
+		out = append(out, p)
+	}
+	return out
+}
