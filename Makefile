@@ -37,11 +37,11 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
 all: build
 
-build: $(BIN)/feedbackd-master $(BIN)/feedbackd-agent $(BIN)/feedbackd-agent-sync $(BIN)/feedbackctl
+build: $(BIN)/feedbackd-master $(BIN)/feedbackd-agent $(BIN)/feedbackd-agent-sync $(BIN)/feedbackd-monitor-reaper $(BIN)/feedbackctl
 
 # Always rebuilt: go's own cache makes that cheap and keeps bin/ honest.
-.PHONY: $(BIN)/feedbackd-master $(BIN)/feedbackd-agent $(BIN)/feedbackd-agent-sync $(BIN)/feedbackctl
-$(BIN)/feedbackd-master $(BIN)/feedbackd-agent $(BIN)/feedbackd-agent-sync $(BIN)/feedbackctl:
+.PHONY: $(BIN)/feedbackd-master $(BIN)/feedbackd-agent $(BIN)/feedbackd-agent-sync $(BIN)/feedbackd-monitor-reaper $(BIN)/feedbackctl
+$(BIN)/feedbackd-master $(BIN)/feedbackd-agent $(BIN)/feedbackd-agent-sync $(BIN)/feedbackd-monitor-reaper $(BIN)/feedbackctl:
 	$(GOBUILD) -o $@ ./cmd/$(notdir $@)
 
 # The README's test command: what it needs beyond Go (test/readme/needs.sh:
@@ -118,7 +118,7 @@ readme-check:
 # dist/ (nfpm.yaml, packaging/nfpm-agent.yaml; see packaging/README.md).
 # Reproducible: static stripped binaries from the build flags above, and
 # every time stamp from the last commit (SOURCE_DATE_EPOCH).
-PKG_BINS := feedbackd-master feedbackd-agent feedbackd-agent-sync feedbackctl
+PKG_BINS := feedbackd-master feedbackd-agent feedbackd-agent-sync feedbackd-monitor-reaper feedbackctl
 .PHONY: package package-check
 package:
 	rm -rf dist/build && mkdir -p dist/build/bin

@@ -29,7 +29,7 @@ PACKAGES="lvs-feedbackd-master lvs-feedbackd-agent"
 
 die() { echo "packaging/build.sh: $*" >&2; exit 1; }
 
-for b in feedbackd-master feedbackd-agent feedbackd-agent-sync feedbackctl; do
+for b in feedbackd-master feedbackd-agent feedbackd-agent-sync feedbackd-monitor-reaper feedbackctl; do
 	[ -x "$BUILD/bin/$b" ] || die "$BUILD/bin/$b missing: run \"make package\""
 done
 

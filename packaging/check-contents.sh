@@ -98,6 +98,7 @@ expected() { # expected PACKAGE-NAME
 		cat <<-EOF
 			/usr/sbin/feedbackd-agent
 			/usr/sbin/feedbackd-agent-sync
+			/usr/libexec/lvs-feedbackd-agent/feedbackd-monitor-reaper
 			/usr/lib/systemd/system/feedbackd-agent@.service
 			/usr/lib/systemd/system/feedbackd-agent-sync.path
 			/usr/lib/systemd/system/feedbackd-agent-sync.service

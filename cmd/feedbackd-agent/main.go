@@ -12,6 +12,7 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/daemon"
+	"github.com/lvs-feedbackd/feedbackd/internal/monitor"
 	"github.com/lvs-feedbackd/feedbackd/internal/promtext"
 )
 
@@ -83,7 +84,8 @@ func run(args []string, io cli.Stdio) int {
 		return cli.Fatal(log, err)
 	}
 	log.Info("feedbackd-agent starting", "version", cli.Version, "director", cfg.Director,
-		"services", len(cfg.Services), "instance", instance, "gomaxprocs", procs)
+		"services", len(cfg.Services), "instance", instance, "gomaxprocs", procs,
+		"reaper", monitor.ReaperExecutable())
 	// Ready once the monitors are built: waiting for the master would make
 	// the unit fail to start whenever the director is down.
 	sh.Notifier.Ready(fmt.Sprintf("connecting to director %s", cfg.Director))

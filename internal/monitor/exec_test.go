@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -217,25 +217,64 @@ func TestReaperRunsWithOneP(t *testing.T) {
 	})
 }
 
-func TestReaperEnvRoundTrip(t *testing.T) {
-	for _, env := range [][]string{
-		{"PATH=/bin", "HOME=/"},
-		{"PATH=/bin", "GOMAXPROCS=8"},
-		{"GOMAXPROCS="},
-		{"A=b", reaperProcsVar + "=stale", "C=d"}, // a reaper started by a reaper's command
+// findReaper takes the first executable file, and the agent's own
+// executable when there is none.
+func TestFindReaper(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain")
+	exe := filepath.Join(dir, "exe")
+	os.WriteFile(plain, []byte("#!/bin/sh\n"), 0o644)
+	os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755)
+	for _, tc := range []struct {
+		paths []string
+		want  string
+	}{
+		{[]string{filepath.Join(dir, "missing"), plain, dir, exe}, exe},
+		{[]string{plain, dir}, "/proc/self/exe"},
+		{nil, "/proc/self/exe"},
 	} {
-		r := reaperEnv(env)
-		if !slices.Contains(r, "GOMAXPROCS=1") {
-			t.Errorf("reaperEnv(%q) = %q: no GOMAXPROCS=1", env, r)
+		if got := findReaper(tc.paths); got != tc.want {
+			t.Errorf("findReaper(%q) = %q, want %q", tc.paths, got, tc.want)
 		}
-		want := slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, reaperProcsVar+"=") })
-		if got := commandEnv(r); !slices.Equal(sorted(got), sorted(want)) {
-			t.Errorf("commandEnv(reaperEnv(%q)) = %q, want %q", env, got, want)
-		}
-	}
-	if env := []string{"GOMAXPROCS=4"}; !slices.Equal(commandEnv(env), env) {
-		t.Errorf("an environment without the marker changed: %q", commandEnv(env))
 	}
 }
 
-func sorted(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s }
+// With its own executable built and found, a reaper runs from it, with the
+// same contract: one P for itself, the agent's environment for the
+// command, and everything the command leaves behind killed.
+func TestReaperExecutable(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "feedbackd-monitor-reaper")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/feedbackd-monitor-reaper").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	old := reaperExe
+	reaperExe = func() string { return bin }
+	defer func() { reaperExe = old }()
+	t.Setenv("GOMAXPROCS", "")
+	os.Unsetenv("GOMAXPROCS")
+	got, err := newTestExec(t, `[ "$(readlink /proc/$PPID/exe)" = "`+bin+`" ] || { echo 15; exit; }
+tr '\0' '\n' < /proc/$PPID/environ | grep -qx GOMAXPROCS=1 || { echo 11; exit; }
+[ -z "${GOMAXPROCS+x}${FEEDBACKD_REAPER_GOMAXPROCS+x}" ] || { echo 12; exit; }
+echo 79`, "").Measure(context.Background())
+	if err != nil || got != 79 {
+		t.Fatalf("got %d, %v; want 79 (15: the reaper is not the built executable, 11: without GOMAXPROCS=1, 12: the command's environment changed)", got, err)
+	}
+	// A background child outlives neither the command nor the reaper.
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	got, err = newTestExec(t, "sleep 1000 & echo $! > "+pidFile+"; echo 44", "").Measure(context.Background())
+	if err != nil || got != 44 {
+		t.Fatalf("got %d, %v; want 44", got, err)
+	}
+	b, _ := os.ReadFile(pidFile)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 0 {
+		t.Fatalf("no pid written: %q", b)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("background sleep %d outlived its sample", pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

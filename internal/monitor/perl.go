@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/reaper"
 )
 
 // The perl monitor keeps the original plugin's contract: the script is
@@ -500,7 +502,7 @@ func (p *perlProc) kill() {
 		p.stdin.Close()
 		// Bounded in case something is stuck in the kernel (D state); the
 		// Wait goroutine reaps the reaper when it can.
-		p.waitExit(reaperCleanupLimit + time.Second)
+		p.waitExit(reaper.CleanupLimit + time.Second)
 		if !p.hasExited() {
 			killReaperGroup(p.reaper)
 			p.waitExit(time.Second)

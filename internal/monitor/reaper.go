@@ -2,16 +2,13 @@ package monitor
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
-	"strconv"
-	"strings"
+	"path/filepath"
+	"sync"
 	"syscall"
-	"time"
-	"unsafe"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/reaper"
 )
 
 // Nothing a monitor starts may outlive its sample (issue 13): an exec
@@ -21,10 +18,8 @@ import (
 // (setsid, a daemon's double fork), and once its parent has exited it is
 // re-parented to init, where nothing can tell it came from a monitor.
 //
-// So every monitor command runs under a reaper: this same binary, started
-// again through /proc/self/exe with argv[0] set to reaperName, which makes
-// the init function below run reaperMain instead of the program. The
-// reaper marks itself a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so
+// So every monitor command runs under a reaper (which executable: below).
+// The reaper marks itself a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so
 // every process its command leaves behind is re-parented to the reaper,
 // not to init, and stays below it in the process tree, whatever group or
 // session it moved to. When the command exits, or the reaper is told to
@@ -44,288 +39,75 @@ import (
 // kills its own descendants after each get_health() call (see perl.go);
 // its reaper covers the interpreter's death and the timeout kill.
 
-// reaperName is argv[0] of a reaper process.
-const reaperName = "feedbackd-monitor-reaper"
-
-// reaperCleanupLimit bounds how long a reaper keeps killing. Only a
-// process stuck in the kernel (D state) outlasts SIGKILL; the reaper then
-// gives up on it rather than hold the sample for ever.
-const reaperCleanupLimit = 2 * time.Second
-
-// Linux prctl(2) options; the syscall package has no names for them.
-const (
-	prSetDumpable        = 4
-	prSetChildSubreaper  = 36
-	wnohang              = 1 // wait4(2) WNOHANG
-	rtSigactionSigsetLen = 8 // sizeof(sigset_t) as rt_sigaction(2) wants it
-)
-
+// The reaper's code is internal/reaper. It runs from its own small
+// executable, feedbackd-monitor-reaper, where one is installed (reaperPaths);
+// otherwise from the agent's own, started again through /proc/self/exe
+// with argv[0] set to reaper.Name, which makes the init function below run
+// it instead of the program. Both work the same; the small one costs half
+// the CPU per start and less than half the memory (docs/benchmarks.md,
+// "Agent memory over time, and per CPU").
+//
+// What passes between agent and reaper is argv, the environment
+// (reaper.Env), signals and the exit status. Keep that compatible from one
+// version to the next: an upgrade replaces the reaper executable a few
+// seconds before it restarts the agents.
 func init() {
-	if len(os.Args) > 1 && os.Args[0] == reaperName {
+	if len(os.Args) > 1 && os.Args[0] == reaper.Name {
 		// syscall.Exit, not os.Exit: the reaper has nothing to flush, and
 		// under the race detector os.Exit sleeps a second before exiting.
-		syscall.Exit(reaperMain(os.Args[1:]))
+		syscall.Exit(reaper.Main(os.Args[1:]))
 	}
 }
 
-// parentDeathSignal is what the kernel sends a reaper when the agent dies
-// (PDEATHSIG). Not SIGTERM, the agent's own stop request: the kernel also
-// sends it when merely the agent's thread that started the reaper ends
-// (golang/go#27505), and the reaper must then tell the two apart, by its
-// parent pid, which changes only when the agent is gone.
-const parentDeathSignal = syscall.SIGUSR1
+// reaperPaths is where a reaper executable is looked for, first match
+// wins: beside the agent's own executable (bin/ of a build), then where the
+// lvs-feedbackd-agent package installs it.
+func reaperPaths() []string {
+	var ps []string
+	if exe, err := os.Executable(); err == nil {
+		ps = append(ps, filepath.Join(filepath.Dir(exe), reaper.Name))
+	}
+	return append(ps, "/usr/libexec/lvs-feedbackd-agent/"+reaper.Name)
+}
+
+// findReaper returns the first of paths this process may execute
+// (access(2) with X_OK, which also refuses a file on a noexec mount), else
+// the agent's own executable.
+func findReaper(paths []string) string {
+	for _, p := range paths {
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && syscall.Access(p, 0x1) == nil { // X_OK
+			return p
+		}
+	}
+	return "/proc/self/exe"
+}
+
+// reaperExe is the executable reapers run from, looked up once: it does
+// not move while the agent runs. Tests replace it.
+var reaperExe = sync.OnceValue(func() string { return findReaper(reaperPaths()) })
+
+// ReaperExecutable is the executable exec and perl monitor commands run
+// under, for the agent's start line: its own small one, or /proc/self/exe.
+func ReaperExecutable() string { return reaperExe() }
 
 // reaperCommand returns a Cmd that runs argv (argv[0] an absolute path)
 // under a reaper. The reaper is its own process group leader, so the
 // agent's terminal signals (Ctrl-C under -d) do not reach the command; it
-// gets parentDeathSignal when the agent dies; and Cancel asks it, with
+// gets reaper.ParentDeathSignal when the agent dies; and Cancel asks it, with
 // SIGTERM, to kill the command and everything below it.
 func reaperCommand(ctx context.Context, argv ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "/proc/self/exe")
-	cmd.Args = append([]string{reaperName}, argv...)
-	cmd.Env = reaperEnv(os.Environ())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: parentDeathSignal}
+	cmd := exec.CommandContext(ctx, reaperExe())
+	cmd.Args = append([]string{reaper.Name}, argv...)
+	cmd.Env = reaper.Env(os.Environ())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: reaper.ParentDeathSignal}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	return cmd
-}
-
-// A reaper is a whole Go runtime, and Go gives it one P per CPU, each with
-// its own caches: on a 64-CPU realserver a reaper's anonymous memory was
-// 2.3-2.6 MB with the default, 0.95 MB with GOMAXPROCS=1. It waits on one
-// command, so one P is all it uses. The runtime reads GOMAXPROCS before any
-// of our code runs, so the reaper gets it in its environment; its command
-// must not, so the agent's own value travels beside it, in reaperProcsVar,
-// and the reaper puts it back (commandEnv).
-const (
-	reaperProcsVar = "FEEDBACKD_REAPER_GOMAXPROCS"
-	unsetMark      = "-" // the agent had no GOMAXPROCS
-)
-
-// reaperEnv is the reaper's environment: env with GOMAXPROCS=1, and the
-// agent's GOMAXPROCS, if any, kept in reaperProcsVar.
-func reaperEnv(env []string) []string {
-	saved := unsetMark
-	out := make([]string, 0, len(env)+2)
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "GOMAXPROCS="); ok {
-			saved = "=" + v
-			continue
-		}
-		if strings.HasPrefix(kv, reaperProcsVar+"=") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return append(out, "GOMAXPROCS=1", reaperProcsVar+"="+saved)
-}
-
-// commandEnv undoes reaperEnv: the environment the command gets is the
-// agent's. An environment without reaperProcsVar is passed on as it is.
-func commandEnv(env []string) []string {
-	saved, found := "", false
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, reaperProcsVar+"="); ok {
-			saved, found = v, true
-		}
-	}
-	if !found {
-		return env
-	}
-	out := make([]string, 0, len(env))
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, "GOMAXPROCS=") && !strings.HasPrefix(kv, reaperProcsVar+"=") {
-			out = append(out, kv)
-		}
-	}
-	if v, ok := strings.CutPrefix(saved, "="); ok {
-		out = append(out, "GOMAXPROCS="+v)
-	}
-	return out
 }
 
 // killReaperGroup is the last resort when a reaper did not finish (it was
 // SIGKILLed, or hung): whatever is left in its process group dies.
 func killReaperGroup(pid int) {
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
-}
-
-// reaperMain is the reaper process: run argv, then kill and reap every
-// process left below, and exit as the command did.
-func reaperMain(argv []string) int {
-	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); e != 0 {
-		fmt.Fprintf(os.Stderr, "feedbackd monitor: cannot become a subreaper (%v); processes the command leaves behind may survive it\n", e)
-	}
-	// Before the command starts, so that a stop request cannot be lost.
-	// The parent pid is read first for the same reason: should the agent
-	// die before this, the reaper already has another parent, and no
-	// signal will come; its command then runs to its end (a perl
-	// interpreter ends at once, its requests' pipe being closed).
-	parent := os.Getppid()
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, parentDeathSignal)
-
-	// The command stays in the reaper's process group, so the agent's
-	// last resort (killReaperGroup) reaches it too. Only stdin, stdout and
-	// stderr are passed on: everything else the reaper has is close-on-exec.
-	pid, err := syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{
-		Env:   commandEnv(os.Environ()),
-		Files: []uintptr{0, 1, 2},
-	})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", argv[0], err)
-		return 127
-	}
-
-	// Wait for the command, reaping whatever else is re-parented here in
-	// the meantime (a background child that exits on its own).
-	exited := make(chan syscall.WaitStatus, 1)
-	go func() {
-		for {
-			var ws syscall.WaitStatus
-			p, err := syscall.Wait4(-1, &ws, 0, nil)
-			if errors.Is(err, syscall.EINTR) {
-				continue
-			}
-			if err != nil {
-				// ECHILD: cannot happen while the command is ours.
-				exited <- syscall.WaitStatus(0xff00) // "exit status 255"
-				return
-			}
-			if p == pid {
-				exited <- ws
-				return
-			}
-		}
-	}()
-	var ws syscall.WaitStatus
-wait:
-	for {
-		select {
-		case ws = <-exited:
-			break wait
-		case sig := <-stop:
-			if sig == parentDeathSignal && os.Getppid() == parent {
-				continue // a thread of the agent ended, not the agent
-			}
-			killDescendants(os.Getpid())
-			ws = <-exited
-			break wait
-		}
-	}
-	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, parentDeathSignal)
-	if left := cleanUp(time.Now().Add(reaperCleanupLimit)); left > 0 {
-		fmt.Fprintf(os.Stderr, "feedbackd monitor: %d processes left by the command could not be killed\n", left)
-	}
-	return exitLike(ws)
-}
-
-// cleanUp kills and reaps every descendant of this process until none is
-// left or the deadline passes; it returns how many were left. As a
-// subreaper with no children has no descendants at all, a wait4 that says
-// ECHILD is the proof that all is gone.
-func cleanUp(deadline time.Time) int {
-	self := os.Getpid()
-	for {
-		var ws syscall.WaitStatus
-		p, err := syscall.Wait4(-1, &ws, wnohang, nil)
-		switch {
-		case errors.Is(err, syscall.ECHILD):
-			return 0
-		case errors.Is(err, syscall.EINTR) || p > 0:
-			continue // reaped one; look again
-		}
-		// Children, none of them dead yet.
-		n := killDescendants(self)
-		if time.Now().After(deadline) {
-			return n
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// killDescendants sends SIGKILL to every process below pid and returns how
-// many there were. All of them at once, not only pid's children: killing a
-// parent first would let its children run on until the next round.
-func killDescendants(pid int) int {
-	ds := descendants("/proc", pid)
-	for _, d := range ds {
-		_ = syscall.Kill(d, syscall.SIGKILL)
-	}
-	return len(ds)
-}
-
-// descendants lists every process below pid, from procRoot/PID/stat.
-// Zombies are included: they are gone once reaped, not before.
-func descendants(procRoot string, pid int) []int {
-	d, err := os.Open(procRoot)
-	if err != nil {
-		return nil
-	}
-	names, _ := d.Readdirnames(-1)
-	d.Close()
-	children := map[int][]int{}
-	for _, name := range names {
-		p, err := strconv.Atoi(name)
-		if err != nil {
-			continue
-		}
-		if pp, ok := parentOf(procRoot, p); ok {
-			children[pp] = append(children[pp], p)
-		}
-	}
-	var out []int
-	todo := []int{pid}
-	for len(todo) > 0 {
-		p := todo[len(todo)-1]
-		todo = todo[:len(todo)-1]
-		out = append(out, children[p]...)
-		todo = append(todo, children[p]...)
-	}
-	return out
-}
-
-// parentOf reads the parent pid from procRoot/PID/stat: "pid (comm) S ppid ...".
-// The command name may hold spaces and parentheses, so the fields are
-// counted from the last ")".
-func parentOf(procRoot string, pid int) (int, bool) {
-	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0, false
-	}
-	pp, err := strconv.Atoi(f[1])
-	return pp, err == nil
-}
-
-// exitLike ends the reaper the way the command ended, so that the agent
-// sees "exit status 3" or "signal: segmentation fault" as if it had run the
-// command itself. A signal is raised again on the reaper with its default
-// action restored (the Go runtime handles some signals itself); core dumps
-// are turned off first, as the reaper's core would describe nothing.
-func exitLike(ws syscall.WaitStatus) int {
-	switch {
-	case ws.Exited():
-		return ws.ExitStatus()
-	case ws.Signaled():
-		sig := ws.Signal()
-		_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetDumpable, 0, 0)
-		// An all-zero struct sigaction is SIG_DFL with no flags on every
-		// architecture; 64 bytes cover the largest.
-		var dfl [8]uint64
-		_, _, _ = syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&dfl)), 0, rtSigactionSigsetLen, 0, 0)
-		_ = syscall.Kill(os.Getpid(), sig)
-		time.Sleep(100 * time.Millisecond)
-		return 128 + int(sig) // the signal was ignored after all
-	}
-	return 255
 }
 
 // reaperFinished reports whether a reaper ended on its own terms: it exits

@@ -288,6 +288,11 @@ wait_for 30 "$VIP1: $RS3 Route 10" dest_is $VIP1 $RS3 10 &&
   log "  weight 10 in the kernel $(secs_since "$t0") s after the file changed"
 wait_for 10 "$VIP2: $RS3 Route 20" dest_is $VIP2 $RS3 20
 dest_is $VIP1 $RS1 80 && dest_is $VIP1 $RS2 40 && pass_note "rs1 and rs2 untouched" || fail "rs1/rs2 weights changed"
+# The exec command ran under the package's own reaper executable, in the
+# agent unit's sandbox, not under the agent's binary started again.
+[ "$(jn 'REAPER=/usr/libexec/lvs-feedbackd-agent/feedbackd-monitor-reaper' -u "$(agent rs3)" -o verbose)" -gt 0 ] &&
+  pass_note "rs3's agent runs its monitor commands under /usr/libexec/lvs-feedbackd-agent/feedbackd-monitor-reaper (journal: REAPER=)" ||
+  fail "rs3's agent does not use the packaged reaper: $(journalctl -q --no-pager -u "$(agent rs3)" -o verbose 2>/dev/null | grep -m1 'REAPER=')"
 ipvs_evidence "after"
 end
 
