@@ -217,19 +217,24 @@ func TestReaperRunsWithOneP(t *testing.T) {
 	})
 }
 
-// findReaper takes the first executable file, and the agent's own
-// executable when there is none.
+// findReaper takes the first executable file that only its owner (root or
+// the agent's user) can write, and the agent's own executable when there is
+// none.
 func TestFindReaper(t *testing.T) {
 	dir := t.TempDir()
 	plain := filepath.Join(dir, "plain")
 	exe := filepath.Join(dir, "exe")
+	shared := filepath.Join(dir, "shared")
 	os.WriteFile(plain, []byte("#!/bin/sh\n"), 0o644)
 	os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755)
+	os.WriteFile(shared, []byte("#!/bin/sh\n"), 0o755)
+	os.Chmod(shared, 0o777) // past the umask: anyone could have replaced it
 	for _, tc := range []struct {
 		paths []string
 		want  string
 	}{
-		{[]string{filepath.Join(dir, "missing"), plain, dir, exe}, exe},
+		{[]string{filepath.Join(dir, "missing"), plain, dir, shared, exe}, exe},
+		{[]string{shared}, "/proc/self/exe"},
 		{[]string{plain, dir}, "/proc/self/exe"},
 		{nil, "/proc/self/exe"},
 	} {

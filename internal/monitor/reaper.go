@@ -70,12 +70,21 @@ func reaperPaths() []string {
 	return append(ps, "/usr/libexec/lvs-feedbackd-agent/"+reaper.Name)
 }
 
-// findReaper returns the first of paths this process may execute
-// (access(2) with X_OK, which also refuses a file on a noexec mount), else
-// the agent's own executable.
+// findReaper returns the first of paths that this process may execute
+// (access(2) with X_OK, which also refuses a file on a noexec mount) and
+// that nobody else could have put there: owned by root or by the agent's
+// own user, and writable by neither group nor others. Else the agent's
+// own executable.
 func findReaper(paths []string) string {
 	for _, p := range paths {
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && syscall.Access(p, 0x1) == nil { // X_OK
+		st, err := os.Stat(p)
+		if err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o022 != 0 {
+			continue
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); !ok || sys.Uid != 0 && int(sys.Uid) != os.Geteuid() {
+			continue
+		}
+		if syscall.Access(p, 0x1) == nil { // X_OK
 			return p
 		}
 	}
