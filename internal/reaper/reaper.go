@@ -76,7 +76,7 @@ func Env(env []string) []string {
 	return append(out, "GOMAXPROCS=1", procsVar+"="+saved)
 }
 
-// commandEnv undoes reaperEnv: the environment the command gets is the
+// commandEnv undoes Env: the environment the command gets is the
 // agent's. An environment without procsVar is passed on as it is.
 func commandEnv(env []string) []string {
 	saved, found := "", false
