@@ -275,11 +275,5 @@ echo 79`, "").Measure(context.Background())
 	if pid <= 0 {
 		t.Fatalf("no pid written: %q", b)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("background sleep %d outlived its sample", pid)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	processGone(t, pid)
 }

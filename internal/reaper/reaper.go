@@ -198,16 +198,17 @@ func cleanUp(deadline time.Time) int {
 // many there were. All of them at once, not only pid's children: killing a
 // parent first would let its children run on until the next round.
 func killDescendants(pid int) int {
-	ds := descendants("/proc", pid)
+	ds := Descendants("/proc", pid)
 	for _, d := range ds {
 		_ = syscall.Kill(d, syscall.SIGKILL)
 	}
 	return len(ds)
 }
 
-// descendants lists every process below pid, from procRoot/PID/stat.
-// Zombies are included: they are gone once reaped, not before.
-func descendants(procRoot string, pid int) []int {
+// Descendants lists every process below pid, from procRoot/PID/stat.
+// Zombies are included: they are gone once reaped, not before. (The
+// benches use it too, to add up an agent's monitor processes.)
+func Descendants(procRoot string, pid int) []int {
 	d, err := os.Open(procRoot)
 	if err != nil {
 		return nil

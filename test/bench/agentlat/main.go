@@ -23,6 +23,7 @@ import (
 
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 	"github.com/lvs-feedbackd/feedbackd/internal/necptest"
+	"github.com/lvs-feedbackd/feedbackd/internal/reaper"
 	"github.com/lvs-feedbackd/feedbackd/test/bench/internal/procfs"
 )
 
@@ -159,7 +160,7 @@ func memory(pid int) string {
 	// The monitors' processes (reapers, the perl interpreter, a running
 	// exec command) are the agent's cost too: PSS shares the executable's
 	// pages out among them rather than counting them once per process.
-	kids := procfs.Descendants(pid)
+	kids := reaper.Descendants("/proc", pid)
 	pss, anon := r["Pss"], r["Anonymous"]
 	for _, k := range kids {
 		kr := procfs.Rollup(k)
