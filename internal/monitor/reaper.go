@@ -44,7 +44,7 @@ import (
 // otherwise from the agent's own, started again through /proc/self/exe
 // with argv[0] set to reaper.Name, which makes the init function below run
 // it instead of the program. Both work the same; the small one costs half
-// the CPU per start and less than half the memory (docs/benchmarks.md,
+// the CPU per start and less than half the RSS (docs/benchmarks.md,
 // "Agent memory over time, and per CPU").
 //
 // What passes between agent and reaper is argv, the environment
