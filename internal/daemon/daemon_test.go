@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"runtime"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lvs-feedbackd/feedbackd/internal/execpages"
 	"github.com/lvs-feedbackd/feedbackd/internal/testutil"
 )
 
@@ -61,26 +63,50 @@ func TestIgnoreHUPLogs(t *testing.T) {
 	}
 }
 
-// ReturnMemory collects and returns memory every period, and stops with
-// the shell.
+// ReturnMemory collects and returns memory, and unmaps the executable's
+// pages, every period, and stops with the shell.
 func TestReturnMemory(t *testing.T) {
-	s := Start(slog.New(slog.DiscardHandler))
+	var buf testutil.SyncBuffer
+	s := Start(slog.New(slog.NewJSONHandler(&buf, nil)))
 	forced := func() uint32 {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		return ms.NumForcedGC
 	}
 	before := forced()
+	resident, err := execpages.Resident()
+	if err != nil || resident == 0 {
+		t.Fatalf("executable's resident pages: %d, %v", resident, err)
+	}
 	s.ReturnMemory(5 * time.Millisecond)
 	deadline := time.Now().Add(10 * time.Second)
-	for forced() < before+3 {
+	least := resident
+	for forced() < before+3 || least >= resident {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d forced collections in 10 s, want 3", forced()-before)
+			t.Fatalf("in 10 s: %d forced collections, want 3; executable's resident pages %d kB at most, %d kB before",
+				forced()-before, least>>10, resident>>10)
 		}
 		time.Sleep(time.Millisecond)
+		if r, err := execpages.Resident(); err == nil && r < least {
+			least = r
+		}
 	}
 	s.Close()
 	time.Sleep(20 * time.Millisecond) // a tick already taken may still run
+	// The first drop, and it only, is logged, with what it took out.
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	var first struct {
+		Msg    string
+		Before int64 `json:"resident_before_kb"`
+		After  int64 `json:"resident_after_kb"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatalf("log line %q: %v", lines[0], err)
+	}
+	if len(lines) != 1 || !strings.HasPrefix(first.Msg, "unmapped the executable's pages") ||
+		first.After <= 0 || first.After >= first.Before {
+		t.Errorf("log: %q, want one line, on the first drop, with less resident after it", lines)
+	}
 	stopped := forced()
 	time.Sleep(100 * time.Millisecond)
 	if n := forced() - stopped; n != 0 {

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/execpages"
 )
 
 // The two settings below are for a daemon that idles: the agent, whose
@@ -30,28 +32,62 @@ func CapProcs(max int) int {
 }
 
 // ReturnMemory collects the heap and gives its free pages back to the
-// kernel every period, until the shell stops.
+// kernel every period, and unmaps the executable's pages that the daemon
+// touched since and the page cache still holds (execpages.Drop), until
+// the shell stops.
 //
-// Why: Go does not collect a heap before it reaches 4 MB, and after a
-// collection it keeps the freed pages for the next cycle. An idle agent
-// allocates a little with every sample (an exec command's process and
-// output), so its heap only grew: anonymous memory went from 1.5 MB at the
-// start to 4.8 MB after ten minutes. Collected every 30 s it stays near
-// 2.6 MB, for 0.02 % of a core. A lower GOGC did not help (each cycle
+// Why the heap: Go does not collect a heap before it reaches 4 MB, and
+// after a collection it keeps the freed pages for the next cycle. An idle
+// agent allocates a little with every sample (an exec command's process
+// and output), so its heap only grew: anonymous memory went from 1.5 MB
+// at the start to 4.8 MB after ten minutes. Collected every 30 s it stays
+// near 2.6 MB, for 0.02 % of a core. A lower GOGC did not help (each cycle
 // keeps the collector's own buffers), and a memory limit is a cliff: at
 // 5 MiB the agent spent 6.6 times the CPU collecting, because the
 // runtime's own overhead was already close to it.
+//
+// Why the executable's pages: the start touches most of them once
+// (package initialisation, the configuration), and an idle agent needs
+// half of them again. Dropped after the collection, which is the other
+// thing that walks much of the executable (its tables of functions and
+// types), they do not come back until the next one.
 func (s *Shell) ReturnMemory(period time.Duration) {
 	go func() {
 		t := time.NewTicker(period)
 		defer t.Stop()
+		said := false
 		for {
 			select {
 			case <-s.Ctx.Done():
 				return
 			case <-t.C:
 				debug.FreeOSMemory()
+				said = s.dropPages(said)
 			}
 		}
 	}()
+}
+
+// dropPages unmaps the executable's pages (execpages.Drop). Until it has
+// said something, it says what the first drop took out of the resident
+// set, so that an operator who sees the RSS fall after the start knows why,
+// or why it could not: a failure would be the same every period, and costs
+// memory, not correctness. It returns whether it has said it.
+func (s *Shell) dropPages(said bool) bool {
+	if said {
+		execpages.Drop()
+		return true
+	}
+	before, err := execpages.Resident()
+	if err == nil {
+		_, err = execpages.Drop()
+	}
+	if err != nil {
+		s.log.Warn("cannot unmap the executable's unused pages; the resident set stays larger", "err", err)
+		return true
+	}
+	after, _ := execpages.Resident()
+	s.log.Info("unmapped the executable's pages, which the page cache keeps; those used again come back",
+		"resident_before_kb", before>>10, "resident_after_kb", after>>10)
+	return true
 }

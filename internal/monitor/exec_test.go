@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/reaper"
 )
 
 func newTestExec(t *testing.T, command, timeout string) Monitor {
@@ -276,4 +279,15 @@ echo 79`, "").Measure(context.Background())
 		t.Fatalf("no pid written: %q", b)
 	}
 	processGone(t, pid)
+
+	// A reaper still waiting after reaper.DropAfter unmaps its
+	// executable's pages (execpages.Drop): the perl interpreter's reaper
+	// lives as long as the agent.
+	wait := reaper.DropAfter + time.Second
+	got, err = newTestExec(t, fmt.Sprintf(`rss() { awk '/^RssFile:/ { print $2 }' /proc/$PPID/status; }
+a=$(rss); sleep %.1f; b=$(rss)
+[ "$b" -lt "$a" ] && echo 45 || echo 16`, wait.Seconds()), (wait + 5*time.Second).String()).Measure(context.Background())
+	if err != nil || got != 45 {
+		t.Fatalf("got %d, %v; want 45 (16: the reaper's file pages did not shrink after %v)", got, err, wait)
+	}
 }

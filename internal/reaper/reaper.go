@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/execpages"
 )
 
 // Name is argv[0] of a reaper process, whichever executable runs it.
@@ -45,6 +47,13 @@ const (
 // (golang/go#27505), and the reaper must then tell the two apart, by its
 // parent pid, which changes only when the agent is gone.
 const ParentDeathSignal = syscall.SIGUSR1
+
+// DropAfter is how long a reaper waits on its command before it unmaps
+// the executable pages its start touched (execpages.Drop). A reaper that
+// waits that long is a long-lived one, the perl interpreter's, which then
+// runs almost nothing until its command ends; an exec sample's reaper is
+// usually gone long before, and pays nothing.
+const DropAfter = 10 * time.Second
 
 // A reaper is a whole Go runtime, and Go gives it one P per CPU, each with
 // its own caches: a reaper's anonymous memory was 2.3-2.6 MB with 64 Ps (a
@@ -126,6 +135,9 @@ func Main(argv []string) int {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", argv[0], err)
 		return 127
 	}
+
+	dropping := time.AfterFunc(DropAfter, func() { execpages.Drop() })
+	defer dropping.Stop()
 
 	// Wait for the command, reaping whatever else is re-parented here in
 	// the meantime (a background child that exits on its own).

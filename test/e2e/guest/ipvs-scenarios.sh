@@ -293,6 +293,18 @@ dest_is $VIP1 $RS1 80 && dest_is $VIP1 $RS2 40 && pass_note "rs1 and rs2 untouch
 [ "$(jn 'REAPER=/usr/libexec/lvs-feedbackd-agent/feedbackd-monitor-reaper' -u "$(agent rs3)" -o verbose)" -gt 0 ] &&
   pass_note "rs3's agent runs its monitor commands under /usr/libexec/lvs-feedbackd-agent/feedbackd-monitor-reaper (journal: REAPER=)" ||
   fail "rs3's agent does not use the packaged reaper: $(journalctl -q --no-pager -u "$(agent rs3)" -o verbose 2>/dev/null | grep -m1 'REAPER=')"
+# 30 s after its start the agent unmaps the executable's pages that its
+# start touched (internal/execpages): madvise must pass the unit's
+# SystemCallFilter, and /proc/self/smaps be readable under ProtectProc.
+# A failure is logged as "cannot unmap ...".
+wait_for 90 "rs3's agent unmapped its executable's unused pages (journal)" \
+  jmore 0 "unmapped the executable's pages" -u "$(agent rs3)" -o cat
+jfield() { journalctl -q --no-pager -u "$(agent rs3)" -o verbose 2>/dev/null | sed -n "s/^ *$1=//p" | head -n 1; }
+rb=$(jfield RESIDENT_BEFORE_KB) ra=$(jfield RESIDENT_AFTER_KB)
+[ -n "$rb" ] && [ -n "$ra" ] && [ "$ra" -lt "$rb" ] &&
+  pass_note "rs3's agent: executable's pages resident $rb kB before the first unmapping, $ra kB right after (journal: RESIDENT_BEFORE_KB, RESIDENT_AFTER_KB)" ||
+  fail "rs3's agent: executable's pages resident '$rb' kB before, '$ra' kB after the unmapping; $(journalctl -q --no-pager -u "$(agent rs3)" -o cat 2>/dev/null | grep -m1 'unmap')"
+evidence "rs3's agent memory now (/proc/PID/status)" sh -c "grep -E '^(VmRSS|RssAnon|RssFile)' /proc/$(mainpid "$(agent rs3)")/status"
 ipvs_evidence "after"
 end
 
