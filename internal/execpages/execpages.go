@@ -114,27 +114,27 @@ func header(f []string) (Mapping, error) {
 		return m, fmt.Errorf("%d fields", len(f))
 	}
 	lo, hi, ok := strings.Cut(f[0], "-")
-	maj, min, ok2 := strings.Cut(f[3], ":")
+	major, minor, ok2 := strings.Cut(f[3], ":")
 	if !ok || !ok2 {
 		return m, fmt.Errorf("no range or device")
 	}
-	var err [5]error
-	m.Start, err[0] = strconv.ParseUint(lo, 16, 64)
-	m.End, err[1] = strconv.ParseUint(hi, 16, 64)
-	ma, err2 := strconv.ParseUint(maj, 16, 32)
-	mi, err3 := strconv.ParseUint(min, 16, 32)
-	err[2], err[3] = err2, err3
-	m.Ino, err[4] = strconv.ParseUint(f[4], 10, 64)
-	for _, e := range err {
-		if e != nil {
-			return m, e
+	var bad error
+	num := func(s string, base int) uint64 {
+		v, err := strconv.ParseUint(s, base, 64)
+		if err != nil {
+			bad = err
 		}
+		return v
+	}
+	m.Start, m.End, m.Ino = num(lo, 16), num(hi, 16), num(f[4], 10)
+	m.Dev = mkdev(num(major, 16), num(minor, 16))
+	if bad != nil {
+		return m, bad
 	}
 	if m.End < m.Start {
 		return m, fmt.Errorf("range ends before it starts")
 	}
 	m.Perms = f[1]
-	m.Dev = mkdev(ma, mi)
 	return m, nil
 }
 

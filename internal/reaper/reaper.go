@@ -4,7 +4,8 @@
 // and then exits as the command did. Why, and how the agent starts it:
 // internal/monitor/reaper.go.
 //
-// It is its own package, with nothing but the standard library below it,
+// It is its own package, with nothing but the standard library below it
+// (and internal/execpages, which has nothing else below it either),
 // so that it can be its own small executable (cmd/feedbackd-monitor-reaper):
 // started from the agent's executable instead, a reaper first initialises
 // every package the agent links (90 of them: TLS, HTTP, gopsutil), at every

@@ -304,7 +304,10 @@ rb=$(jfield RESIDENT_BEFORE_KB) ra=$(jfield RESIDENT_AFTER_KB)
 [ -n "$rb" ] && [ -n "$ra" ] && [ "$ra" -lt "$rb" ] &&
   pass_note "rs3's agent: executable's pages resident $rb kB before the first unmapping, $ra kB right after (journal: RESIDENT_BEFORE_KB, RESIDENT_AFTER_KB)" ||
   fail "rs3's agent: executable's pages resident '$rb' kB before, '$ra' kB after the unmapping; $(journalctl -q --no-pager -u "$(agent rs3)" -o cat 2>/dev/null | grep -m1 'unmap')"
-evidence "rs3's agent memory now (/proc/PID/status)" sh -c "grep -E '^(VmRSS|RssAnon|RssFile)' /proc/$(mainpid "$(agent rs3)")/status"
+# smaps_rollup, not status: Debian 12's kernel (6.1) keeps status's Rss
+# counts per thread and adds them up late (SPLIT_RSS_COUNTING, gone in
+# 6.2); it showed RssFile 0 here.
+evidence "rs3's agent memory now (/proc/PID/smaps_rollup)" sh -c "grep -E '^(Rss|Pss|Anonymous):' /proc/$(mainpid "$(agent rs3)")/smaps_rollup"
 ipvs_evidence "after"
 end
 
