@@ -12,6 +12,7 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
 	"github.com/lvs-feedbackd/feedbackd/internal/config"
 	"github.com/lvs-feedbackd/feedbackd/internal/daemon"
+	"github.com/lvs-feedbackd/feedbackd/internal/hugepages"
 	"github.com/lvs-feedbackd/feedbackd/internal/monitor"
 	"github.com/lvs-feedbackd/feedbackd/internal/promtext"
 )
@@ -26,7 +27,17 @@ const (
 	returnMemoryEvery = 30 * time.Second
 )
 
-func main() { os.Exit(run(os.Args[1:], cli.DefaultStdio())) }
+// smallPagesErr is why the agent could not keep off transparent huge
+// pages, said once the log is open.
+var smallPagesErr error
+
+func main() {
+	// First, before anything is printed or opened: where the kernel gives
+	// huge pages to every process, this starts the executable again
+	// without them (internal/hugepages).
+	smallPagesErr = hugepages.Avoid()
+	os.Exit(run(os.Args[1:], cli.DefaultStdio()))
+}
 
 func run(args []string, io cli.Stdio) int {
 	var c cli.Common
@@ -85,7 +96,10 @@ func run(args []string, io cli.Stdio) int {
 	}
 	log.Info("feedbackd-agent starting", "version", cli.Version, "director", cfg.Director,
 		"services", len(cfg.Services), "instance", instance, "gomaxprocs", procs,
-		"reaper", monitor.ReaperExecutable())
+		"reaper", monitor.ReaperExecutable(), "small_pages", hugepages.Disabled())
+	if smallPagesErr != nil {
+		log.Warn("cannot keep off transparent huge pages; the agent's memory may be larger", "err", smallPagesErr)
+	}
 	// Ready once the monitors are built: waiting for the master would make
 	// the unit fail to start whenever the director is down.
 	sh.Notifier.Ready(fmt.Sprintf("connecting to director %s", cfg.Director))

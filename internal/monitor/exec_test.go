@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lvs-feedbackd/feedbackd/internal/hugepages"
 	"github.com/lvs-feedbackd/feedbackd/internal/reaper"
 )
 
@@ -279,6 +280,23 @@ echo 79`, "").Measure(context.Background())
 		t.Fatalf("no pid written: %q", b)
 	}
 	processGone(t, pid)
+
+	// Where the agent keeps off transparent huge pages (it set the flag
+	// itself: hugepages.Marker), its reaper does too, and the command
+	// starts with the kernel's setting and without the marker.
+	t.Setenv(hugepages.Marker, "1")
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, 41 /* PR_SET_THP_DISABLE */, 1, 0, 0, 0, 0); e != 0 {
+		t.Fatalf("PR_SET_THP_DISABLE: %v", e)
+	}
+	defer syscall.RawSyscall6(syscall.SYS_PRCTL, 41, 0, 0, 0, 0, 0)
+	got, err = newTestExec(t, `grep -q '^THP_enabled:[[:space:]]*1$' /proc/self/status || { echo 17; exit; }
+[ -z "${`+hugepages.Marker+`+x}" ] || { echo 18; exit; }
+n=0; until grep -q '^THP_enabled:[[:space:]]*0$' /proc/$PPID/status; do n=$((n+1)); [ $n -lt 30 ] || { echo 19; exit; }; sleep 0.1; done
+echo 46`, "").Measure(context.Background())
+	if err != nil || got != 46 {
+		t.Fatalf("got %d, %v; want 46 (17: the command kept the agent's no-THP flag, 18: it got the marker, 19: the reaper did not keep the flag)", got, err)
+	}
+	os.Unsetenv(hugepages.Marker)
 
 	// A reaper still waiting after reaper.DropAfter unmaps its
 	// executable's pages (execpages.Drop): the perl interpreter's reaper

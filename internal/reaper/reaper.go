@@ -5,7 +5,8 @@
 // internal/monitor/reaper.go.
 //
 // It is its own package, with nothing but the standard library below it
-// (and internal/execpages, which has nothing else below it either),
+// (and internal/execpages and internal/hugepages, which have nothing else
+// below them either),
 // so that it can be its own small executable (cmd/feedbackd-monitor-reaper):
 // started from the agent's executable instead, a reaper first initialises
 // every package the agent links (90 of them: TLS, HTTP, gopsutil), at every
@@ -24,6 +25,7 @@ import (
 	"unsafe"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/execpages"
+	"github.com/lvs-feedbackd/feedbackd/internal/hugepages"
 )
 
 // Name is argv[0] of a reaper process, whichever executable runs it.
@@ -128,10 +130,14 @@ func Main(argv []string) int {
 	// The command stays in the reaper's process group, so the agent's
 	// last resort (killReaperGroup) reaches it too. Only stdin, stdout and
 	// stderr are passed on: everything else the reaper has is close-on-exec.
+	// The command starts with the kernel's huge-page setting, not the
+	// one the agent chose for itself and its reapers.
+	env, keepSmall := hugepages.ForCommand(commandEnv(os.Environ()))
 	pid, err := syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{
-		Env:   commandEnv(os.Environ()),
+		Env:   env,
 		Files: []uintptr{0, 1, 2},
 	})
+	keepSmall()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", argv[0], err)
 		return 127

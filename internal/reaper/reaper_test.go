@@ -33,7 +33,7 @@ func TestReaperEnvRoundTrip(t *testing.T) {
 func sorted(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s }
 
 // The reaper's executable links the standard library and nothing of the
-// project but this package and execpages: whatever else it linked, every
+// project but this package, execpages and hugepages: whatever else it linked, every
 // exec sample would initialise (see the package comment).
 func TestReaperLinksLittle(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "../../cmd/feedbackd-monitor-reaper").Output()
@@ -41,7 +41,7 @@ func TestReaperLinksLittle(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	const mod = "github.com/lvs-feedbackd/feedbackd/"
-	want := []string{mod + "cmd/feedbackd-monitor-reaper", mod + "internal/execpages", mod + "internal/reaper"}
+	want := []string{mod + "cmd/feedbackd-monitor-reaper", mod + "internal/execpages", mod + "internal/hugepages", mod + "internal/reaper"}
 	got := strings.Fields(string(out))
 	slices.Sort(got)
 	if !slices.Equal(got, want) {

@@ -293,6 +293,14 @@ dest_is $VIP1 $RS1 80 && dest_is $VIP1 $RS2 40 && pass_note "rs1 and rs2 untouch
 [ "$(jn 'REAPER=/usr/libexec/lvs-feedbackd-agent/feedbackd-monitor-reaper' -u "$(agent rs3)" -o verbose)" -gt 0 ] &&
   pass_note "rs3's agent runs its monitor commands under /usr/libexec/lvs-feedbackd-agent/feedbackd-monitor-reaper (journal: REAPER=)" ||
   fail "rs3's agent does not use the packaged reaper: $(journalctl -q --no-pager -u "$(agent rs3)" -o verbose 2>/dev/null | grep -m1 'REAPER=')"
+# Where the kernel gives every process transparent huge pages ("always"),
+# the agent starts itself again without them (internal/hugepages); the
+# start line's small_pages says which.
+thp=$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)
+case $thp in *"[always]"*) want_small=true ;; *) want_small=false ;; esac
+[ "$(jn "SMALL_PAGES=$want_small" -u "$(agent rs3)" -o verbose)" -gt 0 ] &&
+  pass_note "THP mode '$thp': rs3's agent runs with small_pages=$want_small (journal: SMALL_PAGES=)" ||
+  fail "THP mode '$thp': rs3's agent does not say small_pages=$want_small: $(journalctl -q --no-pager -u "$(agent rs3)" -o verbose 2>/dev/null | grep -m1 'SMALL_PAGES=')"
 # 30 s after its start the agent unmaps the executable's pages that its
 # start touched (internal/execpages): madvise must pass the unit's
 # SystemCallFilter, and /proc/self/smaps be readable under ProtectProc.
@@ -307,7 +315,7 @@ rb=$(jfield RESIDENT_BEFORE_KB) ra=$(jfield RESIDENT_AFTER_KB)
 # smaps_rollup, not status: Debian 12's kernel (6.1) keeps status's Rss
 # counts per thread and adds them up late (SPLIT_RSS_COUNTING, gone in
 # 6.2); it showed RssFile 0 here.
-evidence "rs3's agent memory now (/proc/PID/smaps_rollup)" sh -c "grep -E '^(Rss|Pss|Anonymous):' /proc/$(mainpid "$(agent rs3)")/smaps_rollup"
+evidence "rs3's agent memory now (/proc/PID/smaps_rollup)" sh -c "grep -E '^(Rss|Pss|Anonymous|AnonHugePages):' /proc/$(mainpid "$(agent rs3)")/smaps_rollup"
 ipvs_evidence "after"
 end
 
