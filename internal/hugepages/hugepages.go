@@ -52,7 +52,7 @@ func Always(mode string) bool {
 // neither this process nor an earlier start of it already asked for none.
 // On success it does not return. It returns nil when there was nothing to
 // do, and an error when it could not do it; the process then runs on as it
-// is, which costs memory, not correctness.
+// was, which costs memory, not correctness.
 func Avoid() error {
 	if os.Getenv(Marker) != "" || Disabled() {
 		return nil
@@ -65,10 +65,13 @@ func Avoid() error {
 		return err
 	}
 	exe, err := os.Executable()
-	if err != nil {
-		return err
+	if err == nil {
+		err = syscall.Exec(exe, os.Args, append(os.Environ(), Marker+"=1"))
 	}
-	return syscall.Exec(exe, os.Args, append(os.Environ(), Marker+"=1"))
+	// Not started again: without the marker the reapers could not tell
+	// the flag was the agent's, and commands would inherit it.
+	set(false)
+	return err
 }
 
 // ForCommand is for a reaper about to start its command with env: if the
