@@ -36,9 +36,12 @@ const (
 	prGetTHPDisable = 42
 )
 
-// enabledPath is where the kernel says its THP mode; a test points it
-// elsewhere.
-var enabledPath = "/sys/kernel/mm/transparent_hugepage/enabled"
+// enabledPath is where the kernel says its THP mode, and execve how the
+// process starts itself again; tests replace them.
+var (
+	enabledPath = "/sys/kernel/mm/transparent_hugepage/enabled"
+	execve      = syscall.Exec
+)
 
 // Always says whether the kernel's THP mode, as enabledPath reads
 // ("always [madvise] never"), is "always": the only one in which a process
@@ -66,7 +69,7 @@ func Avoid() error {
 	}
 	exe, err := os.Executable()
 	if err == nil {
-		err = syscall.Exec(exe, os.Args, append(os.Environ(), Marker+"=1"))
+		err = execve(exe, os.Args, append(os.Environ(), Marker+"=1"))
 	}
 	// Not started again: without the marker the reapers could not tell
 	// the flag was the agent's, and commands would inherit it.

@@ -2,6 +2,7 @@ package hugepages
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -56,6 +57,24 @@ func TestAvoid(t *testing.T) {
 		if got := strings.TrimSpace(string(out)); err != nil || got != want {
 			t.Errorf("mode %q: %q, %v; want %q", mode, got, err, want)
 		}
+	}
+}
+
+// When the process cannot start itself again, it says why and clears the
+// flag it set: without the marker, the reapers could not tell it was the
+// agent's, and every command would inherit it.
+func TestAvoidExecFails(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "enabled")
+	os.WriteFile(file, []byte("[always] madvise never\n"), 0o644)
+	defer func(p string, e func(string, []string, []string) error) { enabledPath, execve = p, e }(enabledPath, execve)
+	enabledPath = file
+	execve = func(string, []string, []string) error { return errors.New("refused") }
+	t.Setenv(Marker, "")
+	if Disabled() {
+		t.Fatal("the flag is set before the test")
+	}
+	if err := Avoid(); err == nil || err.Error() != "refused" || Disabled() {
+		t.Errorf("Avoid: %v, flag %v; want the exec's error and the flag off", err, Disabled())
 	}
 }
 
