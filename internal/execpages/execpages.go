@@ -27,8 +27,8 @@ import (
 	"syscall"
 )
 
-// Mapping is one mapping of an smaps file, with what Drop needs to know.
-type Mapping struct {
+// mapping is one mapping of an smaps file, with what Drop needs to know.
+type mapping struct {
 	Start, End uint64
 	Perms      string // as in smaps: "r-xp"
 	Dev        uint64 // as stat(2) gives it
@@ -45,18 +45,18 @@ type Mapping struct {
 // a debugger's breakpoint) holds copies that MADV_DONTNEED would throw
 // away, and its Anonymous count keeps it out. A writable one could be
 // written between our reading smaps and the call, so it is never taken.
-func (m Mapping) droppable(dev, ino uint64) bool {
+func (m mapping) droppable(dev, ino uint64) bool {
 	return m.Dev == dev && m.Ino == ino && len(m.Perms) == 4 &&
 		m.Perms[1] == '-' && m.Perms[3] == 'p' && m.AnonKB == 0
 }
 
-// Parse reads the mappings of an smaps file. A header it cannot read is an
+// parse reads the mappings of an smaps file. A header it cannot read is an
 // error, because the fields after it would be counted for the mapping
 // before; other lines it does not know are passed over, without a copy:
 // the agent reads its smaps every 30 s, and a string for each of its
 // thousand lines was garbage enough to show in its memory.
-func Parse(r io.Reader) ([]Mapping, error) {
-	var out []Mapping
+func parse(r io.Reader) ([]mapping, error) {
+	var out []mapping
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Bytes()
@@ -108,8 +108,8 @@ func kbOf(rest []byte) (int64, bool) {
 }
 
 // header reads "start-end perms offset major:minor inode [path]".
-func header(f []string) (Mapping, error) {
-	var m Mapping
+func header(f []string) (mapping, error) {
+	var m mapping
 	if len(f) < 5 {
 		return m, fmt.Errorf("%d fields", len(f))
 	}
@@ -181,7 +181,7 @@ func Resident() (int64, error) {
 }
 
 // own reads the mappings in smaps, and the device and inode of exe.
-func own(smaps, exe string) (maps []Mapping, dev, ino uint64, err error) {
+func own(smaps, exe string) (maps []mapping, dev, ino uint64, err error) {
 	// stat follows /proc/self/exe to the file the process runs, even
 	// one an upgrade has since replaced or deleted; the mappings name
 	// that file by device and inode, not by its path.
@@ -198,6 +198,6 @@ func own(smaps, exe string) (maps []Mapping, dev, ino uint64, err error) {
 		return nil, 0, 0, err
 	}
 	defer f.Close()
-	maps, err = Parse(f)
+	maps, err = parse(f)
 	return maps, uint64(st.Dev), st.Ino, err
 }

@@ -31,7 +31,7 @@ Anonymous:             0 kB
 `
 
 func TestParseAndChoose(t *testing.T) {
-	maps, err := Parse(strings.NewReader(sample))
+	maps, err := parse(strings.NewReader(sample))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,13 +56,13 @@ func TestParseAndChoose(t *testing.T) {
 	}
 }
 
-// The lines Parse passes over cost no allocation: the agent reads its
+// The lines parse passes over cost no allocation: the agent reads its
 // smaps, a thousand lines, every 30 s.
 func TestParseAllocatesPerMapping(t *testing.T) {
 	padded := strings.ReplaceAll(sample, "Anonymous:", strings.Repeat("Pss:                 4 kB\n", 50)+"Anonymous:")
 	allocs := func(in string) float64 {
 		return testing.AllocsPerRun(20, func() {
-			if _, err := Parse(strings.NewReader(in)); err != nil {
+			if _, err := parse(strings.NewReader(in)); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -74,7 +74,7 @@ func TestParseAllocatesPerMapping(t *testing.T) {
 
 // A mapping whose Anonymous line is missing is taken to hold copies.
 func TestParseWithoutAnonymousKeeps(t *testing.T) {
-	maps, err := Parse(strings.NewReader("00400000-0076b000 r-xp 00000000 fe:00 7 /x\nRss: 4 kB\n"))
+	maps, err := parse(strings.NewReader("00400000-0076b000 r-xp 00000000 fe:00 7 /x\nRss: 4 kB\n"))
 	if err != nil || len(maps) != 1 {
 		t.Fatal(maps, err)
 	}
@@ -93,7 +93,7 @@ func TestParseRefusesBrokenHeaders(t *testing.T) {
 		"Anonymous: 0 kB\n",
 		"00400000-0076b000 r-xp 00000000 fe:00 7 /x\nAnonymous: x kB\n",
 	} {
-		if maps, err := Parse(strings.NewReader(in)); err == nil {
+		if maps, err := parse(strings.NewReader(in)); err == nil {
 			t.Errorf("%q: parsed as %+v", in, maps)
 		}
 	}

@@ -64,7 +64,7 @@ func Avoid() error {
 	if err != nil || !Always(string(mode)) {
 		return nil // no THP at all, or not for everyone
 	}
-	if err := set(true); err != nil {
+	if err := SetDisabled(true); err != nil {
 		return err
 	}
 	exe, err := os.Executable()
@@ -73,7 +73,7 @@ func Avoid() error {
 	}
 	// Not started again: without the marker the reapers could not tell
 	// the flag was the agent's, and commands would inherit it.
-	set(false)
+	SetDisabled(false)
 	return err
 }
 
@@ -94,8 +94,8 @@ func ForCommand(env []string) ([]string, func()) {
 	if !mine {
 		return env, func() {}
 	}
-	set(false)
-	return out, func() { set(true) }
+	SetDisabled(false)
+	return out, func() { SetDisabled(true) }
 }
 
 // Disabled says whether this process runs with PR_SET_THP_DISABLE.
@@ -106,7 +106,8 @@ func Disabled() bool {
 	return e == 0 && r == 1
 }
 
-func set(on bool) error {
+// SetDisabled sets or clears PR_SET_THP_DISABLE for this process.
+func SetDisabled(on bool) error {
 	v := uintptr(0)
 	if on {
 		v = 1

@@ -81,10 +81,10 @@ func TestAvoidExecFails(t *testing.T) {
 // The reaper's side: the marker leaves the command's environment, the
 // flag is off while the command starts and back on after.
 func TestForCommand(t *testing.T) {
-	if err := set(true); err != nil {
+	if err := SetDisabled(true); err != nil {
 		t.Fatalf("PR_SET_THP_DISABLE: %v", err)
 	}
-	defer set(false)
+	defer SetDisabled(false)
 	env, restore := ForCommand([]string{"PATH=/bin", Marker + "=1", "HOME=/"})
 	if !slices.Equal(env, []string{"PATH=/bin", "HOME=/"}) || Disabled() {
 		t.Errorf("for the command: %q, flag %v; want no marker and the flag off", env, Disabled())

@@ -285,10 +285,10 @@ echo 79`, "").Measure(context.Background())
 	// itself: hugepages.Marker), its reaper does too, and the command
 	// starts with the kernel's setting and without the marker.
 	t.Setenv(hugepages.Marker, "1")
-	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, 41 /* PR_SET_THP_DISABLE */, 1, 0, 0, 0, 0); e != 0 {
-		t.Fatalf("PR_SET_THP_DISABLE: %v", e)
+	if err := hugepages.SetDisabled(true); err != nil {
+		t.Fatalf("PR_SET_THP_DISABLE: %v", err)
 	}
-	defer syscall.RawSyscall6(syscall.SYS_PRCTL, 41, 0, 0, 0, 0, 0)
+	defer hugepages.SetDisabled(false)
 	got, err = newTestExec(t, `grep -q '^THP_enabled:[[:space:]]*1$' /proc/self/status || { echo 17; exit; }
 [ -z "${`+hugepages.Marker+`+x}" ] || { echo 18; exit; }
 n=0; until grep -q '^THP_enabled:[[:space:]]*0$' /proc/$PPID/status; do n=$((n+1)); [ $n -lt 30 ] || { echo 19; exit; }; sleep 0.1; done
