@@ -6,7 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os/exec"
+	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -74,14 +75,49 @@ func (e *execMon) Measure(ctx context.Context) (int, error) {
 	cmd.WaitDelay = execWaitDelay
 	// cmd.Stdin stays nil, which is /dev/null: a command that reads stdin
 	// must not hang on, or steal from, the agent's.
-	stdout := &capBuffer{max: execStdoutMax}
-	stderr := &capBuffer{max: execStderrMax}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-
-	err := cmd.Run()
-	if cmd.Process != nil && (cmd.ProcessState == nil || !reaperFinished(cmd.ProcessState)) {
-		// The reaper did not finish its work (killed after WaitDelay,
-		// or it could not start): what is left in its group dies here.
+	//
+	// The output comes through pipes of our own, read here and by one
+	// goroutine, not through io.Writers: for a writer os/exec starts a
+	// goroutine per stream that copies through a new 32 KB buffer, and an
+	// idle agent running its exec monitor every few seconds touched that
+	// fresh memory, and the runtime's tables for the goroutines it
+	// started, on every sample (docs/benchmarks.md, "The agent's memory
+	// at rest").
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return 0, fmt.Errorf("command %q: %w", e.command, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return 0, fmt.Errorf("command %q: %w", e.command, err)
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	err = cmd.Start()
+	// The reaper has its copies of the write ends; without closing ours
+	// the reads below would never see the end.
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return 0, fmt.Errorf("command %q: %w", e.command, err)
+	}
+	// Past the timeout the reaper is told to stop, and it kills everything
+	// below it before it exits, which closes the pipes. Only a process
+	// that survives SIGKILL (stuck in the kernel) can hold them open
+	// longer: the reads give up execWaitDelay later, and whatever came
+	// before is used.
+	until := time.Now().Add(e.timeout + execWaitDelay)
+	stderrc := make(chan []byte, 1)
+	go func() { stderrc <- drain(errR, execStderrMax, until) }()
+	stdout := drain(outR, execStdoutMax, until)
+	stderr := <-stderrc
+	err = cmd.Wait()
+	if cmd.ProcessState == nil || !reaperFinished(cmd.ProcessState) {
+		// The reaper did not finish its work (killed after WaitDelay):
+		// what is left in its group dies here.
 		killReaperGroup(cmd.Process.Pid)
 	}
 	switch {
@@ -89,41 +125,53 @@ func (e *execMon) Measure(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("command %q: %w", e.command, ctx.Err())
 	case runCtx.Err() != nil:
 		return 0, fmt.Errorf("command %q timed out after %s and was killed", e.command, e.timeout)
-	case errors.Is(err, exec.ErrWaitDelay):
-		// The reaper exited, so everything the command started is dead,
-		// yet a pipe stayed open: a process that could not be killed
-		// (stuck in the kernel). The answer is in; use it.
 	case err != nil:
 		msg := err.Error() // "exit status 3", "signal: segmentation fault"
-		if line := firstLine(stderr.buf); line != "" {
+		if line := firstLine(stderr); line != "" {
 			msg += ", stderr: " + quoteHead([]byte(line), 200)
 		}
 		return 0, fmt.Errorf("command %q: %s", e.command, msg)
 	}
-	h, err := readHealth(stdout.buf, false)
+	h, err := readHealth(stdout, false)
 	if err != nil {
 		// The output goes to the log, at a bounded rate; the error,
 		// which the sampler logs whenever its text changes, does not
 		// quote it (notHealthError).
 		e.complain.Warn("command output is not a health value; health unknown",
-			"command", e.command, "output", quoteHead(stdout.buf, 200), "why", err)
+			"command", e.command, "output", quoteHead(stdout, 200), "why", err)
 		return 0, fmt.Errorf("command %q: output is %w", e.command, err)
 	}
 	return h, nil
 }
 
-// capBuffer keeps the first max bytes written and accepts (and drops) the
-// rest, so the writer never sees an error and never blocks.
-type capBuffer struct {
-	buf []byte
-	max int
-}
-
-func (c *capBuffer) Write(p []byte) (int, error) {
-	if room := c.max - len(c.buf); room > 0 {
-		c.buf = append(c.buf, p[:min(room, len(p))]...)
+// drain reads f to its end, or until the deadline, keeps the first max
+// bytes and drops the rest, so that the command never blocks on a full
+// pipe before its timeout; then it closes f. What it keeps grows from a
+// small start: a health is a few bytes.
+func drain(f *os.File, max int, deadline time.Time) []byte {
+	defer f.Close()
+	f.SetReadDeadline(deadline)
+	kept := make([]byte, 0, 64)
+	var spill []byte // for what is past max, made only for such output
+	for {
+		if len(kept) == cap(kept) && len(kept) < max {
+			kept = slices.Grow(kept, min(cap(kept), max-len(kept)))
+		}
+		into := kept[len(kept):min(cap(kept), max)]
+		if len(into) == 0 {
+			if spill == nil {
+				spill = make([]byte, 4<<10)
+			}
+			into = spill
+		}
+		n, err := f.Read(into)
+		if len(kept) < max {
+			kept = kept[:len(kept)+n]
+		}
+		if err != nil { // io.EOF, the deadline, or a read error: done
+			return kept
+		}
 	}
-	return len(p), nil
 }
 
 // firstLine is the first non-blank line of b, trimmed.

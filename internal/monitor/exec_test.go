@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +47,7 @@ func TestExecHealth(t *testing.T) {
 		{"echo 10; echo second line 90", 10},           // lines after the first are the command's own
 		{"exec 2>/dev/null; echo 31 >&2; echo 32", 32}, // stderr is not read for the health
 		{"yes 55 | head -c 100000", 55},                // long output is capped, not blocking
+		{"yes e | head -c 200000 >&2; echo 44", 44},    // so is stderr, read while stdout is
 		{"cat; echo 61", 61},                           // stdin is /dev/null, not the agent's
 	} {
 		t.Run(tc.command, func(t *testing.T) {
@@ -54,6 +56,43 @@ func TestExecHealth(t *testing.T) {
 				t.Fatalf("got %d, %v; want %d", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestExecSampleIsLight checks what an exec sample costs the agent between
+// collections: its own pipes read into small buffers, not os/exec's copy
+// goroutines with a 32 KB buffer per stream (64 KB of fresh heap on every
+// sample, docs/benchmarks.md), and no descriptor left open.
+func TestExecSampleIsLight(t *testing.T) {
+	m := newTestExec(t, "echo 50", "")
+	ctx := context.Background()
+	if _, err := m.Measure(ctx); err != nil { // the reaper's path, looked up once
+		t.Fatal(err)
+	}
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	const n = 10
+	before := fds()
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	for range n {
+		if h, err := m.Measure(ctx); err != nil || h != 50 {
+			t.Fatalf("got %d, %v", h, err)
+		}
+	}
+	runtime.ReadMemStats(&ms1)
+	per := (ms1.TotalAlloc - ms0.TotalAlloc) / n
+	t.Logf("a sample allocates %d bytes", per)
+	if per > 24<<10 {
+		t.Errorf("a sample allocates %d bytes, want under 24 KB", per)
+	}
+	if after := fds(); after > before {
+		t.Errorf("%d descriptors open after %d samples, %d before", after, n, before)
 	}
 }
 
