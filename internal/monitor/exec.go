@@ -9,7 +9,10 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Output limits for exec. The health is one number on the first line;
@@ -19,10 +22,10 @@ import (
 const (
 	execStdoutMax = 4 << 10
 	execStderrMax = 4 << 10
-	// execWaitDelay bounds how long Measure waits, after the reaper has
-	// exited or been told to stop, for it to exit and for stdout and
-	// stderr to close. Only a process that survives SIGKILL (stuck in the
-	// kernel) can hold them longer.
+	// execWaitDelay bounds how long Measure waits for a reaper told to
+	// stop to exit before it kills the reaper's whole group, and how long
+	// past the timeout it reads stdout and stderr. Only a process that
+	// survives SIGKILL (stuck in the kernel) can hold them longer.
 	execWaitDelay = 1 * time.Second
 )
 
@@ -69,55 +72,54 @@ func (e *execMon) Measure(ctx context.Context) (int, error) {
 
 	// Under a reaper (reaper.go): when the shell exits, the reaper kills
 	// whatever the command left running, in the background or detached
-	// with setsid, before it exits itself. On timeout Cancel asks it to
-	// kill the shell too.
-	cmd := reaperCommand(runCtx, "/bin/sh", "-c", e.command)
-	cmd.WaitDelay = execWaitDelay
+	// with setsid, before it exits itself. On timeout it is asked to kill
+	// the shell too (stopReaper).
+	//
+	// A sample starts no goroutine, and os/exec none either: the output
+	// comes through pipes of our own, both read here (collect), and the
+	// reaper is stopped from context.AfterFunc, which runs only on
+	// timeout or cancellation. Each goroutine started reads the runtime's
+	// function table, and os/exec's copying into an io.Writer used a new
+	// 32 KB buffer per stream: an idle agent sampling every few seconds
+	// kept those pages mapped (docs/benchmarks.md, "The agent's memory at
+	// rest").
+	cmd := reaperCommand(context.Background(), "/bin/sh", "-c", e.command)
 	// cmd.Stdin stays nil, which is /dev/null: a command that reads stdin
 	// must not hang on, or steal from, the agent's.
-	//
-	// The output comes through pipes of our own, read here and by one
-	// goroutine, not through io.Writers: for a writer os/exec starts a
-	// goroutine per stream that copies through a new 32 KB buffer, and an
-	// idle agent running its exec monitor every few seconds touched that
-	// fresh memory, and the runtime's tables for the goroutines it
-	// started, on every sample (docs/benchmarks.md, "The agent's memory
-	// at rest").
-	outR, outW, err := os.Pipe()
-	if err != nil {
+	var fds [4]int // stdout read, write; stderr read, write
+	if err := syscall.Pipe2(fds[0:2], syscall.O_CLOEXEC); err != nil {
 		return 0, fmt.Errorf("command %q: %w", e.command, err)
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
+	if err := syscall.Pipe2(fds[2:4], syscall.O_CLOEXEC); err != nil {
+		syscall.Close(fds[0])
+		syscall.Close(fds[1])
 		return 0, fmt.Errorf("command %q: %w", e.command, err)
 	}
+	outW, errW := os.NewFile(uintptr(fds[1]), "|1"), os.NewFile(uintptr(fds[3]), "|2")
 	cmd.Stdout, cmd.Stderr = outW, errW
-	err = cmd.Start()
+	err := cmd.Start()
 	// The reaper has its copies of the write ends; without closing ours
 	// the reads below would never see the end.
 	outW.Close()
 	errW.Close()
 	if err != nil {
-		outR.Close()
-		errR.Close()
+		syscall.Close(fds[0])
+		syscall.Close(fds[2])
 		return 0, fmt.Errorf("command %q: %w", e.command, err)
 	}
-	// Past the timeout the reaper is told to stop, and it kills everything
-	// below it before it exits, which closes the pipes. Only a process
-	// that survives SIGKILL (stuck in the kernel) can hold them open
-	// longer: the reads give up execWaitDelay later, and whatever came
-	// before is used.
-	until := time.Now().Add(e.timeout + execWaitDelay)
-	stderrc := make(chan []byte, 1)
-	go func() { stderrc <- drain(errR, execStderrMax, until) }()
-	stdout := drain(outR, execStdoutMax, until)
-	stderr := <-stderrc
+	exited := make(chan struct{})
+	stop := context.AfterFunc(runCtx, func() { stopReaper(cmd.Process, exited) })
+	// Past the timeout the reaper kills everything below it before it
+	// exits, which closes the pipes. Only a process that survives SIGKILL
+	// (stuck in the kernel) can hold them open longer: the reads give up
+	// execWaitDelay later, and whatever came before is used.
+	stdout, stderr := collect(fds[0], fds[2], time.Now().Add(e.timeout+execWaitDelay))
 	err = cmd.Wait()
+	close(exited)
+	stop()
 	if cmd.ProcessState == nil || !reaperFinished(cmd.ProcessState) {
-		// The reaper did not finish its work (killed after WaitDelay):
-		// what is left in its group dies here.
+		// The reaper did not finish its work (killed after
+		// execWaitDelay): what is left in its group dies here.
 		killReaperGroup(cmd.Process.Pid)
 	}
 	switch {
@@ -144,34 +146,73 @@ func (e *execMon) Measure(ctx context.Context) (int, error) {
 	return h, nil
 }
 
-// drain reads f to its end, or until the deadline, keeps the first max
-// bytes and drops the rest, so that the command never blocks on a full
-// pipe before its timeout; then it closes f. What it keeps grows from a
-// small start: a health is a few bytes.
-func drain(f *os.File, max int, deadline time.Time) []byte {
-	defer f.Close()
-	f.SetReadDeadline(deadline)
-	kept := make([]byte, 0, 64)
-	var spill []byte // for what is past max, made only for such output
-	for {
-		if len(kept) == cap(kept) && len(kept) < max {
-			kept = slices.Grow(kept, min(cap(kept), max-len(kept)))
+// stopReaper asks the reaper to kill the command and everything below it
+// (SIGTERM), and kills its whole group if it has not exited execWaitDelay
+// later, so that Wait returns.
+func stopReaper(p *os.Process, exited <-chan struct{}) {
+	_ = p.Signal(syscall.SIGTERM)
+	t := time.NewTimer(execWaitDelay)
+	defer t.Stop()
+	select {
+	case <-exited:
+	case <-t.C:
+		killReaperGroup(p.Pid)
+	}
+}
+
+// collect reads the command's stdout and stderr (the read ends of two
+// pipes, which it closes) until both end or the deadline passes. It keeps
+// the first execStdoutMax and execStderrMax bytes and drops the rest, so
+// that the command never blocks on a full pipe. poll(2) waits for either
+// in this goroutine's thread, as Wait does for the exit.
+func collect(outFd, errFd int, deadline time.Time) (stdout, stderr []byte) {
+	defer syscall.Close(outFd)
+	defer syscall.Close(errFd)
+	pfd := []unix.PollFd{{Fd: int32(outFd), Events: unix.POLLIN}, {Fd: int32(errFd), Events: unix.POLLIN}}
+	kept := [2][]byte{make([]byte, 0, 64), make([]byte, 0, 64)}
+	limit := [2]int{execStdoutMax, execStderrMax}
+	var spill []byte // for what is past the limit, made only for such output
+	for open := 2; open > 0; {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
 		}
-		into := kept[len(kept):min(cap(kept), max)]
-		if len(into) == 0 {
-			if spill == nil {
-				spill = make([]byte, 4<<10)
+		if _, err := unix.Poll(pfd, int(min(left.Milliseconds()+1, 1<<30))); err != nil {
+			if err == syscall.EINTR {
+				continue
 			}
-			into = spill
+			break
 		}
-		n, err := f.Read(into)
-		if len(kept) < max {
-			kept = kept[:len(kept)+n]
-		}
-		if err != nil { // io.EOF, the deadline, or a read error: done
-			return kept
+		for i := range pfd {
+			if pfd[i].Fd < 0 || pfd[i].Revents == 0 {
+				continue
+			}
+			b := kept[i]
+			if len(b) == cap(b) && len(b) < limit[i] {
+				b = slices.Grow(b, min(cap(b), limit[i]-len(b)))
+			}
+			into := b[len(b):min(cap(b), limit[i])]
+			if len(into) == 0 {
+				if spill == nil {
+					spill = make([]byte, 4<<10)
+				}
+				into = spill
+			}
+			n, err := syscall.Read(int(pfd[i].Fd), into)
+			if err == syscall.EINTR || err == syscall.EAGAIN {
+				continue
+			}
+			if n > 0 && len(b) < limit[i] {
+				b = b[:len(b)+n]
+			}
+			kept[i] = b
+			if n <= 0 { // the end, or an error: this pipe is done
+				pfd[i].Fd = -1 // poll(2) passes over a negative descriptor
+				open--
+			}
 		}
 	}
+	return kept[0], kept[1]
 }
 
 // firstLine is the first non-blank line of b, trimmed.

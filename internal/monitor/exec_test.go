@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,7 +63,8 @@ func TestExecHealth(t *testing.T) {
 // TestExecSampleIsLight checks what an exec sample costs the agent between
 // collections: its own pipes read into small buffers, not os/exec's copy
 // goroutines with a 32 KB buffer per stream (64 KB of fresh heap on every
-// sample, docs/benchmarks.md), and no descriptor left open.
+// sample), no goroutine started (each reads the runtime's function table,
+// docs/benchmarks.md), and no descriptor left open.
 func TestExecSampleIsLight(t *testing.T) {
 	m := newTestExec(t, "echo 50", "")
 	ctx := context.Background()
@@ -76,8 +78,13 @@ func TestExecSampleIsLight(t *testing.T) {
 		}
 		return len(ents)
 	}
+	created := func() uint64 {
+		s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
 	const n = 10
-	before := fds()
+	before, created0 := fds(), created()
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	for range n {
@@ -86,6 +93,10 @@ func TestExecSampleIsLight(t *testing.T) {
 		}
 	}
 	runtime.ReadMemStats(&ms1)
+	// Not zero: the runtime starts a few of its own now and then.
+	if c := created() - created0; c >= n/2 {
+		t.Errorf("%d goroutines started in %d samples, want none", c, n)
+	}
 	per := (ms1.TotalAlloc - ms0.TotalAlloc) / n
 	t.Logf("a sample allocates %d bytes", per)
 	if per > 24<<10 {
