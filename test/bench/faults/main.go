@@ -181,11 +181,14 @@ func parse(r io.Reader, exe string) ([]fault, error) {
 	return out, sc.Err()
 }
 
-// secTable is the loaded sections of an executable, by address.
-type secTable []struct {
+// section is one loaded section of an executable, by address.
+type section struct {
 	name     string
 	lo, size uint64
 }
+
+// secTable is the loaded sections of an executable.
+type secTable []section
 
 func sections(exe string) (secTable, error) {
 	f, err := elf.Open(exe)
@@ -196,10 +199,7 @@ func sections(exe string) (secTable, error) {
 	var t secTable
 	for _, s := range f.Sections {
 		if s.Flags&elf.SHF_ALLOC != 0 && s.Size > 0 {
-			t = append(t, struct {
-				name     string
-				lo, size uint64
-			}{s.Name, s.Addr, s.Size})
+			t = append(t, section{s.Name, s.Addr, s.Size})
 		}
 	}
 	return t, nil
