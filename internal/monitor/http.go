@@ -2,15 +2,14 @@ package monitor
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/url"
 	"time"
 
+	"github.com/lvs-feedbackd/feedbackd/internal/httpget"
 	"github.com/lvs-feedbackd/feedbackd/internal/value"
 )
 
@@ -60,9 +59,15 @@ func init() {
 // a server that answers 503. Only a body-health body that is not a health
 // value is unknown, as an exec command's output would be. Each failure's
 // reason is logged at a bounded rate.
+//
+// The request goes out over a new connection for every check, as a client
+// would open one, so that a check also proves the server still accepts
+// connections, and no connection is held between samples. It goes
+// straight to the server: HTTP_PROXY in the agent's environment does not
+// route it elsewhere. internal/httpget says why it is not net/http.
 type httpMon struct {
 	cfg      httpSettings
-	client   *http.Client
+	tls      *tls.Config // nil: the system's roots (tests trust their own)
 	complain *rateLog
 }
 
@@ -115,49 +120,17 @@ func newHTTP(params map[string]string, log *slog.Logger) (*httpMon, error) {
 		}
 		return nil, err
 	}
-	tr := &http.Transport{
-		// A health check goes straight to the server: HTTP_PROXY in the
-		// agent's environment must not route it elsewhere.
-		Proxy: nil,
-		// A new connection for every check, as a client would open one,
-		// so a check also proves the server still accepts connections;
-		// and no idle connection is held between samples.
-		DisableKeepAlives:      true,
-		MaxResponseHeaderBytes: httpHeaderMax,
-		// TLSClientConfig nil: the system's roots, Go's defaults.
-		DialContext: (&net.Dialer{}).DialContext,
-	}
-	client := &http.Client{
-		Transport: tr,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) > s.redirects {
-				// The 3xx itself is then the response, a failed check.
-				return http.ErrUseLastResponse
-			}
-			return nil
-		},
-	}
-	return &httpMon{cfg: s, client: client, complain: newRateLog(log.With("url", s.url.String()))}, nil
+	return &httpMon{cfg: s, complain: newRateLog(log.With("url", s.url.String()))}, nil
 }
 
 func (h *httpMon) Name() string { return "http" }
 
-func (h *httpMon) Close() error {
-	h.client.CloseIdleConnections()
-	return nil
-}
+func (h *httpMon) Close() error { return nil }
 
 func (h *httpMon) Measure(ctx context.Context) (int, error) {
 	rctx, cancel := context.WithTimeout(ctx, h.cfg.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, h.cfg.method, h.cfg.url.String(), nil)
-	if err != nil {
-		return 0, err // the URL was checked: cannot happen
-	}
-	req.Header.Set("User-Agent", "feedbackd-agent")
-	began := time.Now()
-	resp, err := h.client.Do(req)
-	took := time.Since(began)
+	resp, err := h.follow(rctx)
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
 	}
@@ -169,35 +142,73 @@ func (h *httpMon) Measure(ctx context.Context) (int, error) {
 		h.complain.Warn("http check failed; health 0", "why", why)
 		return 0, nil
 	}
-	defer resp.Body.Close()
-	return h.judge(ctx, resp, took)
+	defer resp.Close()
+	return h.judge(ctx, resp)
 }
 
-// judge maps a response to a health (see httpMon). took is the time from
-// sending the request to the response's headers.
-func (h *httpMon) judge(ctx context.Context, resp *http.Response, took time.Duration) (int, error) {
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+// follow asks for the URL, and follows up to max-redirects redirects: a
+// 301, 302, 303, 307 or 308 with a Location, resolved against the URL
+// that answered it. The method stays the same (GET or HEAD either way).
+// The last response is returned open: the 3xx itself when there are more
+// redirects than allowed.
+func (h *httpMon) follow(ctx context.Context) (*httpget.Response, error) {
+	u := h.cfg.url
+	for hops := 0; ; hops++ {
+		resp, err := httpget.Do(ctx, httpget.Request{URL: u, Method: h.cfg.method,
+			Header: []string{"User-Agent: feedbackd-agent"}, TLS: h.tls, HeadMax: httpHeaderMax})
+		if err != nil {
+			return nil, err
+		}
+		if hops == h.cfg.redirects || resp.Location == "" || !redirect(resp.Code) {
+			return resp, nil
+		}
+		resp.Close()
+		next, err := u.Parse(resp.Location)
+		if err != nil {
+			return nil, fmt.Errorf("redirect %d to %q: %w", hops+1, resp.Location, err)
+		}
+		if next.Scheme != "http" && next.Scheme != "https" {
+			return nil, fmt.Errorf("redirect %d to %s: not http or https", hops+1, next.Redacted())
+		}
+		next.Fragment, next.RawFragment = "", ""
+		u = next
+	}
+}
+
+// redirect is whether a status code is one a client follows.
+func redirect(code int) bool {
+	switch code {
+	case 301, 302, 303, 307, 308:
+		return true
+	}
+	return false
+}
+
+// judge maps a response to a health (see httpMon), the response time
+// being the time from sending the request to the end of its head.
+func (h *httpMon) judge(ctx context.Context, resp *httpget.Response) (int, error) {
+	if resp.Code < 200 || resp.Code > 299 {
 		why := "status " + resp.Status
-		if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
-			why += fmt.Sprintf(" to %s (max-redirects = %d)", loc, h.cfg.redirects)
+		if resp.Location != "" && resp.Code >= 300 && resp.Code < 400 {
+			why += fmt.Sprintf(" to %s (max-redirects = %d)", resp.Location, h.cfg.redirects)
 		}
 		h.complain.Warn("http check failed; health 0", "why", why)
 		return 0, nil
 	}
 	health := 100
 	if h.cfg.slow > 0 {
-		health = min(health, timeHealth(took, h.cfg.slow))
+		health = min(health, timeHealth(resp.Took, h.cfg.slow))
 	}
 	if h.cfg.body {
 		// At most httpBodyMax bytes are read, whatever the server sends;
 		// the rest is dropped with the connection.
-		b, err := io.ReadAll(io.LimitReader(resp.Body, httpBodyMax))
+		b, err := resp.ReadBody(httpBodyMax)
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
 		if err != nil {
 			// A body slower than the timeout ends here too (the
-			// request's context is done).
+			// connection's deadline is the request's).
 			h.complain.Warn("http check failed; health 0", "why", fmt.Sprintf("reading the body: %v (timeout %s)", err, h.cfg.timeout))
 			return 0, nil
 		}

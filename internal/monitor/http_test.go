@@ -103,6 +103,17 @@ func TestHTTPRedirects(t *testing.T) {
 	mux.HandleFunc("/one", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ok", http.StatusFound) })
 	mux.HandleFunc("/two", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/one", http.StatusMovedPermanently) })
 	mux.HandleFunc("/loop", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/loop", http.StatusFound) })
+	// To another server, by an absolute URL; and with a status that is
+	// not a redirect a client follows, though it has a Location.
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer other.Close()
+	mux.HandleFunc("/away", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/", http.StatusTemporaryRedirect)
+	})
+	mux.HandleFunc("/multiple", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", "/ok")
+		w.WriteHeader(http.StatusMultipleChoices)
+	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	for _, tc := range []struct {
@@ -116,6 +127,8 @@ func TestHTTPRedirects(t *testing.T) {
 		{"/two", "1", 0},
 		{"/two", "2", 100},
 		{"/loop", "10", 0},
+		{"/away", "1", 100},
+		{"/multiple", "1", 0},
 	} {
 		t.Run(tc.path+"/"+tc.redirects, func(t *testing.T) {
 			var kv []string
@@ -337,7 +350,7 @@ func TestHTTPS(t *testing.T) {
 	// Trusting it, as the system's roots would trust a real one, the
 	// check passes over TLS.
 	m, _ = newTestHTTP(t, srv.URL)
-	m.client.Transport.(*http.Transport).TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig
+	m.tls = srv.Client().Transport.(*http.Transport).TLSClientConfig
 	if h, err := measureCtx(t, m); err != nil || h != 100 {
 		t.Fatalf("trusted certificate: got %d, %v", h, err)
 	}
