@@ -88,7 +88,7 @@ func run(args []string, io cli.Stdio) int {
 		fmt.Fprintf(io.Stderr, "%s: %v\n", prog, err)
 		return cli.ExitError
 	}
-	if err := promtext.Serve(sh.Ctx, cfg.MetricsListen, mx.Handler(), log); err != nil {
+	if _, err := promtext.Serve(sh.Ctx, cfg.MetricsListen, mx.Expose, log); err != nil {
 		return cli.Fatal(log, err)
 	}
 	if err := serveAgentChecks(sh.Ctx, cfg, a, log); err != nil {

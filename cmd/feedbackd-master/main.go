@@ -79,7 +79,7 @@ func run(args []string, io cli.Stdio) int {
 	}
 	sh.Reloads(func(ctx context.Context) error { return reload(ctx, m, cfg.File, o.listen, log) }, status)
 	go serveControl(sh.Ctx, m, ctlLn, o.controlSocket, log)
-	if err := promtext.Serve(sh.Ctx, cfg.MetricsListen, obs.Handler(), log); err != nil {
+	if _, err := promtext.Serve(sh.Ctx, cfg.MetricsListen, obs.Expose, log); err != nil {
 		return cli.Fatal(log, err)
 	}
 	err = m.Run(sh.Ctx, ln)

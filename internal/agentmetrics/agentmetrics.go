@@ -6,7 +6,6 @@ package agentmetrics
 
 import (
 	"cmp"
-	"net/http"
 	"runtime"
 	"slices"
 	"sync"
@@ -77,10 +76,9 @@ func (a *Agent) Sampled(service, monitor string, took time.Duration, health int,
 	s.health = float64(health)
 }
 
-// Handler serves /metrics.
-func (a *Agent) Handler() http.Handler { return promtext.Handler(a.write) }
-
-func (a *Agent) write(w *promtext.Writer) {
+// Expose writes one scrape of the agent's metrics: what promtext.Serve
+// serves at /metrics.
+func (a *Agent) Expose(w *promtext.Writer) {
 	a.mu.Lock()
 	keys := make([]key, 0, len(a.series))
 	for k := range a.series {

@@ -3,7 +3,8 @@ package agentmetrics
 import (
 	"errors"
 	"io"
-	"net/http/httptest"
+	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -11,18 +12,28 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/promtext"
 )
 
 func TestAgentMetrics(t *testing.T) {
 	a := New("0.6.0", map[string]string{"http": "cpuload", "dns": "exec", "idle": "constant"})
 	a.Sampled("http", "cpuload", 2*time.Millisecond, 73, nil)
 	a.Sampled("dns", "exec", 5*time.Second, 0, errors.New("timed out"))
-	rec := httptest.NewRecorder()
-	a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+	// Scraped as Prometheus does, over HTTP from the server the agent runs.
+	addr, err := promtext.Serve(t.Context(), "127.0.0.1:0", a.Expose, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + addr.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 		t.Errorf("Content-Type %q", ct)
 	}
-	b, _ := io.ReadAll(rec.Body)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
 	out := string(b)
 	for _, want := range []string{
 		`feedbackd_agent_health{monitor="cpuload",service="http"} 73`,

@@ -14,7 +14,6 @@ package metrics
 import (
 	"cmp"
 	"context"
-	"net/http"
 	"runtime"
 	"slices"
 	"sync"
@@ -71,9 +70,6 @@ func NewMaster(version string, snap Snapshot) *Master {
 	return m
 }
 
-// Handler serves /metrics.
-func (m *Master) Handler() http.Handler { return promtext.Handler(m.write) }
-
 func (m *Master) KeepaliveAnswered(rtt time.Duration) {
 	m.mu.Lock()
 	m.rtt.Observe(rtt.Seconds())
@@ -125,7 +121,9 @@ func (m *Master) StateSaved(err error) {
 // write renders every family. Label names are in alphabetical order
 // within a series, as the client library wrote them, so that a series
 // reads the same as before.
-func (m *Master) write(w *promtext.Writer) {
+// Expose writes one scrape of the master's metrics: what promtext.Serve
+// serves at /metrics.
+func (m *Master) Expose(w *promtext.Writer) {
 	// The snapshot first, without holding mu: it waits for the owner, and
 	// the owner's hooks take mu.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

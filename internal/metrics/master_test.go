@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -18,10 +16,9 @@ import (
 
 func scrape(t *testing.T, m *Master) string {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	body, _ := io.ReadAll(rec.Body)
-	return string(body)
+	var w promtext.Writer
+	m.Expose(&w)
+	return string(w.Bytes())
 }
 
 func TestMasterMetrics(t *testing.T) {
@@ -94,13 +91,13 @@ func TestMasterScrapeAllocatesPerScrapeNotPerSeries(t *testing.T) {
 		return dests, len(dests), len(dests), nil
 	})
 	var w promtext.Writer
-	m.write(&w)
+	m.Expose(&w)
 	if got := strings.Count(string(w.Bytes()), `realserver="10.19.135.1:80"`); got != 12 {
 		t.Errorf("the last realserver is in %d series, want 12", got)
 	}
 	allocs := testing.AllocsPerRun(5, func() {
 		var w promtext.Writer
-		m.write(&w)
+		m.Expose(&w)
 	})
 	// The buffer's growth, the process metrics' reads of /proc, the
 	// counters' sorting: a few hundred at most, against 60 000 series.

@@ -8,11 +8,19 @@
 // (docs/benchmarks.md). The format is small and stable, and what this
 // package writes is read back by the Prometheus parser in its tests and by
 // Debian's promtool in make metrics-check.
+//
+// It serves /metrics with an HTTP/1.1 server of its own (serve.go), not
+// net/http's: net/http and the crypto/tls it pulls in made the agent's
+// executable 7.7 MB instead of 4.2 MB, and its idle resident memory 5.40
+// instead of 4.62 MB (median, side by side, the http monitor's client
+// replaced as well), their initialisation, types and code spreading the
+// pages an idle agent touches over more of the executable. The server
+// answers GET and HEAD of /metrics and nothing else, one request per
+// connection, without keep-alive or gzip.
 package promtext
 
 import (
 	"math"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -159,14 +167,4 @@ func appendFloat(b []byte, v float64) []byte {
 		return append(b, "NaN"...)
 	}
 	return strconv.AppendFloat(b, v, 'g', -1, 64)
-}
-
-// Handler serves what write writes, on every request.
-func Handler(write func(*Writer)) http.Handler {
-	return http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
-		var w Writer
-		write(&w)
-		rw.Header().Set("Content-Type", ContentType)
-		rw.Write(w.Bytes())
-	})
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"github.com/lvs-feedbackd/feedbackd/internal/ipvs"
 	"github.com/lvs-feedbackd/feedbackd/internal/master"
 	"github.com/lvs-feedbackd/feedbackd/internal/metrics"
+	"github.com/lvs-feedbackd/feedbackd/internal/promtext"
 	"github.com/lvs-feedbackd/feedbackd/internal/testutil"
 )
 
@@ -107,15 +107,18 @@ func TestMetricsAgreeWithTable(t *testing.T) {
 	c.obs = mx
 	c.start(cfg, "127.0.0.1:0")
 	t.Cleanup(c.stop)
-	srv := httptest.NewServer(mx.Handler())
-	defer srv.Close()
+	addr, err := promtext.Serve(t.Context(), "127.0.0.1:0", mx.Expose, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + addr.String() + "/metrics"
 	joinedAgent(t, c, "127.0.0.81", 64)
 	c.waitWeight("127.0.0.81", 64, 5*time.Second)
 	refused := dialRaw(t, c, "127.0.0.200") // outside allow
 	closedByMaster(t, refused, 5*time.Second)
 	var body string
 	c.waitFor("metrics with the weight and the refusal", 5*time.Second, func() bool {
-		resp, err := http.Get(srv.URL)
+		resp, err := http.Get(url)
 		if err != nil {
 			return false
 		}

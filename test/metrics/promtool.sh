@@ -6,8 +6,14 @@
 # that what it checks is there: the master's scrape must show the agent's
 # realserver with its weight, and the agent's its monitor's health.
 #
-# Needs: the build (bin/), apt to fetch the package, curl. Root is not
-# needed when promtool is already unpacked in .cache/promtool.
+# Then the Prometheus server of the same package scrapes both every second,
+# as in production: the daemons serve /metrics with an HTTP server of their
+# own (internal/promtext), not net/http's, so a real scraper must find both
+# targets up, with no scrape error, and read the agent's health.
+#
+# Needs: the build (bin/), apt to fetch the package, curl, python3 (to read
+# Prometheus' JSON). Root is not needed when the package is already
+# unpacked in .cache/promtool.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TOP=$PWD
@@ -33,7 +39,10 @@ if [ ! -x "$promtool" ]; then
   dpkg-deb -x "$WORK"/prometheus_*.deb "$CACHE"
 fi
 command -v curl >/dev/null || { . "$TOP/test/readme/apt.sh"; apt_install curl; }
+command -v python3 >/dev/null || { . "$TOP/test/readme/apt.sh"; apt_install python3; }
 "$promtool" --version 2>&1 | head -1
+prometheus=$CACHE/usr/bin/prometheus
+[ -x "$prometheus" ] || fail "the prometheus package unpacked in $CACHE has no usr/bin/prometheus (remove $CACHE to fetch it again)"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)); }
 NECP=$(free_port); MM=$(free_port); AM=$(free_port)
@@ -93,4 +102,54 @@ for f in master agent; do
   fi
 done
 [ $rc = 0 ] || fail "promtool found problems"
-echo "metrics-check: 2 passed, 0 failed"
+
+# Debian's Prometheus 2.42 scrapes both every second, its data in $WORK.
+PP=$(free_port)
+cat >"$WORK/prometheus.yml" <<CONF
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: feedbackd-master
+    static_configs: [{targets: ['127.0.0.1:$MM']}]
+  - job_name: feedbackd-agent
+    static_configs: [{targets: ['127.0.0.1:$AM']}]
+CONF
+"$prometheus" --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/tsdb" \
+  --web.listen-address="127.0.0.1:$PP" >"$WORK/prometheus.log" 2>&1 &
+pids+=($!)
+api() { curl -fsS --max-time 5 "http://127.0.0.1:$PP/api/v1/$1"; }
+# up per job, one "job=value" a line, from /api/v1/query?query=up.
+up() {
+  api 'query?query=up' | python3 -c '
+import json, sys
+for r in json.load(sys.stdin)["data"]["result"]:
+    print(r["metric"]["job"] + "=" + r["value"][1])'
+}
+deadline=$((SECONDS + 30))
+until up >"$WORK/up" 2>/dev/null &&
+  grep -qx 'feedbackd-master=1' "$WORK/up" && grep -qx 'feedbackd-agent=1' "$WORK/up"; do
+  if [ $SECONDS -ge $deadline ]; then
+    echo "--- prometheus log"; tail -20 "$WORK/prometheus.log"
+    echo "--- targets"; api targets || true; echo
+    fail "Prometheus did not find both targets up within 30 s (up: $(tr '\n' ' ' <"$WORK/up" 2>/dev/null))"
+  fi
+  sleep 0.5
+done
+# Every target healthy and without a scrape error, as /api/v1/targets says.
+api targets | python3 -c '
+import json, sys
+ts = json.load(sys.stdin)["data"]["activeTargets"]
+bad = [t["labels"]["job"] + ": health " + t["health"] + ", lastError " + repr(t["lastError"])
+       for t in ts if t["health"] != "up" or t["lastError"]]
+for b in bad:
+    print(b)
+sys.exit(1 if bad or len(ts) != 2 else 0)' >"$WORK/targets" ||
+  fail "Prometheus' targets: $(cat "$WORK/targets")"
+# And what it stored is what the agent serves.
+health=$(api 'query?query=feedbackd_agent_health' | python3 -c '
+import json, sys
+print(" ".join(r["value"][1] for r in json.load(sys.stdin)["data"]["result"]))')
+[ "$health" = 70 ] || fail "Prometheus stored feedbackd_agent_health as \"$health\", not 70"
+echo "metrics-check: $("$prometheus" --version 2>&1 | head -1 | cut -d' ' -f1-3) scrapes both every second: up = 1 for both, no scrape error"
+echo "metrics-check: 3 passed, 0 failed"
