@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lvs-feedbackd/feedbackd/internal/connserve"
 	"github.com/lvs-feedbackd/feedbackd/internal/necp"
 	"github.com/lvs-feedbackd/feedbackd/internal/testutil"
 )
@@ -26,7 +27,7 @@ func start(t *testing.T, answer func() State, log *slog.Logger, deadline time.Du
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		serve(ctx, ln, &server{answer: answer, log: log, deadline: deadline, slots: make(chan struct{}, maxConns)})
+		serve(ctx, ln, &server{answer: answer, deadline: deadline, loop: connserve.New("agent-check", maxConns, log)})
 	}()
 	t.Cleanup(func() {
 		cancel()

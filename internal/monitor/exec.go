@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/ratelog"
 )
 
 // Output limits for exec. The health is one number on the first line;
@@ -48,7 +50,7 @@ func init() {
 type execMon struct {
 	command  string
 	timeout  time.Duration
-	complain *rateLog
+	complain *ratelog.Logger
 }
 
 func newExec(params map[string]string, log *slog.Logger) (*execMon, error) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/httpget"
+	"github.com/lvs-feedbackd/feedbackd/internal/ratelog"
 	"github.com/lvs-feedbackd/feedbackd/internal/value"
 )
 
@@ -68,7 +69,7 @@ func init() {
 type httpMon struct {
 	cfg      httpSettings
 	tls      *tls.Config // nil: the system's roots (tests trust their own)
-	complain *rateLog
+	complain *ratelog.Logger
 }
 
 type httpSettings struct {

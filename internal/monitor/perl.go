@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lvs-feedbackd/feedbackd/internal/ratelog"
 	"github.com/lvs-feedbackd/feedbackd/internal/reaper"
 )
 
@@ -174,7 +175,7 @@ type perlMon struct {
 	log     *slog.Logger
 	// complain logs what get_health() returned when it is not a health
 	// value, at a bounded rate.
-	complain *rateLog
+	complain *ratelog.Logger
 
 	mu     sync.Mutex // one request at a time on the one process
 	p      *perlProc  // nil: start one on the next Measure

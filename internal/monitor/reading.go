@@ -8,8 +8,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/ratelog"
 )
 
 // How a health is read from text: an exec command's standard output, the
@@ -117,44 +118,11 @@ func quoteHead(b []byte, max int) string {
 	return strconv.Quote(s)
 }
 
-// rateLogEvery is the least time between two log lines of one rateLog.
+// rateLogEvery is the least time between two lines of a monitor's
+// recurring complaint (the output it could not read, why an http check
+// failed); the count of those held back goes out as not_logged.
 const rateLogEvery = time.Minute
 
-// rateLog logs a monitor's recurring complaint (the output it could not
-// read, why an http check failed) at most once per rateLogEvery, with the
-// number of occurrences it held back since its previous line (not_logged):
-// a check that fails every second must not write a line every second, nor
-// one per distinct message when its output changes every time. A
-// complaint after a quiet minute is logged at once.
-type rateLog struct {
-	log   *slog.Logger
-	every time.Duration
-	now   func() time.Time // time.Now; tests substitute a clock
-
-	mu         sync.Mutex
-	last       time.Time // when the previous line was written; zero: never
-	suppressed int
-}
-
-func newRateLog(log *slog.Logger) *rateLog {
-	return &rateLog{log: log, every: rateLogEvery, now: time.Now}
-}
-
-// Warn logs msg unless a line went out less than every ago, in which case
-// it only counts it.
-func (r *rateLog) Warn(msg string, args ...any) {
-	r.mu.Lock()
-	now := r.now()
-	if !r.last.IsZero() && now.Sub(r.last) < r.every {
-		r.suppressed++
-		r.mu.Unlock()
-		return
-	}
-	n := r.suppressed
-	r.last, r.suppressed = now, 0
-	r.mu.Unlock()
-	if n > 0 {
-		args = append(args, "not_logged", n)
-	}
-	r.log.Warn(msg, args...)
+func newRateLog(log *slog.Logger) *ratelog.Logger {
+	return ratelog.New(log, rateLogEvery, "not_logged")
 }

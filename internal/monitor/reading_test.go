@@ -1,12 +1,9 @@
 package monitor
 
 import (
-	"bytes"
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestReadHealth is the table of the reading rules (reading.go): what an
@@ -98,27 +95,5 @@ func TestReadHealth(t *testing.T) {
 				t.Errorf("readHealth(%q, perl=%v): error %q quotes the output", tc.in, perl, err)
 			}
 		}
-	}
-}
-
-// TestRateLog: the first complaint is logged, later ones within the
-// period only counted, and the count goes out with the next line.
-func TestRateLog(t *testing.T) {
-	var buf bytes.Buffer
-	r := newRateLog(slog.New(slog.NewTextHandler(&buf, nil)))
-	now := time.Unix(1000, 0)
-	r.now = func() time.Time { return now }
-	for i := range 100 {
-		r.Warn("bad output", "i", i)
-		now = now.Add(time.Second)
-	}
-	if n := strings.Count(buf.String(), "bad output"); n != 2 {
-		t.Fatalf("%d lines for 100 complaints over 100 s, want 2 (one a minute):\n%s", n, buf.String())
-	}
-	if !strings.Contains(buf.String(), "i=60 not_logged=59") {
-		t.Fatalf("the second line does not count the 59 held back:\n%s", buf.String())
-	}
-	if strings.Contains(strings.SplitN(buf.String(), "\n", 2)[0], "not_logged") {
-		t.Fatalf("the first line claims complaints were held back:\n%s", buf.String())
 	}
 }

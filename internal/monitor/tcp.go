@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lvs-feedbackd/feedbackd/internal/ratelog"
 	"github.com/lvs-feedbackd/feedbackd/internal/value"
 )
 
@@ -36,7 +37,7 @@ type tcpMon struct {
 	addr     string
 	timeout  time.Duration
 	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
-	complain *rateLog
+	complain *ratelog.Logger
 }
 
 func newTCP(params map[string]string, log *slog.Logger) (*tcpMon, error) {

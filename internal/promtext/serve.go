@@ -23,14 +23,14 @@ package promtext
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/connserve"
 )
 
 // Limits of the metrics server.
@@ -46,9 +46,6 @@ const (
 	// the client sent beyond the head (a body), so that closing with
 	// unread input does not reset the connection under the answer.
 	maxDiscard = 64 << 10
-	// logEvery bounds the log lines failed accepts and refused
-	// connections cause.
-	logEvery = 10 * time.Second
 )
 
 // Timeouts of one connection; the tests shorten them.
@@ -85,19 +82,14 @@ func Serve(ctx context.Context, addr string, write func(*Writer), log *slog.Logg
 
 type server struct {
 	write func(*Writer)
-	log   *slog.Logger
-	slots chan struct{} // one per connection being served
+	loop  *connserve.Loop
 
 	headTimeout, writeTimeout, lingerTimeout time.Duration
-
-	mu         sync.Mutex
-	lastLog    time.Time
-	suppressed int
 }
 
 func newServer(write func(*Writer), log *slog.Logger) *server {
 	return &server{
-		write: write, log: log, slots: make(chan struct{}, maxConns),
+		write: write, loop: connserve.New("metrics", maxConns, log),
 		headTimeout: headTimeout, writeTimeout: writeTimeout, lingerTimeout: lingerTimeout,
 	}
 }
@@ -105,43 +97,11 @@ func newServer(write func(*Writer), log *slog.Logger) *server {
 // serve accepts on ln until ctx is done, then closes ln and every
 // connection still open. It returns when ln is closed.
 func (s *server) serve(ctx context.Context, ln net.Listener) {
-	// AfterFunc, not a goroutine waiting for ctx: an idle agent keeps
-	// one goroutine fewer.
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: wait a little
-			// instead of spinning.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.note("metrics accept failed", "err", err)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		select {
-		case s.slots <- struct{}{}:
-			go func() {
-				defer func() { <-s.slots }()
-				stop := context.AfterFunc(ctx, func() { c.Close() })
-				defer stop()
-				s.conn(c)
-			}()
-		default:
-			c.Close()
-			s.note("metrics connection refused: too many open", "max_conns", cap(s.slots), "peer", c.RemoteAddr().String())
-		}
-	}
+	s.loop.Serve(ctx, ln, s.conn)
 }
 
-// conn answers the one request of c and closes it.
+// conn answers the one request of c; the loop closes it after.
 func (s *server) conn(c net.Conn) {
-	defer c.Close()
 	if c.SetReadDeadline(time.Now().Add(s.headTimeout)) != nil {
 		return
 	}
@@ -407,26 +367,4 @@ func responseHead(status int, contentType string, length int, allow string) []by
 	}
 	b = append(b, "\r\nConnection: close\r\n\r\n"...)
 	return b
-}
-
-// note logs at most one line per logEvery, saying how many it held back,
-// so that a hostile or broken client cannot fill the journal.
-func (s *server) note(msg string, args ...any) {
-	if s.log == nil {
-		return
-	}
-	s.mu.Lock()
-	now := time.Now()
-	if now.Sub(s.lastLog) < logEvery {
-		s.suppressed++
-		s.mu.Unlock()
-		return
-	}
-	held := s.suppressed
-	s.lastLog, s.suppressed = now, 0
-	s.mu.Unlock()
-	if held > 0 {
-		args = append(args, "suppressed", held)
-	}
-	s.log.Warn(msg, args...)
 }

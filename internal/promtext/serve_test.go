@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lvs-feedbackd/feedbackd/internal/connserve"
 	"github.com/lvs-feedbackd/feedbackd/internal/testutil"
 )
 
@@ -380,12 +381,12 @@ func TestServeWriteDeadline(t *testing.T) {
 	ts := startServer(t, big, func(s *server) {
 		s.writeTimeout = 300 * time.Millisecond
 		s.lingerTimeout = time.Hour // only the write deadline can free the slot
-		s.slots = make(chan struct{}, 1)
+		s.loop = connserve.New("metrics", 1, nil)
 	})
 	stuck := dialSmallBuffer(t, ts.addr)
 	io.WriteString(stuck, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-	waitFor(t, "the stuck client to hold the only slot", time.Second, func() bool { return len(ts.s.slots) == 1 })
-	waitFor(t, "the slot freed by the write deadline", 2*time.Second, func() bool { return len(ts.s.slots) == 0 })
+	waitFor(t, "the stuck client to hold the only slot", time.Second, func() bool { return ts.s.loop.Busy() == 1 })
+	waitFor(t, "the slot freed by the write deadline", 2*time.Second, func() bool { return ts.s.loop.Busy() == 0 })
 	// Its connection was closed: reading hits its end (or a reset, the
 	// server having left most of the response unsent).
 	stuck.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -406,7 +407,7 @@ func TestServeConcurrencyCap(t *testing.T) {
 	for i := range idle {
 		idle[i] = dial(t, ts.addr)
 	}
-	waitFor(t, "every idle connection accepted", time.Second, func() bool { return len(ts.s.slots) == maxConns })
+	waitFor(t, "every idle connection accepted", time.Second, func() bool { return ts.s.loop.Busy() == maxConns })
 	for range 3 {
 		c := dial(t, ts.addr)
 		raw, took := readAll(t, c)
@@ -465,7 +466,7 @@ func TestServeCancel(t *testing.T) {
 	waiting := dial(t, addr)
 	writing := dialSmallBuffer(t, addr)
 	io.WriteString(writing, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-	waitFor(t, "two connections in flight", time.Second, func() bool { return len(s.slots) == 2 })
+	waitFor(t, "two connections in flight", time.Second, func() bool { return s.loop.Busy() == 2 })
 	time.Sleep(50 * time.Millisecond) // the second's write under way
 	cancel()
 	select {
