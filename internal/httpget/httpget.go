@@ -26,6 +26,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -103,6 +104,11 @@ func Do(ctx context.Context, req Request) (*Response, error) {
 		conn.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		// The connection's deadline is the context's, and its timer
+		// can fire a moment before the context's own: the same end.
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, context.DeadlineExceeded
 		}
 		return nil, err
 	}

@@ -209,6 +209,17 @@ func TestContextBounds(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Do still waits for a head 10 s after its context was cancelled")
 	}
+
+	// Past its deadline: the error is the context's too, whichever of the
+	// connection's deadline and the context's timer fires first.
+	for range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		_, err := Do(ctx, Request{URL: u, Method: "GET", HeadMax: 1024})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+		}
+	}
 }
 
 // Whatever a hostile server sends, Do and ReadBody end, within their

@@ -137,7 +137,7 @@ func (h *httpMon) Measure(ctx context.Context) (int, error) {
 	}
 	if err != nil {
 		why := err.Error()
-		if rctx.Err() != nil {
+		if rctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
 			why = fmt.Sprintf("no response within %s", h.cfg.timeout)
 		}
 		h.complain.Warn("http check failed; health 0", "why", why)
