@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -389,5 +391,67 @@ func TestHTTPKeysTogether(t *testing.T) {
 		if _, err := New("http", params, Options{}); err == nil || !strings.Contains(err.Error(), tc.key+": ") {
 			t.Errorf("%v: New = %v, want an error naming %s", tc.kv, err, tc.key)
 		}
+	}
+}
+
+// An http sample starts no goroutine and allocates little: net/http's
+// client started three per request, and each goroutine started maps pages
+// of the executable's function table again after the agent has unmapped
+// them (docs/benchmarks.md, "The agent without an HTTP stack"). The
+// server answers in its accept loop, so that every goroutine counted is
+// the monitor's.
+func TestHTTPSampleIsLight(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			for head := ""; !strings.Contains(head, "\r\n\r\n"); {
+				n, err := c.Read(buf)
+				if err != nil {
+					break
+				}
+				head += string(buf[:n])
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n88\n")
+			c.Close()
+		}
+	}()
+	m, _ := newTestHTTP(t, "http://"+ln.Addr().String()+"/health", "body-health=yes")
+	ctx := context.Background()
+	if h, err := measureCtx(t, m); err != nil || h != 88 {
+		t.Fatalf("got %d, %v", h, err)
+	}
+	created := func() uint64 {
+		s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	const n = 20
+	var ms0, ms1 runtime.MemStats
+	c0 := created()
+	runtime.ReadMemStats(&ms0)
+	for range n {
+		if h, err := m.Measure(ctx); err != nil || h != 88 {
+			t.Fatalf("got %d, %v", h, err)
+		}
+	}
+	runtime.ReadMemStats(&ms1)
+	// Not zero: the runtime starts a few of its own now and then.
+	if c := created() - c0; c >= n/2 {
+		t.Errorf("%d goroutines started in %d samples, want none", c, n)
+	}
+	per := (ms1.TotalAlloc - ms0.TotalAlloc) / n
+	t.Logf("a sample allocates %d bytes", per)
+	if per > 16<<10 {
+		t.Errorf("a sample allocates %d bytes, want under 16 KB", per)
 	}
 }
