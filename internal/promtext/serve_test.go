@@ -523,3 +523,33 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Whatever a client sends, the head's parser answers 0 (a request to
+// serve, with a method and a path) or 400, and never panics.
+func FuzzParseHead(f *testing.F) {
+	for _, s := range []string{
+		"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+		"HEAD http://h/metrics?x HTTP/1.0\n\n",
+		"OPTIONS * HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+		"\n\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		end := headEnd(b)
+		if end < 0 {
+			requestLinePrefixOK(b)
+			return
+		}
+		r, status := parseHead(b[:end])
+		switch status {
+		case 400:
+		case 0:
+			if r.method == "" || r.path == "" || (r.path[0] != '/' && r.path != "*") {
+				t.Fatalf("accepted %q as method %q path %q", b[:end], r.method, r.path)
+			}
+		default:
+			t.Fatalf("status %d for %q", status, b[:end])
+		}
+	})
+}
