@@ -118,11 +118,10 @@ func (m *Master) StateSaved(err error) {
 	m.saves["ok"]++
 }
 
-// write renders every family. Label names are in alphabetical order
+// Expose writes one scrape of the master's metrics, every family: what
+// promtext.Serve serves at /metrics. Label names are in alphabetical order
 // within a series, as the client library wrote them, so that a series
 // reads the same as before.
-// Expose writes one scrape of the master's metrics: what promtext.Serve
-// serves at /metrics.
 func (m *Master) Expose(w *promtext.Writer) {
 	// The snapshot first, without holding mu: it waits for the owner, and
 	// the owner's hooks take mu.
