@@ -41,8 +41,17 @@ func TestAdminFile(t *testing.T) {
 	if got := httpState(); got.Admin != agentcheck.Drain || got.Health != 75 {
 		t.Errorf("drained http: agent-check %+v, want drain with the measured 75", got)
 	}
-	if _, ok := logs.logLine("admin state changed by the admin file", "service=http", "admin=drain", "old_admin=ready", "health=75"); !ok {
-		t.Errorf("no log line for the drain:\n%s", logs)
+	// The line comes just after the state a reply can already carry (the
+	// watch swaps the state, then reads the health it logs): wait for it.
+	drainLogged := func() bool {
+		_, ok := logs.logLine("admin state changed by the admin file", "service=http", "admin=drain", "old_admin=ready", "health=75")
+		return ok
+	}
+	for deadline := time.Now().Add(2 * time.Second); !drainLogged() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if !drainLogged() {
+		t.Errorf("no log line for the drain within 2 s:\n%s", logs)
 	}
 
 	write("* maint # patching\n")
