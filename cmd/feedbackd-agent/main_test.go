@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/lvs-feedbackd/feedbackd/internal/cli"
+	"github.com/lvs-feedbackd/feedbackd/internal/testutil"
 )
 
 func runAgent(args ...string) (int, string, string) {
@@ -96,20 +97,7 @@ func TestMeasureOnceNewMonitors(t *testing.T) {
 		io.WriteString(w, "64\n")
 	}))
 	defer srv.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	tcpAddr := testutil.ServeConns(t, func(c net.Conn) { c.Close() })
 	conf := filepath.Join(t.TempDir(), "agent.conf")
 	block := func(name string, port int, lines ...string) string {
 		return fmt.Sprintf("[service]\nname = %s\nprotocol = tcp\nport = %d\nforwarding = DR\n%s\n", name, port, strings.Join(lines, "\n"))
@@ -117,7 +105,7 @@ func TestMeasureOnceNewMonitors(t *testing.T) {
 	os.WriteFile(conf, []byte("director = 127.0.0.1\n"+
 		block("web", 80, "monitor = http", "url = "+srv.URL+"/health", "body-health = yes")+
 		block("down", 81, "monitor = http", "url = "+srv.URL+"/down")+
-		block("smtp", 25, "monitor = tcp", "connect = "+ln.Addr().String())+
+		block("smtp", 25, "monitor = tcp", "connect = "+tcpAddr)+
 		block("load", 82, "monitor = loadavg", "average = 5")+
 		block("both", 83, "monitor = constant, http", "value = 30", "url = "+srv.URL+"/")), 0o644)
 	code, out, errs := runAgent("-m", "-c", conf)

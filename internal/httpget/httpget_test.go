@@ -10,41 +10,32 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lvs-feedbackd/feedbackd/internal/testutil"
 )
 
 // serve answers each connection with reply, written as it is, and sends
 // the request head it read on the returned channel.
 func serve(t *testing.T, reply string) (*url.URL, <-chan string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	heads := make(chan string, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				var head strings.Builder
-				for {
-					l, err := br.ReadString('\n')
-					head.WriteString(l)
-					if err != nil || l == "\r\n" {
-						break
-					}
+	addr := testutil.ServeConns(t, func(c net.Conn) {
+		go func() {
+			defer c.Close()
+			br := bufio.NewReader(c)
+			var head strings.Builder
+			for {
+				l, err := br.ReadString('\n')
+				head.WriteString(l)
+				if err != nil || l == "\r\n" {
+					break
 				}
-				heads <- head.String()
-				io.WriteString(c, reply)
-			}()
-		}
-	}()
-	u, _ := url.Parse("http://" + ln.Addr().String() + "/health?x=1")
+			}
+			heads <- head.String()
+			io.WriteString(c, reply)
+		}()
+	})
+	u, _ := url.Parse("http://" + addr + "/health?x=1")
 	return u, heads
 }
 
@@ -156,22 +147,11 @@ func TestHeadTooLong(t *testing.T) {
 // The context bounds everything: a server that never answers, and one
 // that stops in the middle of a body.
 func TestContextBounds(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			// Headers and a bit of the promised body, then silence.
-			go io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n12")
-		}
-	}()
-	u, _ := url.Parse("http://" + ln.Addr().String() + "/")
+	// Headers and a bit of the promised body, then silence.
+	addr := testutil.ServeConns(t, func(c net.Conn) {
+		go io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n12")
+	})
+	u, _ := url.Parse("http://" + addr + "/")
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	began := time.Now()

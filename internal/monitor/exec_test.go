@@ -7,8 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,30 +76,9 @@ func TestExecSampleIsLight(t *testing.T) {
 		}
 		return len(ents)
 	}
-	created := func() uint64 {
-		s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
-		metrics.Read(s)
-		return s[0].Value.Uint64()
-	}
 	const n = 10
-	before, created0 := fds(), created()
-	var ms0, ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
-	for range n {
-		if h, err := m.Measure(ctx); err != nil || h != 50 {
-			t.Fatalf("got %d, %v", h, err)
-		}
-	}
-	runtime.ReadMemStats(&ms1)
-	// Not zero: the runtime starts a few of its own now and then.
-	if c := created() - created0; c >= n/2 {
-		t.Errorf("%d goroutines started in %d samples, want none", c, n)
-	}
-	per := (ms1.TotalAlloc - ms0.TotalAlloc) / n
-	t.Logf("a sample allocates %d bytes", per)
-	if per > 24<<10 {
-		t.Errorf("a sample allocates %d bytes, want under 24 KB", per)
-	}
+	before := fds()
+	checkSampleCost(t, m, n, 50, 24<<10)
 	if after := fds(); after > before {
 		t.Errorf("%d descriptors open after %d samples, %d before", after, n, before)
 	}

@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
-	"runtime/metrics"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -303,22 +301,11 @@ func TestHTTPHugeBody(t *testing.T) {
 func TestHTTPGarbage(t *testing.T) {
 	for _, reply := range []string{"SSH-2.0-OpenSSH_9.2\r\n", "\x00\x01\x02\xff\xfe garbage\r\n\r\n", ""} {
 		t.Run(fmt.Sprintf("%.10q", reply), func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					c.Write([]byte(reply))
-					c.Close()
-				}
-			}()
-			m, log := newTestHTTP(t, "http://"+ln.Addr().String()+"/")
+			addr := testutil.ServeConns(t, func(c net.Conn) {
+				c.Write([]byte(reply))
+				c.Close()
+			})
+			m, log := newTestHTTP(t, "http://"+addr+"/")
 			if h, err := measureCtx(t, m); err != nil || h != 0 {
 				t.Fatalf("got %d, %v; want 0", h, err)
 			}
@@ -401,57 +388,22 @@ func TestHTTPKeysTogether(t *testing.T) {
 // server answers in its accept loop, so that every goroutine counted is
 // the monitor's.
 func TestHTTPSampleIsLight(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
+	addr := testutil.ServeConns(t, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
 		buf := make([]byte, 4096)
-		for {
-			c, err := ln.Accept()
+		for head := ""; !strings.Contains(head, "\r\n\r\n"); {
+			n, err := c.Read(buf)
 			if err != nil {
 				return
 			}
-			c.SetDeadline(time.Now().Add(5 * time.Second))
-			for head := ""; !strings.Contains(head, "\r\n\r\n"); {
-				n, err := c.Read(buf)
-				if err != nil {
-					break
-				}
-				head += string(buf[:n])
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n88\n")
-			c.Close()
+			head += string(buf[:n])
 		}
-	}()
-	m, _ := newTestHTTP(t, "http://"+ln.Addr().String()+"/health", "body-health=yes")
-	ctx := context.Background()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n88\n")
+	})
+	m, _ := newTestHTTP(t, "http://"+addr+"/health", "body-health=yes")
 	if h, err := measureCtx(t, m); err != nil || h != 88 {
 		t.Fatalf("got %d, %v", h, err)
 	}
-	created := func() uint64 {
-		s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
-		metrics.Read(s)
-		return s[0].Value.Uint64()
-	}
-	const n = 20
-	var ms0, ms1 runtime.MemStats
-	c0 := created()
-	runtime.ReadMemStats(&ms0)
-	for range n {
-		if h, err := m.Measure(ctx); err != nil || h != 88 {
-			t.Fatalf("got %d, %v", h, err)
-		}
-	}
-	runtime.ReadMemStats(&ms1)
-	// Not zero: the runtime starts a few of its own now and then.
-	if c := created() - c0; c >= n/2 {
-		t.Errorf("%d goroutines started in %d samples, want none", c, n)
-	}
-	per := (ms1.TotalAlloc - ms0.TotalAlloc) / n
-	t.Logf("a sample allocates %d bytes", per)
-	if per > 16<<10 {
-		t.Errorf("a sample allocates %d bytes, want under 16 KB", per)
-	}
+	checkSampleCost(t, m, 20, 88, 16<<10)
 }

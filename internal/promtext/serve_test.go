@@ -30,11 +30,21 @@ func (e *exposition) write(w *Writer) {
 	w.Sample("test_up", []Label{{"k", "v"}}, 1)
 }
 
+// body is what write writes, without counting a call.
 func (e *exposition) body() string {
 	var w Writer
-	w.Family("test_up", "A test gauge.", "gauge")
-	w.Sample("test_up", []Label{{"k", "v"}}, 1)
+	var other exposition
+	other.write(&w)
 	return string(w.Bytes())
+}
+
+// unwritten fails the test if a request made the server write the
+// exposition: refused requests must not cost a scrape.
+func (e *exposition) unwritten(t *testing.T) {
+	t.Helper()
+	if n := e.calls.Load(); n != 0 {
+		t.Errorf("the exposition was written %d times", n)
+	}
 }
 
 // testServer serves write on a port of 127.0.0.1 with the given changes
@@ -200,9 +210,7 @@ func TestServeNotFound(t *testing.T) {
 			checkResponse(t, raw, "HTTP/1.1 404 Not Found", errorHeaders(body, false), body)
 		}
 	}
-	if n := e.calls.Load(); n != 0 {
-		t.Errorf("the exposition was written %d times", n)
-	}
+	e.unwritten(t)
 }
 
 // Another method on /metrics: 405 with Allow, even with a body the
@@ -221,9 +229,7 @@ func TestServeMethodNotAllowed(t *testing.T) {
 	} {
 		checkResponse(t, exchange(t, ts.addr, req), "HTTP/1.1 405 Method Not Allowed", errorHeaders(body, true), body)
 	}
-	if n := e.calls.Load(); n != 0 {
-		t.Errorf("the exposition was written %d times", n)
-	}
+	e.unwritten(t)
 }
 
 // Not HTTP/1.x, or a malformed head: 400 and close, as soon as the
@@ -270,9 +276,7 @@ func TestServeBadRequest(t *testing.T) {
 		}
 		checkResponse(t, raw, "HTTP/1.1 400 Bad Request", errorHeaders(body, false), body)
 	}
-	if n := e.calls.Load(); n != 0 {
-		t.Errorf("the exposition was written %d times", n)
-	}
+	e.unwritten(t)
 }
 
 // A head over maxHead is refused with 431 and the connection closed,
