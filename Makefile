@@ -65,11 +65,12 @@ vet:
 # The master's tests run twice: with io_uring (the default) and with epoll
 # (the fallback), so that every session test covers both ways of polling.
 # execpages' own test runs again as a PIE: a PIE has a read-only mapping of
-# relocated pages that must not be dropped (it crashes if it is).
+# relocated pages that must not be dropped (it crashes if it is), nor
+# split page by page.
 unit:
 	$(GO) test -count=1 ./...
 	FEEDBACKD_TEST_POLLER=epoll $(GO) test -count=1 ./internal/master/
-	$(GO) test -count=1 -buildmode=pie -run TestDropSelf ./internal/execpages/
+	$(GO) test -count=1 -buildmode=pie -run 'TestDropSelf|TestShaped|TestDropKeeps' ./internal/execpages/
 
 # The README's demo: a master (--without-ipvs) and three agents on loopback;
 # it checks its own story and exits 1 naming the step that failed.

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/lvs-feedbackd/feedbackd/internal/execpages"
 	"github.com/lvs-feedbackd/feedbackd/internal/sd"
 )
 
@@ -23,6 +24,8 @@ type Shell struct {
 	Notifier *sd.Notifier
 
 	log    *slog.Logger
+	pages  *execpages.Pages // the executable's, once ReturnMemory first drops them
+	shaped error            // why the pages' shaping stopped, once said
 	stop   context.CancelFunc
 	hup    chan os.Signal
 	note   atomic.Value // string: the last reload's failure, "" after a good one

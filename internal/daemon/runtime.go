@@ -69,26 +69,48 @@ func (s *Shell) ReturnMemory(period time.Duration) {
 	}()
 }
 
-// dropPages unmaps the executable's pages (execpages.Drop). Until it has
-// said something, it says what the first drop took out of the resident
-// set, so that an operator who sees the RSS fall after the start knows why,
-// or why it could not: a failure would be the same every period, and costs
-// memory, not correctness. It returns whether it has said it.
+// dropPages unmaps the executable's pages (execpages.Pages.Drop),
+// shaped so that the pages touched at rest come back one by one. Until it
+// has said something, it says what the first drop took out of the
+// resident set, so that an operator who sees the RSS fall after the start
+// knows why, or why it could not: a failure would be the same every
+// period, and costs memory, not correctness. It returns whether it has
+// said it.
 func (s *Shell) dropPages(said bool) bool {
 	if said {
-		execpages.Drop()
+		if s.pages != nil {
+			s.pages.Drop()
+			s.sayShaping()
+		}
 		return true
 	}
-	before, err := execpages.Resident()
+	var before int64
+	p, err := execpages.Own(true)
 	if err == nil {
-		_, err = execpages.Drop()
+		before, err = p.Resident()
+	}
+	if err == nil {
+		_, err = p.Drop()
 	}
 	if err != nil {
 		s.log.Warn("cannot unmap the executable's unused pages; the resident set stays larger", "err", err)
 		return true
 	}
-	after, _ := execpages.Resident()
+	s.pages = p
+	after, _ := p.Resident()
+	areas, _ := p.Areas()
 	s.log.Info("unmapped the executable's pages, which the page cache keeps; those used again come back",
-		"resident_before_kb", before>>10, "resident_after_kb", after>>10)
+		"resident_before_kb", before>>10, "resident_after_kb", after>>10, "areas", areas)
+	s.sayShaping()
 	return true
+}
+
+// sayShaping warns, once, that the pages are no longer shaped one by one:
+// the kernel refused a split (vm.max_map_count, say). They are still
+// dropped, and come back in windows as without shaping.
+func (s *Shell) sayShaping() {
+	if _, err := s.pages.Areas(); err != nil && s.shaped == nil {
+		s.shaped = err
+		s.log.Warn("cannot keep the executable's pages in areas of their own; those used again come back 64 KB at a time", "err", err)
+	}
 }

@@ -35,7 +35,7 @@ import (
 func main() {
 	pid := flag.Int("pid", 0, "process to record")
 	dur := flag.Duration("for", 40*time.Second, "how long to record: more than one unmapping period")
-	mark := flag.String("after", "execpages.Drop", "list the faults after the last one whose call chain has this function")
+	mark := flag.String("after", "execpages.(*Pages).Drop", "list the faults after the last one whose call chain has this function")
 	frames := flag.Int("frames", 4, "call-chain frames to print from each end")
 	flag.Parse()
 	if err := run(*pid, *dur, *mark, *frames); err != nil {
