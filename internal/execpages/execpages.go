@@ -12,6 +12,11 @@
 // mapped back from the cache by a minor fault. Measured in
 // docs/benchmarks.md, "The executable's pages".
 //
+// A long-lived process (Own with shape) also has its executable's
+// mappings split so that such a fault maps back the pages it uses at
+// rest, not 64 KB around each; see Pages.Drop, and "The executable's
+// pages, one by one" in docs/benchmarks.md.
+//
 // Only the standard library is below it, so that the monitor reaper can
 // use it too.
 package execpages
@@ -46,6 +51,8 @@ type mapping struct {
 // a debugger's breakpoint) holds copies that MADV_DONTNEED would throw
 // away, and its Anonymous count keeps it out. A writable one could be
 // written between our reading smaps and the call, so it is never taken.
+// A copy made after Own read smaps (a debugger attached later) is found
+// page by page at each Drop, in the page map (copyEntry).
 func (m mapping) droppable(dev, ino uint64) bool {
 	return m.Dev == dev && m.Ino == ino && len(m.Perms) == 4 &&
 		m.Perms[1] == '-' && m.Perms[3] == 'p' && m.AnonKB == 0
