@@ -254,13 +254,8 @@ func Own(shape bool) (*Pages, error) {
 // around a touch, so the window's pages are probed, alone, for one cycle.
 // Measured in docs/benchmarks.md, "The executable's pages, one by one".
 func (p *Pages) Drop() (int64, error) {
-	fd, err := openPagemap()
-	if err != nil {
-		return 0, err
-	}
-	defer syscall.Close(fd)
 	first := p.drops == 0
-	err = p.scan(fd, func(st *uint8, e uint64) {
+	err := p.scan(func(st *uint8, e uint64) {
 		*st &^= resident | ownCopy
 		if e&pmPresent != 0 {
 			*st |= resident
@@ -316,7 +311,12 @@ func openPagemap() (int, error) {
 
 // scan calls fn with the state and the pagemap entry of each page of the
 // spans, in order.
-func (p *Pages) scan(fd int, fn func(st *uint8, e uint64)) error {
+func (p *Pages) scan(fn func(st *uint8, e uint64)) error {
+	fd, err := openPagemap()
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
 	page := uintptr(os.Getpagesize())
 	k := 0
 	for _, sp := range p.spans {
@@ -436,13 +436,8 @@ func (p *Pages) unmap() (int64, error) {
 
 // Resident returns how many bytes of the droppable pages are mapped now.
 func (p *Pages) Resident() (int64, error) {
-	fd, err := openPagemap()
-	if err != nil {
-		return 0, err
-	}
-	defer syscall.Close(fd)
 	var n int64
-	err = p.scan(fd, func(_ *uint8, e uint64) {
+	err := p.scan(func(_ *uint8, e uint64) {
 		if e&pmPresent != 0 {
 			n++
 		}
