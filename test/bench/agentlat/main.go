@@ -34,14 +34,15 @@ func main() {
 	slow := flag.Duration("slow", 5*time.Second, "how long the exec monitor's command takes")
 	all := flag.Bool("all-monitors", false, "also a cpuload and a perl service: the four monitors of 2007")
 	every := flag.Duration("sample", 0, "also print the agent's memory this often during the run (0: only at the end)")
+	over := flag.Duration("over", 0, "also count the replies slower than this, by second of the run: do they come with the agent's unmapping every 30 s, or at random? (0: no)")
 	flag.Parse()
-	if err := run(*agentBin, *n, *gap, *slow, *all, *every); err != nil {
+	if err := run(*agentBin, *n, *gap, *slow, *all, *every, *over); err != nil {
 		fmt.Fprintln(os.Stderr, "agentlat:", err)
 		os.Exit(1)
 	}
 }
 
-func run(agentBin string, n int, gap, slow time.Duration, all bool, every time.Duration) error {
+func run(agentBin string, n int, gap, slow time.Duration, all bool, every, over time.Duration) error {
 	fm, err := necptest.Listen("", necptest.MasterOptions{Timeout: 10 * time.Second})
 	if err != nil {
 		return err
@@ -114,6 +115,7 @@ interval = 1
 	// Let the slow sample get under way: the first one starts at once.
 	time.Sleep(500 * time.Millisecond)
 	lat := make([]time.Duration, 0, n)
+	slowAt := map[int]int{} // second of the run -> replies slower than over
 	slowUnknown := 0
 	start := time.Now()
 	next := start.Add(every)
@@ -128,6 +130,9 @@ interval = 1
 			return err
 		}
 		lat = append(lat, time.Since(t0))
+		if over > 0 && lat[len(lat)-1] > over {
+			slowAt[int(t0.Sub(start).Seconds())]++
+		}
 		for _, h := range ack.Health {
 			if h.Port == 25 && h.Health == necp.HealthUnknown {
 				slowUnknown++
@@ -142,6 +147,20 @@ interval = 1
 	fmt.Printf("agent reply latency over %d KEEPALIVEs in %v, exec monitor taking %v per sample:\n", n, elapsed.Round(time.Millisecond), slow)
 	fmt.Printf("  p50 %v  p99 %v  max %v\n", q(0.50), q(0.99), lat[len(lat)-1])
 	fmt.Printf("  slow service reported unknown in %d of %d replies (no sample finished yet)\n", slowUnknown, n)
+	if over > 0 {
+		secs := make([]int, 0, len(slowAt))
+		total := 0
+		for s, c := range slowAt {
+			secs = append(secs, s)
+			total += c
+		}
+		sort.Ints(secs)
+		fmt.Printf("  %d replies slower than %v; by second of the run:", total, over)
+		for _, s := range secs {
+			fmt.Printf(" %ds:%d", s, slowAt[s])
+		}
+		fmt.Println()
+	}
 	fmt.Printf("agent RSS %.1f MB, peak %.1f MB, CPU %.2f s\n", float64(rss)/1024, float64(hwm)/1024,
 		float64(procfs.CPUTicks(cmd.Process.Pid))/100)
 	fmt.Printf("  %s\n", memory(cmd.Process.Pid))
