@@ -189,10 +189,11 @@ const (
 
 // copyEntry says whether a pagemap entry is a page of the process's own in
 // a private mapping of the file: a breakpoint a debugger wrote, say. It is
-// anonymous, in memory or swapped out, and MADV_DONTNEED would throw it
-// away.
+// anonymous, in memory or swapped out (or being migrated), and
+// MADV_DONTNEED would throw it away. A page of the file being migrated
+// shows as swapped too, with the file bit: that one may go.
 func copyEntry(e uint64) bool {
-	return e&pmSwapped != 0 || e&pmPresent != 0 && e&pmFile == 0
+	return e&(pmPresent|pmSwapped) != 0 && e&pmFile == 0
 }
 
 // maxShaped bounds shaping: each page becomes a mapping of its own at the

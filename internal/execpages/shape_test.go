@@ -163,3 +163,22 @@ func TestDropKeepsCopiesMadeLater(t *testing.T) {
 		t.Fatalf("after Drop the written byte reads %q, and the page is mapped: %v; the copy was thrown away", pg[10], got[0])
 	}
 }
+
+// Which page-map entries are the process's own copies.
+func TestCopyEntry(t *testing.T) {
+	for _, tc := range []struct {
+		e    uint64
+		copy bool
+	}{
+		{0, false},                               // not mapped
+		{pmPresent | pmFile, false},              // the file's page
+		{pmPresent, true},                        // written: anonymous
+		{pmSwapped, true},                        // written, then swapped out
+		{pmSwapped | pmFile, false},              // the file's page, being migrated
+		{pmPresent | pmFile | 1<<56 | 42, false}, // exclusive, with a frame number
+	} {
+		if got := copyEntry(tc.e); got != tc.copy {
+			t.Errorf("copyEntry(%#x) = %v, want %v", tc.e, got, tc.copy)
+		}
+	}
+}
