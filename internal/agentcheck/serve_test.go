@@ -19,25 +19,9 @@ import (
 // address; the server stops with the test.
 func start(t *testing.T, answer func() State, log *slog.Logger, deadline time.Duration, maxConns int) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	return testutil.StartServer(t, func(ctx context.Context, ln net.Listener) {
 		serve(ctx, ln, &server{answer: answer, deadline: deadline, loop: connserve.New("agent-check", maxConns, log)})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Error("Serve did not return within 5 s of its context's end")
-		}
-	})
-	return ln.Addr().String()
+	}).Addr
 }
 
 // ask connects, optionally sends what HAProxy's agent-send would, and

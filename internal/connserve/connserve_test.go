@@ -18,19 +18,12 @@ import (
 func TestLoop(t *testing.T) {
 	var buf testutil.SyncBuffer
 	l := New("test", 2, slog.New(slog.NewTextHandler(&buf, nil)))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	srv := testutil.StartServer(t, func(ctx context.Context, ln net.Listener) {
 		// Each handler holds its connection until it is closed under it.
 		l.Serve(ctx, ln, func(c net.Conn) { io.Copy(io.Discard, c) })
-	}()
+	})
 	dial := func() net.Conn {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", srv.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,10 +42,7 @@ func TestLoop(t *testing.T) {
 	if n := strings.Count(buf.String(), "too many open"); n != 1 {
 		t.Errorf("%d log lines for 5 refused connections, want 1:\n%s", n, buf.String())
 	}
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
+	if !srv.Stop(5 * time.Second) {
 		t.Fatal("Serve did not return within 5 s of its context's end")
 	}
 	for _, c := range held {
@@ -62,7 +52,7 @@ func TestLoop(t *testing.T) {
 		}
 	}
 	waitFor(t, "the slots freed", func() bool { return l.Busy() == 0 })
-	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+	if _, err := net.Dial("tcp", srv.Addr); err == nil {
 		t.Error("the listener still accepts after the context's end")
 	}
 }

@@ -1,7 +1,6 @@
 package promtext
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -48,35 +47,19 @@ func (e *exposition) unwritten(t *testing.T) {
 }
 
 // testServer serves write on a port of 127.0.0.1 with the given changes
-// to the server; done is closed when the accepting loop returns.
+// to the server, until the test ends.
 type testServer struct {
-	s      *server
-	addr   string
-	cancel context.CancelFunc
-	done   chan struct{}
+	s    *server
+	addr string
 }
 
 func startServer(t *testing.T, write func(*Writer), tweak func(*server)) *testServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := newServer(write, slog.New(slog.DiscardHandler))
 	if tweak != nil {
 		tweak(s)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ts := &testServer{s: s, addr: ln.Addr().String(), cancel: cancel, done: make(chan struct{})}
-	go func() {
-		s.serve(ctx, ln)
-		close(ts.done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-ts.done
-	})
-	return ts
+	return &testServer{s: s, addr: testutil.StartServer(t, s.serve).Addr}
 }
 
 func dial(t *testing.T, addr string) net.Conn {
@@ -454,28 +437,15 @@ func TestServeConcurrencyCap(t *testing.T) {
 func TestServeCancel(t *testing.T) {
 	before := runtime.NumGoroutine()
 	big := func(w *Writer) { w.b = make([]byte, 16<<20) }
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := newServer(big, slog.New(slog.DiscardHandler))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		s.serve(ctx, ln)
-		close(done)
-	}()
-	addr := ln.Addr().String()
+	srv := testutil.StartServer(t, s.serve)
+	addr := srv.Addr
 	waiting := dial(t, addr)
 	writing := dialSmallBuffer(t, addr)
 	io.WriteString(writing, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitFor(t, "two connections in flight", time.Second, func() bool { return s.loop.Busy() == 2 })
 	time.Sleep(50 * time.Millisecond) // the second's write under way
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(time.Second):
+	if !srv.Stop(time.Second) {
 		t.Fatal("the accepting loop did not return")
 	}
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
